@@ -1,0 +1,107 @@
+//! The one error type that becomes an HTTP response. Every layer's error converts into
+//! [`ApiError`]; the status is chosen here and nowhere else. Bodies follow the LangGraph API:
+//! `{"detail": "…"}`. Internal causes are logged here, once, and never sent to the client.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+use crate::persistence::DbError;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_S: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (not JSON, missing required query parameter): 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// Duplicate id and similar: 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but invalid input: 422.
+    #[error("{0}")]
+    Validation(String),
+    /// Body over the configured limit: 413.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The database (or the persistence actor) cannot serve now: 503 with `Retry-After`.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: an opaque 500; the cause is only logged.
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(msg: impl Into<String>) -> Self {
+        ApiError::Validation(msg.into())
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound(m) => ApiError::NotFound(m),
+            DbError::Conflict(m) => ApiError::Conflict(m),
+            DbError::Invalid(m) => ApiError::Validation(m),
+            DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
+            DbError::ActorGone => ApiError::Unavailable("server is shutting down".into()),
+            DbError::Query(cause) => ApiError::Internal(format!("database error: {cause:?}")),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Internal(cause) => log::error!("500: {cause}"),
+            ApiError::Unavailable(cause) => {
+                log::warn!("503: {cause}");
+                resp.insert_header(("Retry-After", RETRY_AFTER_S));
+            }
+            _ => {}
+        }
+        resp.json(serde_json::json!({ "detail": self.to_string() }))
+    }
+}
+
+/// JSON bodies: syntax errors are 400, well-formed JSON of the wrong shape 422, too large 413.
+pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge(format!("Request body is larger than {limit} bytes"))
+        }
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Validation(e.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("Invalid JSON: {e}")),
+        other => ApiError::BadRequest(other.to_string()),
+    };
+    api.into()
+}
+
+/// Query strings of the wrong shape: 422.
+pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::Validation(err.to_string()).into()
+}
+
+/// Path segments that do not parse: 404 (no such resource).
+pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::NotFound(err.to_string()).into()
+}

@@ -1,0 +1,10 @@
+//! mnemo: a server for AI chat agents' state (threads, checkpoints, a long-term store) that
+//! speaks the LangGraph Platform HTTP API. See the README for the tour.
+
+pub mod bench;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod persistence;
+pub mod routes;
+pub mod startup;

@@ -1,0 +1,88 @@
+//! The `mnemo` binary: `serve` (the default), `migrate`, `healthcheck` and `bench`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mnemo::config::{Config, redact_url};
+use mnemo::startup::{Application, shutdown_signal};
+
+#[derive(Parser)]
+#[command(
+    name = "mnemo",
+    version,
+    about = "State server for AI chat agents (LangGraph Platform API)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Exit 0 when the server's /ready answers 200 (for Docker's HEALTHCHECK).
+    Healthcheck,
+    /// Drive a server over HTTP and print ops/s, p50 and p99 per operation.
+    Bench(mnemo::bench::BenchArgs),
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Migrate => mnemo::persistence::run_migrations(&cli.config.database_url)
+            .await
+            .map(|n| {
+                log::info!(
+                    "{n} migration(s) applied to {}",
+                    redact_url(&cli.config.database_url)
+                )
+            }),
+        Command::Healthcheck => healthcheck(&cli.config).await,
+        Command::Bench(args) => mnemo::bench::run(cli.config, args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("mnemo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config).await?;
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn healthcheck(config: &Config) -> Result<(), String> {
+    let host = match config.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        h => h,
+    };
+    let url = format!("http://{host}:{}/ready", config.port);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {}", resp.status()))
+    }
+}

@@ -1,0 +1,378 @@
+//! Domain types: what the persistence layer takes and returns, parsed and validated at the edge.
+//! Timestamps serialise as the LangGraph API writes them (ISO-8601, microseconds, `+00:00`).
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+/// Serialises a timestamp the way LangGraph clients expect it.
+pub fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(t))
+}
+
+pub fn format_ts(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+/// A validated store namespace: non-empty labels without `.` (they are joined by `.` on disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace(Vec<String>);
+
+impl Namespace {
+    /// Validates labels; `allow_empty` for search prefixes, where `[]` means "everything".
+    pub fn parse(labels: Vec<String>, allow_empty: bool) -> Result<Namespace, String> {
+        if labels.is_empty() && !allow_empty {
+            return Err("Namespace cannot be empty.".into());
+        }
+        for label in &labels {
+            if label.is_empty() {
+                return Err(format!(
+                    "Namespace labels cannot be empty strings. Got {labels:?}"
+                ));
+            }
+            if label.contains('.') {
+                return Err(format!(
+                    "Namespace labels cannot contain periods ('.'). Got {label:?}"
+                ));
+            }
+        }
+        Ok(Namespace(labels))
+    }
+
+    /// The dotted form a GET query carries (`a.b`).
+    pub fn parse_dotted(dotted: &str) -> Result<Namespace, String> {
+        if dotted.is_empty() {
+            return Namespace::parse(Vec::new(), false);
+        }
+        Namespace::parse(dotted.split('.').map(str::to_string).collect(), false)
+    }
+
+    pub fn prefix(&self) -> String {
+        self.0.join(".")
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One item of the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreItem {
+    pub namespace: Vec<String>,
+    pub key: String,
+    pub value: Value,
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A comparison in a store search filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+impl FilterOp {
+    pub fn sql(self) -> &'static str {
+        match self {
+            FilterOp::Eq => "=",
+            FilterOp::Ne => "<>",
+            FilterOp::Gt => ">",
+            FilterOp::Gte => ">=",
+            FilterOp::Lt => "<",
+            FilterOp::Lte => "<=",
+        }
+    }
+}
+
+/// `field op value`, for a top-level field of an item's value. Ordering comparisons take a
+/// number (compared as a number) or a string (compared as a string), nothing else.
+#[derive(Debug, Clone)]
+pub struct FieldFilter {
+    pub field: String,
+    pub op: FilterOp,
+    pub value: Value,
+}
+
+impl FieldFilter {
+    /// Parses the LangGraph filter object: `{field: value}` or `{field: {"$op": value, …}}`.
+    pub fn parse_all(filter: &Value) -> Result<Vec<FieldFilter>, String> {
+        let obj = match filter {
+            Value::Null => return Ok(Vec::new()),
+            Value::Object(o) => o,
+            _ => return Err("filter must be an object".into()),
+        };
+        let mut out = Vec::new();
+        for (field, cond) in obj {
+            let ops = match cond {
+                Value::Object(o) if !o.is_empty() && o.keys().all(|k| k.starts_with('$')) => o,
+                other => {
+                    out.push(FieldFilter {
+                        field: field.clone(),
+                        op: FilterOp::Eq,
+                        value: other.clone(),
+                    });
+                    continue;
+                }
+            };
+            for (op, value) in ops {
+                let op = match op.as_str() {
+                    "$eq" => FilterOp::Eq,
+                    "$ne" => FilterOp::Ne,
+                    "$gt" => FilterOp::Gt,
+                    "$gte" => FilterOp::Gte,
+                    "$lt" => FilterOp::Lt,
+                    "$lte" => FilterOp::Lte,
+                    other => return Err(format!("Unsupported filter operator: {other}")),
+                };
+                let ordering = !matches!(op, FilterOp::Eq | FilterOp::Ne);
+                if ordering && !(value.is_number() || value.is_string()) {
+                    return Err(format!(
+                        "{field}: ordering comparisons take a number or a string"
+                    ));
+                }
+                out.push(FieldFilter {
+                    field: field.clone(),
+                    op,
+                    value: value.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A store search.
+#[derive(Debug, Clone)]
+pub struct StoreSearch {
+    pub namespace_prefix: Namespace,
+    pub filter: Vec<FieldFilter>,
+    pub limit: i64,
+    pub offset: i64,
+    pub refresh_ttl: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads
+
+/// A thread's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadStatus {
+    Idle,
+    Busy,
+    Interrupted,
+    Error,
+}
+
+impl ThreadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadStatus::Idle => "idle",
+            ThreadStatus::Busy => "busy",
+            ThreadStatus::Interrupted => "interrupted",
+            ThreadStatus::Error => "error",
+        }
+    }
+}
+
+/// A thread as the LangGraph API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Thread {
+    pub thread_id: String,
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    pub state_updated_at: DateTime<Utc>,
+    pub metadata: Value,
+    pub status: String,
+    pub config: Value,
+    pub values: Option<Value>,
+    pub interrupts: Value,
+}
+
+/// A thread to create.
+#[derive(Debug, Clone)]
+pub struct NewThread {
+    pub thread_id: String,
+    pub metadata: Value,
+    /// Return the existing thread instead of a conflict.
+    pub do_nothing_if_exists: bool,
+}
+
+/// Which threads a search or count matches.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadFilter {
+    /// JSON containment on the thread's metadata.
+    pub metadata: Option<Value>,
+    /// JSON containment on the thread's current values.
+    pub values: Option<Value>,
+    pub ids: Option<Vec<String>>,
+    pub status: Option<ThreadStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadSortBy {
+    ThreadId,
+    Status,
+    CreatedAt,
+    UpdatedAt,
+    StateUpdatedAt,
+}
+
+/// A page of threads.
+#[derive(Debug, Clone)]
+pub struct ThreadSearch {
+    pub filter: ThreadFilter,
+    pub sort_by: ThreadSortBy,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+/// A channel value stored once per version: a type tag and opaque bytes (`None` = no value).
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub channel: String,
+    pub version: String,
+    pub type_: String,
+    pub data: Option<Vec<u8>>,
+}
+
+/// A write a task made against a checkpoint that has not been applied yet.
+#[derive(Debug, Clone)]
+pub struct PendingWrite {
+    pub task_id: String,
+    pub task_path: String,
+    pub idx: i32,
+    pub channel: String,
+    pub type_: String,
+    pub data: Vec<u8>,
+}
+
+/// A stored checkpoint with the blobs its channel versions name and its pending writes.
+#[derive(Debug, Clone)]
+pub struct CheckpointRecord {
+    pub thread_id: String,
+    pub checkpoint_ns: String,
+    pub checkpoint_id: String,
+    pub parent_checkpoint_id: Option<String>,
+    pub checkpoint: Value,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub blobs: Vec<Blob>,
+    pub pending_writes: Vec<PendingWrite>,
+}
+
+/// A checkpoint to store.
+#[derive(Debug, Clone)]
+pub struct NewCheckpoint {
+    pub thread_id: String,
+    pub checkpoint_ns: String,
+    pub checkpoint_id: String,
+    pub parent_checkpoint_id: Option<String>,
+    pub checkpoint: Value,
+    pub metadata: Value,
+    pub blobs: Vec<Blob>,
+}
+
+/// Pending writes of one task.
+#[derive(Debug, Clone)]
+pub struct NewWrites {
+    pub thread_id: String,
+    pub checkpoint_ns: String,
+    pub checkpoint_id: String,
+    pub task_id: String,
+    pub task_path: String,
+    /// (channel, type, data) in the task's order.
+    pub writes: Vec<(String, String, Vec<u8>)>,
+}
+
+/// The fixed indexes of LangGraph's special channels; other writes use their position.
+pub fn write_index(channel: &str, position: usize) -> i32 {
+    match channel {
+        "__error__" => -1,
+        "__scheduled__" => -2,
+        "__interrupt__" => -3,
+        "__resume__" => -4,
+        _ => position as i32,
+    }
+}
+
+/// A history listing.
+#[derive(Debug, Clone)]
+pub struct CheckpointQuery {
+    pub thread_id: String,
+    /// `None` lists every namespace.
+    pub checkpoint_ns: Option<String>,
+    /// Only checkpoints whose metadata contains this object.
+    pub metadata: Option<Value>,
+    /// Only checkpoints older than this id (keyset pagination).
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+/// An update of a thread's state: a new checkpoint on top of `checkpoint_id` (default: latest).
+#[derive(Debug, Clone)]
+pub struct StateUpdate {
+    pub thread_id: String,
+    pub values: Value,
+    pub as_node: Option<String>,
+    pub checkpoint_id: Option<String>,
+}
+
+/// Channels that are LangGraph's bookkeeping, not state: `__start__`, `branch:to:agent`, …
+fn is_internal_channel(name: &str) -> bool {
+    name.starts_with("__") || name.contains(':')
+}
+
+impl CheckpointRecord {
+    /// The state's values: inline channel values and JSON-typed blobs. Blobs of other types
+    /// (a Python graph's msgpack) are opaque to mnemo and left out, as are internal channels.
+    pub fn values(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(inline) = self
+            .checkpoint
+            .get("channel_values")
+            .and_then(Value::as_object)
+        {
+            for (k, v) in inline {
+                if !is_internal_channel(k) {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        for blob in &self.blobs {
+            if blob.type_ == "json" && !is_internal_channel(&blob.channel) {
+                if let Some(v) = blob
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_slice(d).ok())
+                {
+                    out.insert(blob.channel.clone(), v);
+                }
+            }
+        }
+        Value::Object(out)
+    }
+}

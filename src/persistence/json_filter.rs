@@ -1,0 +1,186 @@
+//! JSON predicates, the one place where the two backends need different SQL: metadata
+//! containment (Postgres `@>`, spelled out with `json_extract` on SQLite) and the store's field
+//! filters. Ordering comparisons are typed on both: numbers as numbers (9 < 10), strings as
+//! strings (bytewise), and a field of another type never matches. Every value is bound, never
+//! spliced into the SQL; column names are constants of this crate.
+
+use diesel::expression::BoxableExpression;
+use diesel::sql_types::Bool;
+
+pub type Pred<QS, DB> = Box<dyn BoxableExpression<QS, DB, SqlType = Bool>>;
+
+pub mod pg {
+    use diesel::dsl::sql;
+    use diesel::pg::Pg;
+    use diesel::sql_types::{Bool, Jsonb, Text};
+    use serde_json::Value;
+
+    use crate::model::{FieldFilter, FilterOp};
+
+    type Pred<QS> = super::Pred<QS, Pg>;
+
+    /// `column @> filter` (a list, to match the SQLite spelling).
+    pub fn contains<QS: 'static>(column: &'static str, filter: &Value) -> Vec<Pred<QS>> {
+        vec![Box::new(
+            sql::<Bool>(&format!("{column} @> ")).bind::<Jsonb, _>(filter.clone()),
+        )]
+    }
+
+    /// A filter on a top-level field of the store's `value` column.
+    pub fn field<QS: 'static>(f: &FieldFilter) -> Pred<QS> {
+        let key = f.field.clone();
+        match (f.op, &f.value) {
+            (FilterOp::Eq, v) => Box::new(
+                sql::<Bool>("(value -> ")
+                    .bind::<Text, _>(key)
+                    .sql(") = ")
+                    .bind::<Jsonb, _>(v.clone()),
+            ),
+            (FilterOp::Ne, v) => Box::new(
+                sql::<Bool>("(value -> ")
+                    .bind::<Text, _>(key)
+                    .sql(") IS DISTINCT FROM ")
+                    .bind::<Jsonb, _>(v.clone()),
+            ),
+            (op, Value::Number(n)) => Box::new(
+                sql::<Bool>("(CASE WHEN jsonb_typeof(value -> ")
+                    .bind::<Text, _>(key.clone())
+                    .sql(") = 'number' THEN (value -> ")
+                    .bind::<Text, _>(key)
+                    .sql(&format!(")::numeric {} CAST(", op.sql()))
+                    .bind::<Text, _>(n.to_string())
+                    .sql(" AS numeric) ELSE false END)"),
+            ),
+            (op, v) => Box::new(
+                sql::<Bool>("(CASE WHEN jsonb_typeof(value -> ")
+                    .bind::<Text, _>(key.clone())
+                    .sql(") = 'string' THEN (value ->> ")
+                    .bind::<Text, _>(key)
+                    .sql(&format!(") COLLATE \"C\" {} ", op.sql()))
+                    .bind::<Text, _>(v.as_str().unwrap_or_default().to_string())
+                    .sql(" ELSE false END)"),
+            ),
+        }
+    }
+}
+
+pub mod sqlite {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Double, Text};
+    use diesel::sqlite::Sqlite;
+    use serde_json::Value;
+
+    use crate::model::{FieldFilter, FilterOp};
+
+    type Pred<QS> = super::Pred<QS, Sqlite>;
+
+    /// A JSON path naming nested object keys: `$."a"."b"`.
+    fn path(keys: &[&str]) -> String {
+        let mut p = String::from("$");
+        for k in keys {
+            p.push_str(&format!(".\"{k}\""));
+        }
+        p
+    }
+
+    /// `json_extract(column, path)` equals the JSON value `v` (numbers equal across int/real).
+    fn equals<QS: 'static>(column: &str, path: String, v: &Value) -> Pred<QS> {
+        let json = v.to_string();
+        Box::new(
+            sql::<Bool>(&format!("COALESCE(replace(json_type({column}, "))
+                .bind::<Text, _>(path.clone())
+                .sql("), 'integer', 'real') = replace(json_type(")
+                .bind::<Text, _>(json.clone())
+                .sql(&format!(
+                    "), 'integer', 'real') AND json_extract({column}, "
+                ))
+                .bind::<Text, _>(path)
+                .sql(") = json_extract(")
+                .bind::<Text, _>(json)
+                .sql(", '$'), 0)"),
+        )
+    }
+
+    fn has_type<QS: 'static>(column: &str, path: String, ty: &'static str) -> Pred<QS> {
+        Box::new(
+            sql::<Bool>(&format!("COALESCE(json_type({column}, "))
+                .bind::<Text, _>(path)
+                .sql(&format!(") = '{ty}', 0)")),
+        )
+    }
+
+    fn array_has<QS: 'static>(column: &str, path: String, element: &Value) -> Pred<QS> {
+        let json = element.to_string();
+        Box::new(
+            sql::<Bool>(&format!("EXISTS (SELECT 1 FROM json_each({column}, "))
+                .bind::<Text, _>(path)
+                .sql(") AS e WHERE replace(e.type, 'integer', 'real') = replace(json_type(")
+                .bind::<Text, _>(json.clone())
+                .sql("), 'integer', 'real') AND e.atom IS json_extract(")
+                .bind::<Text, _>(json.clone())
+                .sql(", '$') OR (e.atom IS NULL AND e.value = json(")
+                .bind::<Text, _>(json)
+                .sql(")))"),
+        )
+    }
+
+    /// Postgres `column @> filter`, as a conjunction over the filter's leaves.
+    pub fn contains<QS: 'static>(column: &'static str, filter: &Value) -> Vec<Pred<QS>> {
+        let mut out = Vec::new();
+        leaves(column, &mut Vec::new(), filter, &mut out);
+        out
+    }
+
+    fn leaves<QS: 'static>(
+        column: &'static str,
+        keys: &mut Vec<String>,
+        v: &Value,
+        out: &mut Vec<Pred<QS>>,
+    ) {
+        let here = || path(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+        match v {
+            Value::Object(o) if o.is_empty() => out.push(has_type(column, here(), "object")),
+            Value::Object(o) => {
+                for (k, child) in o {
+                    keys.push(k.clone());
+                    leaves(column, keys, child, out);
+                    keys.pop();
+                }
+            }
+            Value::Array(items) => {
+                out.push(has_type(column, here(), "array"));
+                for item in items {
+                    out.push(array_has(column, here(), item));
+                }
+            }
+            scalar => out.push(equals(column, here(), scalar)),
+        }
+    }
+
+    /// A filter on a top-level field of the store's `value` column.
+    pub fn field<QS: 'static>(f: &FieldFilter) -> Pred<QS> {
+        let p = path(&[f.field.as_str()]);
+        match (f.op, &f.value) {
+            (FilterOp::Eq, v) => equals("value", p, v),
+            (FilterOp::Ne, v) => Box::new(diesel::dsl::not(equals::<QS>("value", p, v))),
+            (op, Value::Number(n)) => Box::new(
+                sql::<Bool>("(json_type(value, ")
+                    .bind::<Text, _>(p.clone())
+                    .sql(") IN ('integer', 'real') AND json_extract(value, ")
+                    .bind::<Text, _>(p)
+                    .sql(&format!(") {} ", op.sql()))
+                    .bind::<Double, _>(n.as_f64().unwrap_or_default())
+                    .sql(")"),
+            ),
+            (op, v) => Box::new(
+                sql::<Bool>("(json_type(value, ")
+                    .bind::<Text, _>(p.clone())
+                    .sql(") = 'text' AND json_extract(value, ")
+                    .bind::<Text, _>(p)
+                    .sql(&format!(") {} ", op.sql()))
+                    .bind::<Text, _>(v.as_str().unwrap_or_default().to_string())
+                    .sql(")"),
+            ),
+        }
+    }
+}

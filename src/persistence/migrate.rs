@@ -1,0 +1,66 @@
+//! Embedded migrations, one folder per backend, run at start-up and by `mnemo migrate`.
+//!
+//! On Postgres they run under a session advisory lock, so replicas starting at the same moment
+//! on one empty database take turns: the first applies, the others find nothing pending.
+//! Both run on a blocking thread through diesel's synchronous migration harness, which needs no
+//! libpq (an `AsyncConnectionWrapper` drives the async Postgres connection).
+
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::pool::{Backend, SQLITE_PRAGMAS, sqlite_path};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The advisory lock key mnemo's migrations hold ("mnemo" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d6e656d6f;
+
+/// Applies every pending migration; returns how many ran.
+pub async fn run_migrations(database_url: &str) -> Result<usize, String> {
+    let backend = Backend::of_url(database_url)?;
+    let url = database_url.to_string();
+    tokio::task::spawn_blocking(move || match backend {
+        Backend::Postgres => migrate_pg(&url),
+        Backend::Sqlite => migrate_sqlite(sqlite_path(&url)),
+    })
+    .await
+    .map_err(|e| format!("migration task failed: {e}"))?
+}
+
+fn migrate_pg(url: &str) -> Result<usize, String> {
+    let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)
+        .map_err(|e| format!("while connecting to run migrations: {e}"))?;
+    diesel::sql_query("SET application_name = 'mnemo-migrate'")
+        .execute(&mut conn)
+        .map_err(|e| e.to_string())?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .execute(&mut conn)
+        .map_err(|e| format!("while taking the migration lock: {e}"))?;
+    let applied = conn
+        .run_pending_migrations(PG_MIGRATIONS)
+        .map(|v| v.len())
+        .map_err(|e| format!("while migrating: {e}"));
+    let unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .execute(&mut conn);
+    let applied = applied?;
+    unlocked.map_err(|e| format!("while releasing the migration lock: {e}"))?;
+    Ok(applied)
+}
+
+fn migrate_sqlite(path: &str) -> Result<usize, String> {
+    let mut conn =
+        SqliteConnection::establish(path).map_err(|e| format!("while opening {path}: {e}"))?;
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, SQLITE_PRAGMAS)
+        .map_err(|e| e.to_string())?;
+    // BEGIN IMMEDIATE: a second process waits on busy_timeout instead of racing
+    conn.immediate_transaction(|conn| {
+        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
+    })
+    .map_err(|e| format!("while migrating: {e}"))
+}

@@ -1,0 +1,170 @@
+//! Persistence: the only module that touches the database.
+//!
+//! One [`PersistenceActor`] per process owns the connection pool. Every operation is a typed
+//! actix message whose handler clones the pool into a future (`ResponseFuture`), so queries run
+//! concurrently, bounded by the pool size; a connection is held for one query or one
+//! transaction, never longer. Callers use the cloneable [`Persistence`] handle, one `async fn`
+//! per operation. When the actix system stops, [`Persistence::shutdown`] closes the pool and
+//! waits for checked-out connections to come back, so mnemo leaves no connection behind.
+//! Nothing outside this module imports diesel, diesel-async or deadpool.
+
+mod actor;
+mod checkpoints;
+mod error;
+mod json_filter;
+mod migrate;
+mod pool;
+mod schema;
+mod store;
+mod threads;
+
+pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
+pub use error::DbError;
+pub use migrate::run_migrations;
+pub use pool::{Backend, DbPool};
+
+use actix::Addr;
+
+/// Runs `$body` with a pooled connection `$conn` and the backend's schema module `$s`.
+/// The body is compiled once per backend, so one query serves Postgres and SQLite.
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident, $s:ident| $body:expr) => {{
+        match $db {
+            $crate::persistence::DbPool::Pg(pool) => {
+                #[allow(unused_imports)]
+                use $crate::persistence::schema::pg as $s;
+                #[allow(unused_mut)]
+                let mut $conn = pool.get().await?;
+                #[allow(unused_imports)]
+                use $crate::persistence::json_filter::pg as dialect;
+                $body
+            }
+            $crate::persistence::DbPool::Sqlite(pool) => {
+                #[allow(unused_imports)]
+                use $crate::persistence::schema::sqlite as $s;
+                #[allow(unused_mut)]
+                let mut $conn = pool.get().await?;
+                #[allow(unused_imports)]
+                use $crate::persistence::json_filter::sqlite as dialect;
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_conn;
+
+/// Declares the persistence operations: for each, a message type, the actor's handler (a future
+/// over a cloned pool) and the handle's `async fn`.
+macro_rules! operations {
+    ($( $(#[$doc:meta])* $msg:ident => fn $method:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $func:path; )*) => {
+        $(
+            $(#[$doc])*
+            pub struct $msg { $($arg: $ty),* }
+            impl actix::Message for $msg { type Result = Result<$ret, DbError>; }
+            impl actix::Handler<$msg> for PersistenceActor {
+                type Result = actix::ResponseFuture<Result<$ret, DbError>>;
+                fn handle(&mut self, m: $msg, _: &mut Self::Context) -> Self::Result {
+                    let db = self.pool().clone();
+                    #[allow(unused_variables)]
+                    let $msg { $($arg),* } = m;
+                    Box::pin(async move { $func(&db, $($arg),*).await })
+                }
+            }
+        )*
+        impl Persistence {
+            $(
+                $(#[$doc])*
+                pub async fn $method(&self, $($arg: $ty),*) -> Result<$ret, DbError> {
+                    self.addr.send($msg { $($arg),* }).await.map_err(|_| DbError::ActorGone)?
+                }
+            )*
+        }
+    };
+}
+
+use crate::model::*;
+use serde_json::Value;
+
+/// The typed handle request handlers use; cheap to clone.
+#[derive(Clone)]
+pub struct Persistence {
+    addr: Addr<PersistenceActor>,
+    backend: Backend,
+}
+
+impl Persistence {
+    pub fn new(addr: Addr<PersistenceActor>, backend: Backend) -> Self {
+        Persistence { addr, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A round trip to the database through the actor, with the pool's figures.
+    pub async fn ping(&self) -> Result<PoolStats, DbError> {
+        self.addr
+            .send(actor::Ping)
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
+    /// The pool's figures without touching the database.
+    pub async fn pool_stats(&self) -> Result<PoolStats, DbError> {
+        self.addr
+            .send(actor::Stats)
+            .await
+            .map_err(|_| DbError::ActorGone)
+    }
+
+    /// Closes the pool and stops the actor; waits up to `wait` for busy connections.
+    pub async fn shutdown(&self, wait: std::time::Duration) -> Result<ShutdownReport, DbError> {
+        self.addr
+            .send(actor::Shutdown { wait })
+            .await
+            .map_err(|_| DbError::ActorGone)
+    }
+}
+
+operations! {
+    /// Creates or replaces a store item.
+    PutItem => fn put_item(prefix: String, key: String, value: Value, ttl_minutes: Option<f64>) -> () = store::put;
+    /// Reads a store item (expired ones never), refreshing its TTL when asked.
+    GetItem => fn get_item(prefix: String, key: String, refresh_ttl: bool) -> Option<StoreItem> = store::get;
+    /// Deletes a store item; deleting nothing is not an error.
+    DeleteItem => fn delete_item(prefix: String, key: String) -> () = store::delete;
+    /// Searches the store under a namespace prefix with field filters, newest first.
+    SearchItems => fn search_items(query: StoreSearch) -> Vec<StoreItem> = store::search;
+    /// Lists the distinct namespaces (dotted prefixes) under an optional prefix.
+    ListPrefixes => fn list_prefixes(prefix: Option<String>) -> Vec<String> = store::list_prefixes;
+    /// Deletes every expired store item; returns how many.
+    SweepExpired => fn sweep_expired() -> usize = store::sweep_expired;
+
+    /// Creates a thread (or returns the existing one with `if_exists = do_nothing`).
+    CreateThread => fn create_thread(new: NewThread) -> Thread = threads::create;
+    /// Reads one thread.
+    GetThread => fn get_thread(thread_id: String) -> Thread = threads::get;
+    /// Merges metadata into a thread.
+    PatchThread => fn patch_thread(thread_id: String, metadata: Value) -> Thread = threads::patch;
+    /// Deletes a thread with its checkpoints, blobs and writes, in one transaction.
+    DeleteThread => fn delete_thread(thread_id: String) -> () = threads::delete;
+    /// Searches threads; returns one page and the total count.
+    SearchThreads => fn search_threads(query: ThreadSearch) -> (Vec<Thread>, i64) = threads::search;
+    /// Counts threads matching a filter.
+    CountThreads => fn count_threads(filter: ThreadFilter) -> i64 = threads::count;
+    /// Copies a thread with its whole history under a new id.
+    CopyThread => fn copy_thread(thread_id: String, new_id: String) -> Thread = threads::copy;
+
+    /// Stores a checkpoint with its channel blobs (creating the thread row if needed).
+    PutCheckpoint => fn put_checkpoint(new: NewCheckpoint) -> () = checkpoints::put;
+    /// Stores a task's pending writes against a checkpoint; the first write of an index wins.
+    PutWrites => fn put_writes(new: NewWrites) -> () = checkpoints::put_writes;
+    /// Reads one checkpoint (or the latest) with its blobs and pending writes.
+    GetCheckpoint => fn get_checkpoint(thread_id: String, checkpoint_ns: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::get;
+    /// Lists checkpoints newest first, keyset-paginated by checkpoint id.
+    ListCheckpoints => fn list_checkpoints(query: CheckpointQuery) -> Vec<CheckpointRecord> = checkpoints::list;
+    /// Deletes a thread's checkpoints, blobs and writes (and the thread); idempotent.
+    DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
+    /// Writes a new checkpoint whose values are the base state's updated with `values`.
+    UpdateState => fn update_state(update: StateUpdate) -> CheckpointRecord = checkpoints::update_state;
+}

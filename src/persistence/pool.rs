@@ -1,0 +1,162 @@
+//! Building the connection pool: one function per backend, each connection set up the same way
+//! every time it is created, and checked (and retired when old) when it is handed out again.
+
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel::sqlite::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Hook, HookError, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use crate::config::Config;
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Connections older than this are closed when they come back, so a database failover or a
+/// pooler's idle reaping heals without restarting mnemo.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The pool of one backend. Cloning is cheap (an `Arc`).
+#[derive(Clone)]
+pub enum DbPool {
+    Pg(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite://") || url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err("DATABASE_URL must start with postgres:// or sqlite://".into())
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// The file path in a `sqlite://` URL.
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+/// Whether a connection is past its lifetime (checked before it is handed out again).
+fn too_old(metrics: &deadpool::managed::Metrics) -> Result<(), &'static str> {
+    if metrics.age() > MAX_LIFETIME {
+        Err("connection reached its maximum lifetime")
+    } else {
+        Ok(())
+    }
+}
+
+impl DbPool {
+    /// Builds the pool for `config.database_url`. Connections open lazily, on first use.
+    pub fn build(config: &Config) -> Result<DbPool, String> {
+        let url = config.database_url.clone();
+        let timeouts = deadpool::managed::Timeouts {
+            wait: Some(config.pool_timeout()),
+            create: Some(config.pool_timeout()),
+            recycle: Some(config.pool_timeout()),
+        };
+        match Backend::of_url(&url)? {
+            Backend::Postgres => {
+                let statement_timeout = config.statement_timeout().as_millis();
+                let mut cfg = ManagerConfig::<AsyncPgConnection>::default();
+                cfg.custom_setup = Box::new(move |url| {
+                    async move {
+                        let mut conn = AsyncPgConnection::establish(url).await?;
+                        conn.batch_execute(&format!(
+                            "SET application_name = 'mnemo'; SET statement_timeout = {statement_timeout}"
+                        ))
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::new_with_config(url, cfg);
+                Pool::builder(manager)
+                    .max_size(config.pool_max)
+                    .timeouts(timeouts)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .pre_recycle(Hook::sync_fn(|_, m| too_old(m).map_err(HookError::message)))
+                    .build()
+                    .map(DbPool::Pg)
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Sqlite => {
+                let path = sqlite_path(&url).to_string();
+                let mut cfg = ManagerConfig::<SqliteConn>::default();
+                // a local file cannot go away under us: skip the per-checkout test query
+                cfg.recycling_method = RecyclingMethod::Fast;
+                cfg.custom_setup = Box::new(|path| {
+                    async move {
+                        let mut conn = SqliteConn::establish(path).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::new_with_config(path, cfg);
+                Pool::builder(manager)
+                    .max_size(config.pool_max)
+                    .timeouts(timeouts)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map(DbPool::Sqlite)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbPool::Pg(_) => Backend::Postgres,
+            DbPool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    pub fn status(&self) -> deadpool::Status {
+        match self {
+            DbPool::Pg(p) => p.status(),
+            DbPool::Sqlite(p) => p.status(),
+        }
+    }
+
+    /// Closes the pool: idle connections are dropped now, checked-out ones when they return.
+    pub fn close(&self) {
+        match self {
+            DbPool::Pg(p) => p.close(),
+            DbPool::Sqlite(p) => p.close(),
+        }
+    }
+}
+
+/// Set on every SQLite connection: WAL so readers never block the writer, a busy timeout so
+/// concurrent writers queue instead of failing, foreign keys for the cascades, case-sensitive
+/// LIKE for namespace prefixes (as on Postgres).
+pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; \
+     PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;";

@@ -1,0 +1,154 @@
+//! Table definitions for both backends, kept in step with `migrations/postgres` and
+//! `migrations/sqlite` (the shape `diesel print-schema` gives, with SQLite's JSON and timestamp
+//! columns typed as `Json` and `TimestamptzSqlite`). Queries are written once against either
+//! module through `with_conn!`.
+
+pub mod pg {
+    diesel::table! {
+        threads (thread_id) {
+            thread_id -> Text,
+            metadata -> Jsonb,
+            status -> Text,
+            config -> Jsonb,
+            state_values -> Nullable<Jsonb>,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+            state_updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        checkpoints (thread_id, checkpoint_ns, checkpoint_id) {
+            thread_id -> Text,
+            checkpoint_ns -> Text,
+            checkpoint_id -> Text,
+            parent_checkpoint_id -> Nullable<Text>,
+            checkpoint -> Jsonb,
+            metadata -> Jsonb,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        checkpoint_blobs (thread_id, checkpoint_ns, channel, version) {
+            thread_id -> Text,
+            checkpoint_ns -> Text,
+            channel -> Text,
+            version -> Text,
+            #[sql_name = "type"]
+            type_ -> Text,
+            blob -> Nullable<Binary>,
+        }
+    }
+
+    diesel::table! {
+        checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {
+            thread_id -> Text,
+            checkpoint_ns -> Text,
+            checkpoint_id -> Text,
+            task_id -> Text,
+            idx -> Integer,
+            channel -> Text,
+            #[sql_name = "type"]
+            type_ -> Text,
+            blob -> Binary,
+            task_path -> Text,
+        }
+    }
+
+    diesel::table! {
+        store (prefix, key) {
+            prefix -> Text,
+            key -> Text,
+            value -> Jsonb,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+            expires_at -> Nullable<Timestamptz>,
+            ttl_minutes -> Nullable<Double>,
+        }
+    }
+
+    diesel::joinable!(checkpoints -> threads (thread_id));
+    diesel::allow_tables_to_appear_in_same_query!(
+        threads,
+        checkpoints,
+        checkpoint_blobs,
+        checkpoint_writes,
+        store
+    );
+}
+
+pub mod sqlite {
+    diesel::table! {
+        threads (thread_id) {
+            thread_id -> Text,
+            metadata -> Json,
+            status -> Text,
+            config -> Json,
+            state_values -> Nullable<Json>,
+            created_at -> TimestamptzSqlite,
+            updated_at -> TimestamptzSqlite,
+            state_updated_at -> TimestamptzSqlite,
+        }
+    }
+
+    diesel::table! {
+        checkpoints (thread_id, checkpoint_ns, checkpoint_id) {
+            thread_id -> Text,
+            checkpoint_ns -> Text,
+            checkpoint_id -> Text,
+            parent_checkpoint_id -> Nullable<Text>,
+            checkpoint -> Json,
+            metadata -> Json,
+            created_at -> TimestamptzSqlite,
+        }
+    }
+
+    diesel::table! {
+        checkpoint_blobs (thread_id, checkpoint_ns, channel, version) {
+            thread_id -> Text,
+            checkpoint_ns -> Text,
+            channel -> Text,
+            version -> Text,
+            #[sql_name = "type"]
+            type_ -> Text,
+            blob -> Nullable<Binary>,
+        }
+    }
+
+    diesel::table! {
+        checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {
+            thread_id -> Text,
+            checkpoint_ns -> Text,
+            checkpoint_id -> Text,
+            task_id -> Text,
+            idx -> Integer,
+            channel -> Text,
+            #[sql_name = "type"]
+            type_ -> Text,
+            blob -> Binary,
+            task_path -> Text,
+        }
+    }
+
+    diesel::table! {
+        store (prefix, key) {
+            prefix -> Text,
+            key -> Text,
+            value -> Json,
+            created_at -> TimestamptzSqlite,
+            updated_at -> TimestamptzSqlite,
+            expires_at -> Nullable<TimestamptzSqlite>,
+            ttl_minutes -> Nullable<Double>,
+        }
+    }
+
+    diesel::joinable!(checkpoints -> threads (thread_id));
+    diesel::allow_tables_to_appear_in_same_query!(
+        threads,
+        checkpoints,
+        checkpoint_blobs,
+        checkpoint_writes,
+        store
+    );
+}

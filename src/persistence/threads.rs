@@ -1,0 +1,319 @@
+//! Threads: the rows that own checkpoints. Deleting one cascades to its whole history.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::{Value, json};
+
+use super::{DbError, DbPool, with_conn};
+use crate::model::{NewThread, Thread, ThreadFilter, ThreadSearch, ThreadSortBy};
+
+type Row = (
+    String,
+    Value,
+    String,
+    Value,
+    Option<Value>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+fn thread(
+    (thread_id, metadata, status, config, values, created_at, updated_at, state_updated_at): Row,
+) -> Thread {
+    Thread {
+        thread_id,
+        created_at,
+        updated_at,
+        state_updated_at,
+        metadata,
+        status,
+        config,
+        values,
+        interrupts: json!({}),
+    }
+}
+
+fn not_found(id: &str) -> DbError {
+    DbError::NotFound(format!("Thread with ID {id} not found"))
+}
+
+/// The columns of `Row`, for the backend schema `$s`.
+macro_rules! columns {
+    ($t:ident) => {
+        (
+            $t::thread_id,
+            $t::metadata,
+            $t::status,
+            $t::config,
+            $t::state_values,
+            $t::created_at,
+            $t::updated_at,
+            $t::state_updated_at,
+        )
+    };
+}
+
+/// Applies a `ThreadFilter` to a boxed query over `threads`.
+macro_rules! filtered {
+    ($q:expr, $f:expr, $t:ident, $s:ident) => {{
+        let mut q = $q;
+        let f: &ThreadFilter = $f;
+        if let Some(m) = &f.metadata {
+            for p in dialect::contains::<$s::threads::table>("metadata", m) {
+                q = q.filter(p);
+            }
+        }
+        if let Some(v) = &f.values {
+            for p in dialect::contains::<$s::threads::table>("state_values", v) {
+                q = q.filter(p);
+            }
+        }
+        if let Some(ids) = &f.ids {
+            q = q.filter($t::thread_id.eq_any(ids.clone()));
+        }
+        if let Some(status) = f.status {
+            q = q.filter($t::status.eq(status.as_str()));
+        }
+        q
+    }};
+}
+
+pub async fn create(db: &DbPool, new: NewThread) -> Result<Thread, DbError> {
+    let now = Utc::now();
+    let inserted: Option<Row> = with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        diesel::insert_into(t::threads)
+            .values((
+                t::thread_id.eq(&new.thread_id),
+                t::metadata.eq(&new.metadata),
+                t::status.eq("idle"),
+                t::config.eq(json!({})),
+                t::created_at.eq(now),
+                t::updated_at.eq(now),
+                t::state_updated_at.eq(now),
+            ))
+            .on_conflict_do_nothing()
+            .returning(columns!(t))
+            .get_result(&mut conn)
+            .await
+            .optional()?
+    });
+    match inserted {
+        Some(row) => Ok(thread(row)),
+        None if new.do_nothing_if_exists => get(db, new.thread_id).await,
+        None => Err(DbError::Conflict(format!(
+            "Thread with ID {} already exists",
+            new.thread_id
+        ))),
+    }
+}
+
+pub async fn get(db: &DbPool, thread_id: String) -> Result<Thread, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        t::threads
+            .find(&thread_id)
+            .select(columns!(t))
+            .first::<Row>(&mut conn)
+            .await
+            .optional()?
+            .map(thread)
+            .ok_or_else(|| not_found(&thread_id))
+    })
+}
+
+/// Merges `metadata` into the thread's (top-level keys; the new value wins).
+pub async fn patch(db: &DbPool, thread_id: String, metadata: Value) -> Result<Thread, DbError> {
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            {
+                // write first: it takes the row lock (Postgres) or the write lock (SQLite)
+                let n = diesel::update(t::threads.find(&thread_id))
+                    .set(t::updated_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                if n == 0 {
+                    return Err(not_found(&thread_id));
+                }
+                let mut current: Value = t::threads
+                    .find(&thread_id)
+                    .select(t::metadata)
+                    .first(conn)
+                    .await?;
+                if let (Some(cur), Value::Object(new)) = (current.as_object_mut(), metadata) {
+                    cur.extend(new);
+                }
+                let row: Row = diesel::update(t::threads.find(&thread_id))
+                    .set(t::metadata.eq(&current))
+                    .returning(columns!(t))
+                    .get_result(conn)
+                    .await?;
+                Ok(thread(row))
+            }
+        })
+        .await
+    })
+}
+
+pub async fn delete(db: &DbPool, thread_id: String) -> Result<(), DbError> {
+    let n = with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        diesel::delete(t::threads.find(&thread_id))
+            .execute(&mut conn)
+            .await?
+    });
+    if n == 0 {
+        Err(not_found(&thread_id))
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn search(db: &DbPool, query: ThreadSearch) -> Result<(Vec<Thread>, i64), DbError> {
+    with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        let q = filtered!(
+            t::threads.select(columns!(t)).into_boxed(),
+            &query.filter,
+            t,
+            s
+        );
+        let q = match (query.sort_by, query.descending) {
+            (ThreadSortBy::ThreadId, false) => q.order(t::thread_id.asc()),
+            (ThreadSortBy::ThreadId, true) => q.order(t::thread_id.desc()),
+            (ThreadSortBy::Status, false) => q.order(t::status.asc()),
+            (ThreadSortBy::Status, true) => q.order(t::status.desc()),
+            (ThreadSortBy::CreatedAt, false) => q.order(t::created_at.asc()),
+            (ThreadSortBy::CreatedAt, true) => q.order(t::created_at.desc()),
+            (ThreadSortBy::UpdatedAt, false) => q.order(t::updated_at.asc()),
+            (ThreadSortBy::UpdatedAt, true) => q.order(t::updated_at.desc()),
+            (ThreadSortBy::StateUpdatedAt, false) => q.order(t::state_updated_at.asc()),
+            (ThreadSortBy::StateUpdatedAt, true) => q.order(t::state_updated_at.desc()),
+        };
+        let rows: Vec<Row> = q
+            .then_order_by(t::thread_id.asc())
+            .limit(query.limit)
+            .offset(query.offset)
+            .load(&mut conn)
+            .await?;
+        let total: i64 = filtered!(t::threads.count().into_boxed(), &query.filter, t, s)
+            .get_result(&mut conn)
+            .await?;
+        Ok((rows.into_iter().map(thread).collect(), total))
+    })
+}
+
+pub async fn count(db: &DbPool, filter: ThreadFilter) -> Result<i64, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        Ok(filtered!(t::threads.count().into_boxed(), &filter, t, s)
+            .get_result(&mut conn)
+            .await?)
+    })
+}
+
+/// Copies a thread and its whole history (checkpoints, blobs, writes) under `new_id`.
+pub async fn copy(db: &DbPool, thread_id: String, new_id: String) -> Result<Thread, DbError> {
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{
+                checkpoint_blobs as b, checkpoint_writes as w, checkpoints as c, threads as t,
+            };
+            let src: Row = t::table
+                .find(&thread_id)
+                .select(columns!(t))
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| not_found(&thread_id))?;
+            let row: Row = diesel::insert_into(t::table)
+                .values((
+                    t::thread_id.eq(&new_id),
+                    t::metadata.eq(&src.1),
+                    t::status.eq("idle"),
+                    t::config.eq(&src.3),
+                    t::state_values.eq(&src.4),
+                    t::created_at.eq(now),
+                    t::updated_at.eq(now),
+                    t::state_updated_at.eq(src.7),
+                ))
+                .returning(columns!(t))
+                .get_result(conn)
+                .await?;
+            let id = || new_id.clone().into_sql::<Text>();
+            diesel::insert_into(c::table)
+                .values(c::table.filter(c::thread_id.eq(&thread_id)).select((
+                    id(),
+                    c::checkpoint_ns,
+                    c::checkpoint_id,
+                    c::parent_checkpoint_id,
+                    c::checkpoint,
+                    c::metadata,
+                    c::created_at,
+                )))
+                .into_columns((
+                    c::thread_id,
+                    c::checkpoint_ns,
+                    c::checkpoint_id,
+                    c::parent_checkpoint_id,
+                    c::checkpoint,
+                    c::metadata,
+                    c::created_at,
+                ))
+                .execute(conn)
+                .await?;
+            diesel::insert_into(b::table)
+                .values(b::table.filter(b::thread_id.eq(&thread_id)).select((
+                    id(),
+                    b::checkpoint_ns,
+                    b::channel,
+                    b::version,
+                    b::type_,
+                    b::blob,
+                )))
+                .into_columns((
+                    b::thread_id,
+                    b::checkpoint_ns,
+                    b::channel,
+                    b::version,
+                    b::type_,
+                    b::blob,
+                ))
+                .execute(conn)
+                .await?;
+            diesel::insert_into(w::table)
+                .values(w::table.filter(w::thread_id.eq(&thread_id)).select((
+                    id(),
+                    w::checkpoint_ns,
+                    w::checkpoint_id,
+                    w::task_id,
+                    w::idx,
+                    w::channel,
+                    w::type_,
+                    w::blob,
+                    w::task_path,
+                )))
+                .into_columns((
+                    w::thread_id,
+                    w::checkpoint_ns,
+                    w::checkpoint_id,
+                    w::task_id,
+                    w::idx,
+                    w::channel,
+                    w::type_,
+                    w::blob,
+                    w::task_path,
+                ))
+                .execute(conn)
+                .await?;
+            Ok(thread(row))
+        })
+        .await
+    })
+}

@@ -1,0 +1,241 @@
+//! `/threads/{id}/checkpoints…`: the raw checkpointer API for callers that run their own graphs,
+//! mirroring LangGraph's `BaseCheckpointSaver`. Channel blobs and writes are typed opaque bytes
+//! (base64 in JSON): mnemo stores and returns them byte for byte.
+
+use actix_web::{
+    HttpResponse, delete as delete_route, get as get_route, post, put as put_route, web,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{object_or_none, page};
+use crate::error::ApiError;
+use crate::model::{Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, format_ts};
+use crate::persistence::Persistence;
+
+fn decode(field: &str, data: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(data)
+        .map_err(|e| ApiError::validation(format!("{field}: invalid base64: {e}")))
+}
+
+/// A checkpoint tuple on the wire.
+fn tuple(rec: &CheckpointRecord) -> Value {
+    let config = |id: &str| json!({ "thread_id": rec.thread_id, "checkpoint_ns": rec.checkpoint_ns, "checkpoint_id": id });
+    json!({
+        "config": config(&rec.checkpoint_id),
+        "parent_config": rec.parent_checkpoint_id.as_deref().map(config),
+        "checkpoint": rec.checkpoint,
+        "metadata": rec.metadata,
+        "created_at": format_ts(&rec.created_at),
+        "blobs": rec.blobs.iter().map(|b| json!({
+            "channel": b.channel, "version": b.version, "type": b.type_,
+            "data": b.data.as_deref().map(|d| B64.encode(d)),
+        })).collect::<Vec<_>>(),
+        "pending_writes": rec.pending_writes.iter().map(|w| json!({
+            "task_id": w.task_id, "task_path": w.task_path, "idx": w.idx, "channel": w.channel,
+            "type": w.type_, "data": B64.encode(&w.data),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct BlobBody {
+    channel: String,
+    version: String,
+    #[serde(rename = "type")]
+    type_: String,
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PutBody {
+    #[serde(default)]
+    checkpoint_ns: String,
+    checkpoint_id: Option<String>,
+    parent_checkpoint_id: Option<String>,
+    checkpoint: Value,
+    metadata: Option<Value>,
+    #[serde(default)]
+    blobs: Vec<BlobBody>,
+}
+
+#[put_route("/threads/{thread_id}/checkpoints")]
+pub async fn put(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<PutBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if !body.checkpoint.is_object() {
+        return Err(ApiError::validation("checkpoint must be an object"));
+    }
+    let checkpoint_id = body
+        .checkpoint_id
+        .or_else(|| {
+            body.checkpoint
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::validation("checkpoint_id (or checkpoint.id) is required"))?;
+    let blobs = body
+        .blobs
+        .into_iter()
+        .map(|b| {
+            let data = b
+                .data
+                .as_deref()
+                .map(|d| decode("blobs.data", d))
+                .transpose()?;
+            Ok(Blob {
+                channel: b.channel,
+                version: b.version,
+                type_: b.type_,
+                data,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let new = NewCheckpoint {
+        thread_id: path.into_inner(),
+        checkpoint_ns: body.checkpoint_ns,
+        checkpoint_id,
+        parent_checkpoint_id: body.parent_checkpoint_id,
+        checkpoint: body.checkpoint,
+        metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
+        blobs,
+    };
+    let reply = json!({ "thread_id": new.thread_id, "checkpoint_ns": new.checkpoint_ns, "checkpoint_id": new.checkpoint_id });
+    db.put_checkpoint(new).await?;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+#[derive(Deserialize)]
+pub struct WriteBody {
+    channel: String,
+    #[serde(rename = "type")]
+    type_: String,
+    data: String,
+}
+
+#[derive(Deserialize)]
+pub struct WritesBody {
+    #[serde(default)]
+    checkpoint_ns: String,
+    task_id: String,
+    #[serde(default)]
+    task_path: String,
+    writes: Vec<WriteBody>,
+}
+
+#[put_route("/threads/{thread_id}/checkpoints/{checkpoint_id}/writes")]
+pub async fn put_writes(
+    db: web::Data<Persistence>,
+    path: web::Path<(String, String)>,
+    body: web::Json<WritesBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (thread_id, checkpoint_id) = path.into_inner();
+    let body = body.into_inner();
+    let writes = body
+        .writes
+        .into_iter()
+        .map(|w| Ok((w.channel, w.type_, decode("writes.data", &w.data)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let new = NewWrites {
+        thread_id,
+        checkpoint_ns: body.checkpoint_ns,
+        checkpoint_id,
+        task_id: body.task_id,
+        task_path: body.task_path,
+        writes,
+    };
+    db.put_writes(new).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct NsQuery {
+    #[serde(default)]
+    checkpoint_ns: String,
+}
+
+async fn one(
+    db: &Persistence,
+    thread_id: String,
+    ns: String,
+    id: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    match db.get_checkpoint(thread_id, ns, id).await? {
+        Some(rec) => Ok(HttpResponse::Ok().json(tuple(&rec))),
+        None => Err(ApiError::NotFound("Checkpoint not found".into())),
+    }
+}
+
+#[get_route("/threads/{thread_id}/checkpoints/latest")]
+pub async fn latest(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    q: web::Query<NsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    one(&db, path.into_inner(), q.into_inner().checkpoint_ns, None).await
+}
+
+#[get_route("/threads/{thread_id}/checkpoints/{checkpoint_id}")]
+pub async fn get(
+    db: web::Data<Persistence>,
+    path: web::Path<(String, String)>,
+    q: web::Query<NsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (thread_id, checkpoint_id) = path.into_inner();
+    one(
+        &db,
+        thread_id,
+        q.into_inner().checkpoint_ns,
+        Some(checkpoint_id),
+    )
+    .await
+}
+
+fn default_list_limit() -> i64 {
+    100
+}
+
+#[derive(Deserialize)]
+pub struct SearchBody {
+    /// `None` lists every namespace.
+    checkpoint_ns: Option<String>,
+    filter: Option<Value>,
+    before: Option<String>,
+    #[serde(default = "default_list_limit")]
+    limit: i64,
+}
+
+#[post("/threads/{thread_id}/checkpoints/search")]
+pub async fn search(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<SearchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (limit, _) = page(body.limit, 0, 1000)?;
+    let query = CheckpointQuery {
+        thread_id: path.into_inner(),
+        checkpoint_ns: body.checkpoint_ns,
+        metadata: object_or_none(body.filter, "filter")?,
+        before: body.before,
+        limit,
+    };
+    let records = db.list_checkpoints(query).await?;
+    Ok(HttpResponse::Ok().json(records.iter().map(tuple).collect::<Vec<_>>()))
+}
+
+#[delete_route("/threads/{thread_id}/checkpoints")]
+pub async fn delete(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    db.delete_checkpoints(path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

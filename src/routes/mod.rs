@@ -1,0 +1,73 @@
+//! Every HTTP route, registered in one place. Handlers are thin: parse the wire type into a
+//! domain type, make one call on the `Persistence` handle, shape the response.
+
+mod checkpoints;
+mod ops;
+mod store;
+mod threads;
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::ApiError;
+
+/// Registers all routes (more specific paths before the `{id}` ones they would shadow).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(ops::ok)
+        .service(ops::info)
+        .service(ops::health)
+        .service(ops::ready)
+        .service(store::put_item)
+        .service(store::get_item)
+        .service(store::delete_item)
+        .service(store::search_items)
+        .service(store::list_namespaces)
+        .service(threads::create)
+        .service(threads::search)
+        .service(threads::count)
+        .service(checkpoints::put)
+        .service(checkpoints::put_writes)
+        .service(checkpoints::latest)
+        .service(checkpoints::search)
+        .service(checkpoints::get)
+        .service(checkpoints::delete)
+        .service(threads::get_state)
+        .service(threads::update_state)
+        .service(threads::state_at_checkpoint)
+        .service(threads::state_at_checkpoint_post)
+        .service(threads::history_post)
+        .service(threads::history_get)
+        .service(threads::copy)
+        .service(threads::get)
+        .service(threads::patch)
+        .service(threads::delete);
+}
+
+/// Unknown paths get the same JSON error shape as everything else.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("Not Found".into()))
+}
+
+/// `limit` and `offset` as the API accepts them.
+pub(crate) fn page(limit: i64, offset: i64, max: i64) -> Result<(i64, i64), ApiError> {
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    if offset < 0 {
+        return Err(ApiError::validation("offset must not be negative"));
+    }
+    Ok((limit, offset))
+}
+
+/// A metadata-style filter must be a JSON object.
+pub(crate) fn object_or_none(
+    v: Option<serde_json::Value>,
+    what: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
+        Some(_) => Err(ApiError::validation(format!("{what} must be an object"))),
+    }
+}

@@ -1,0 +1,41 @@
+//! Ops endpoints: liveness without the database, readiness through the actor.
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::persistence::Persistence;
+
+/// LangGraph clients' health check.
+#[get("/ok")]
+pub async fn ok() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "ok": true }))
+}
+
+/// Server information (agent-chat-ui only checks that it answers).
+#[get("/info")]
+pub async fn info(db: web::Data<Persistence>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": "mnemo",
+        "flags": { "assistants": true, "crons": false, "langsmith": false },
+        "host": { "kind": "mnemo", "backend": db.backend().name() },
+    }))
+}
+
+/// Liveness: the process answers. Never touches the database.
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Readiness: a query through the actor; 503 when the database cannot be reached.
+#[get("/ready")]
+pub async fn ready(db: web::Data<Persistence>) -> Result<HttpResponse, ApiError> {
+    let pool = db.ping().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ready",
+        "backend": db.backend().name(),
+        "pool": pool,
+    })))
+}

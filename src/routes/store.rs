@@ -1,0 +1,190 @@
+//! `/store/*`: the LangGraph long-term store.
+
+use actix_web::{HttpResponse, delete, get, post, put, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::page;
+use crate::error::ApiError;
+use crate::model::{FieldFilter, Namespace, StoreSearch};
+use crate::persistence::Persistence;
+
+#[derive(Deserialize)]
+pub struct PutBody {
+    namespace: Vec<String>,
+    key: String,
+    value: Value,
+    /// Semantic indexing is not supported; the field is accepted and ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    index: Value,
+    ttl: Option<f64>,
+}
+
+#[put("/store/items")]
+pub async fn put_item(
+    db: web::Data<Persistence>,
+    body: web::Json<PutBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let ns = Namespace::parse(body.namespace, false).map_err(ApiError::Validation)?;
+    if !body.value.is_object() {
+        return Err(ApiError::validation("value must be an object"));
+    }
+    if let Some(ttl) = body.ttl {
+        if !ttl.is_finite() || ttl <= 0.0 {
+            return Err(ApiError::validation(
+                "ttl must be a positive number of minutes",
+            ));
+        }
+    }
+    db.put_item(ns.prefix(), body.key, body.value, body.ttl)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct GetQuery {
+    namespace: Option<String>,
+    key: Option<String>,
+    refresh_ttl: Option<bool>,
+}
+
+#[get("/store/items")]
+pub async fn get_item(
+    db: web::Data<Persistence>,
+    q: web::Query<GetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let key = q
+        .key
+        .ok_or_else(|| ApiError::BadRequest("Missing query parameter: key".into()))?;
+    let ns = Namespace::parse_dotted(q.namespace.as_deref().unwrap_or_default())
+        .map_err(ApiError::Validation)?;
+    let item = db
+        .get_item(ns.prefix(), key, q.refresh_ttl.unwrap_or(true))
+        .await?;
+    Ok(HttpResponse::Ok().json(item))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteBody {
+    namespace: Vec<String>,
+    key: String,
+}
+
+#[delete("/store/items")]
+pub async fn delete_item(
+    db: web::Data<Persistence>,
+    body: web::Json<DeleteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let ns = Namespace::parse(body.namespace, false).map_err(ApiError::Validation)?;
+    db.delete_item(ns.prefix(), body.key).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn default_limit() -> i64 {
+    10
+}
+
+#[derive(Deserialize)]
+pub struct SearchBody {
+    #[serde(default)]
+    namespace_prefix: Vec<String>,
+    filter: Option<Value>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+    /// Semantic search is not supported: a query is accepted, results are unscored.
+    #[allow(dead_code)]
+    query: Option<String>,
+    refresh_ttl: Option<bool>,
+}
+
+#[post("/store/items/search")]
+pub async fn search_items(
+    db: web::Data<Persistence>,
+    body: web::Json<SearchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (limit, offset) = page(body.limit, body.offset, 1000)?;
+    let query = StoreSearch {
+        namespace_prefix: Namespace::parse(body.namespace_prefix, true)
+            .map_err(ApiError::Validation)?,
+        filter: FieldFilter::parse_all(&body.filter.unwrap_or(Value::Null))
+            .map_err(ApiError::Validation)?,
+        limit,
+        offset,
+        refresh_ttl: body.refresh_ttl.unwrap_or(true),
+    };
+    let items = db.search_items(query).await?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|i| {
+            let mut v = json!(i);
+            v["score"] = Value::Null;
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+fn default_ns_limit() -> i64 {
+    100
+}
+
+#[derive(Deserialize)]
+pub struct NamespacesBody {
+    prefix: Option<Vec<String>>,
+    suffix: Option<Vec<String>>,
+    max_depth: Option<usize>,
+    #[serde(default = "default_ns_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+}
+
+/// Whether `labels` starts with `pattern`, where `*` matches any one label.
+fn matches_start(labels: &[&str], pattern: &[String]) -> bool {
+    labels.len() >= pattern.len() && pattern.iter().zip(labels).all(|(p, l)| p == "*" || p == l)
+}
+
+#[post("/store/namespaces")]
+pub async fn list_namespaces(
+    db: web::Data<Persistence>,
+    body: web::Json<NamespacesBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (limit, offset) = page(body.limit, body.offset, 1000)?;
+    if body.max_depth == Some(0) {
+        return Err(ApiError::validation("max_depth must be at least 1"));
+    }
+    let prefix = body.prefix.unwrap_or_default();
+    let suffix = body.suffix.unwrap_or_default();
+    // the labels before the first wildcard narrow the scan in SQL; the rest is matched here
+    let literal: Vec<String> = prefix.iter().take_while(|l| *l != "*").cloned().collect();
+    let literal = Namespace::parse(literal, true).map_err(ApiError::Validation)?;
+    let rows = db.list_prefixes(Some(literal.prefix())).await?;
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for row in &rows {
+        let labels: Vec<&str> = row.split('.').collect();
+        let reversed: Vec<&str> = labels.iter().rev().copied().collect();
+        let rev_suffix: Vec<String> = suffix.iter().rev().cloned().collect();
+        if !matches_start(&labels, &prefix) || !matches_start(&reversed, &rev_suffix) {
+            continue;
+        }
+        let depth = body.max_depth.unwrap_or(labels.len()).min(labels.len());
+        let ns: Vec<String> = labels[..depth].iter().map(|s| s.to_string()).collect();
+        if out.last() != Some(&ns) && !out.contains(&ns) {
+            out.push(ns);
+        }
+    }
+    let page: Vec<Vec<String>> = out
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "namespaces": page })))
+}

@@ -1,0 +1,402 @@
+//! `/threads/*`: threads, their state and history (the LangGraph API's view of checkpoints).
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{object_or_none, page};
+use crate::error::ApiError;
+use crate::model::{
+    CheckpointQuery, CheckpointRecord, NewThread, StateUpdate, ThreadFilter, ThreadSearch,
+    ThreadSortBy, ThreadStatus, format_ts,
+};
+use crate::persistence::Persistence;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum IfExists {
+    Raise,
+    DoNothing,
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    thread_id: Option<String>,
+    metadata: Option<Value>,
+    if_exists: Option<IfExists>,
+    supersteps: Option<Value>,
+}
+
+#[post("/threads")]
+pub async fn create(
+    db: web::Data<Persistence>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.supersteps.as_ref().is_some_and(|s| !s.is_null()) {
+        return Err(ApiError::validation("supersteps are not supported"));
+    }
+    let thread_id = match body.thread_id {
+        Some(id) => uuid::Uuid::parse_str(&id)
+            .map_err(|_| ApiError::validation(format!("thread_id must be a UUID, got {id:?}")))?
+            .to_string(),
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    let new = NewThread {
+        thread_id,
+        metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
+        do_nothing_if_exists: matches!(body.if_exists, Some(IfExists::DoNothing)),
+    };
+    Ok(HttpResponse::Ok().json(db.create_thread(new).await?))
+}
+
+#[get("/threads/{thread_id}")]
+pub async fn get(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(db.get_thread(path.into_inner()).await?))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    metadata: Option<Value>,
+}
+
+#[patch("/threads/{thread_id}")]
+pub async fn patch(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let metadata =
+        object_or_none(body.into_inner().metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    Ok(HttpResponse::Ok().json(db.patch_thread(path.into_inner(), metadata).await?))
+}
+
+#[delete("/threads/{thread_id}")]
+pub async fn delete(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    db.delete_thread(path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct FilterBody {
+    metadata: Option<Value>,
+    values: Option<Value>,
+    ids: Option<Vec<String>>,
+    status: Option<ThreadStatus>,
+}
+
+impl FilterBody {
+    fn into_filter(self) -> Result<ThreadFilter, ApiError> {
+        Ok(ThreadFilter {
+            metadata: object_or_none(self.metadata, "metadata")?,
+            values: object_or_none(self.values, "values")?,
+            ids: self.ids,
+            status: self.status,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SortOrder {
+    Asc,
+    Desc,
+}
+
+fn default_limit() -> i64 {
+    10
+}
+
+#[derive(Deserialize)]
+pub struct SearchBody {
+    #[serde(flatten)]
+    filter: FilterBody,
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+    sort_by: Option<ThreadSortBy>,
+    sort_order: Option<SortOrder>,
+}
+
+#[post("/threads/search")]
+pub async fn search(
+    db: web::Data<Persistence>,
+    body: web::Json<SearchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (limit, offset) = page(body.limit, body.offset, 1000)?;
+    let query = ThreadSearch {
+        filter: body.filter.into_filter()?,
+        sort_by: body.sort_by.unwrap_or(ThreadSortBy::CreatedAt),
+        descending: !matches!(body.sort_order, Some(SortOrder::Asc)),
+        limit,
+        offset,
+    };
+    let (threads, total) = db.search_threads(query).await?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(("X-Pagination-Total", total.to_string()));
+    let next = offset + threads.len() as i64;
+    if next < total {
+        resp.insert_header(("X-Pagination-Next", next.to_string()));
+    }
+    Ok(resp.json(threads))
+}
+
+#[post("/threads/count")]
+pub async fn count(
+    db: web::Data<Persistence>,
+    body: web::Json<FilterBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(db.count_threads(body.into_inner().into_filter()?).await?))
+}
+
+#[post("/threads/{thread_id}/copy")]
+pub async fn copy(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let new_id = uuid::Uuid::now_v7().to_string();
+    Ok(HttpResponse::Ok().json(db.copy_thread(path.into_inner(), new_id).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// State and history
+
+fn checkpoint_ref(thread_id: &str, ns: &str, id: &str) -> Value {
+    json!({ "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": id })
+}
+
+/// A checkpoint as a LangGraph `ThreadState`.
+fn thread_state(rec: &CheckpointRecord) -> Value {
+    json!({
+        "values": rec.values(),
+        "next": [],
+        "tasks": [],
+        "checkpoint": checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, &rec.checkpoint_id),
+        "parent_checkpoint": rec.parent_checkpoint_id.as_deref()
+            .map(|p| checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, p)),
+        "metadata": rec.metadata,
+        "created_at": format_ts(&rec.created_at),
+        "interrupts": [],
+        "checkpoint_id": rec.checkpoint_id,
+        "parent_checkpoint_id": rec.parent_checkpoint_id,
+    })
+}
+
+/// The state of a thread that has no checkpoint yet.
+fn empty_state() -> Value {
+    json!({
+        "values": {}, "next": [], "tasks": [], "metadata": null, "created_at": null,
+        "checkpoint": null, "parent_checkpoint": null, "interrupts": [],
+        "checkpoint_id": null, "parent_checkpoint_id": null,
+    })
+}
+
+/// The state at `checkpoint_id` (default: the latest); 404 for an unknown thread or checkpoint.
+async fn state(
+    db: &Persistence,
+    thread_id: String,
+    ns: String,
+    checkpoint_id: Option<String>,
+) -> Result<Value, ApiError> {
+    let explicit = checkpoint_id.is_some();
+    match db
+        .get_checkpoint(thread_id.clone(), ns, checkpoint_id)
+        .await?
+    {
+        Some(rec) => Ok(thread_state(&rec)),
+        None => {
+            db.get_thread(thread_id).await?;
+            if explicit {
+                Err(ApiError::NotFound("Checkpoint not found".into()))
+            } else {
+                Ok(empty_state())
+            }
+        }
+    }
+}
+
+#[get("/threads/{thread_id}/state")]
+pub async fn get_state(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state(&db, path.into_inner(), String::new(), None).await?))
+}
+
+#[get("/threads/{thread_id}/state/{checkpoint_id}")]
+pub async fn state_at_checkpoint(
+    db: web::Data<Persistence>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (thread_id, checkpoint_id) = path.into_inner();
+    Ok(HttpResponse::Ok().json(state(&db, thread_id, String::new(), Some(checkpoint_id)).await?))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CheckpointConfig {
+    checkpoint_id: Option<String>,
+    checkpoint_ns: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct StateCheckpointBody {
+    checkpoint: CheckpointConfig,
+}
+
+#[post("/threads/{thread_id}/state/checkpoint")]
+pub async fn state_at_checkpoint_post(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<StateCheckpointBody>,
+) -> Result<HttpResponse, ApiError> {
+    let cp = body.into_inner().checkpoint;
+    let id = cp
+        .checkpoint_id
+        .ok_or_else(|| ApiError::validation("checkpoint.checkpoint_id is required"))?;
+    Ok(HttpResponse::Ok().json(
+        state(
+            &db,
+            path.into_inner(),
+            cp.checkpoint_ns.unwrap_or_default(),
+            Some(id),
+        )
+        .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateBody {
+    values: Option<Value>,
+    as_node: Option<String>,
+    checkpoint: Option<CheckpointConfig>,
+    checkpoint_id: Option<String>,
+}
+
+#[post("/threads/{thread_id}/state")]
+pub async fn update_state(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let values = match body.values {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(ApiError::validation("values must be an object")),
+    };
+    let update = StateUpdate {
+        thread_id: path.into_inner(),
+        values,
+        as_node: body.as_node,
+        checkpoint_id: body
+            .checkpoint_id
+            .or(body.checkpoint.and_then(|c| c.checkpoint_id)),
+    };
+    let rec = db.update_state(update).await?;
+    let cp = checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, &rec.checkpoint_id);
+    Ok(HttpResponse::Ok()
+        .json(json!({ "checkpoint": cp, "configurable": cp, "checkpoint_id": rec.checkpoint_id })))
+}
+
+/// `before` in the three shapes clients send: `"id"`, `{"checkpoint_id"}`,
+/// `{"configurable": {"checkpoint_id"}}`.
+fn before_id(before: Option<Value>) -> Result<Option<String>, ApiError> {
+    let id = match &before {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(v) => v
+            .get("checkpoint_id")
+            .or_else(|| v.get("configurable").and_then(|c| c.get("checkpoint_id")))
+            .and_then(Value::as_str),
+    };
+    id.map(|s| Some(s.to_string()))
+        .ok_or_else(|| ApiError::validation("before must name a checkpoint_id"))
+}
+
+async fn history(
+    db: &Persistence,
+    thread_id: String,
+    limit: i64,
+    before: Option<String>,
+    metadata: Option<Value>,
+    ns: String,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, _) = page(limit, 0, 1000)?;
+    let query = CheckpointQuery {
+        thread_id: thread_id.clone(),
+        checkpoint_ns: Some(ns),
+        metadata,
+        before,
+        limit,
+    };
+    let records = db.list_checkpoints(query).await?;
+    if records.is_empty() {
+        db.get_thread(thread_id).await?;
+    }
+    Ok(HttpResponse::Ok().json(records.iter().map(thread_state).collect::<Vec<_>>()))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryBody {
+    #[serde(default = "default_limit")]
+    limit: i64,
+    before: Option<Value>,
+    metadata: Option<Value>,
+    checkpoint: Option<CheckpointConfig>,
+}
+
+#[post("/threads/{thread_id}/history")]
+pub async fn history_post(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<HistoryBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let ns = body
+        .checkpoint
+        .and_then(|c| c.checkpoint_ns)
+        .unwrap_or_default();
+    let metadata = object_or_none(body.metadata, "metadata")?;
+    history(
+        &db,
+        path.into_inner(),
+        body.limit,
+        before_id(body.before)?,
+        metadata,
+        ns,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default = "default_limit")]
+    limit: i64,
+    before: Option<String>,
+}
+
+#[get("/threads/{thread_id}/history")]
+pub async fn history_get(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    q: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    history(
+        &db,
+        path.into_inner(),
+        q.limit,
+        q.before,
+        None,
+        String::new(),
+    )
+    .await
+}

@@ -1,0 +1,185 @@
+//! Building and running mnemo, in the order that makes leaks impossible:
+//! config → migrations → the persistence actor (on its own arbiter) → HTTP bind; and on
+//! shutdown: stop accepting, let in-flight requests finish (bounded) → close the pool → exit.
+//! `main` and the tests build the very same [`Application`].
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use actix::{Actor, Arbiter};
+use actix_web::dev::Server;
+use actix_web::middleware::Logger;
+use actix_web::{App, HttpServer, web};
+use tokio::sync::watch;
+
+use crate::config::{Config, redact_url};
+use crate::error::{json_error, path_error, query_error};
+use crate::persistence::{Backend, DbPool, Persistence, PersistenceActor, run_migrations};
+use crate::routes;
+
+/// A built, bound, not yet serving mnemo.
+pub struct Application {
+    port: u16,
+    server: Server,
+    persistence: Persistence,
+    arbiter: Arbiter,
+    config: Config,
+    stop_background: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Migrates the database, starts the actor and binds the listener (`port` 0 picks one).
+    pub async fn build(config: Config) -> Result<Application, String> {
+        let backend = Backend::of_url(&config.database_url)?;
+        let applied = run_migrations(&config.database_url)
+            .await
+            .map_err(|e| format!("while migrating {}: {e}", redact_url(&config.database_url)))?;
+        if applied > 0 {
+            log::info!("applied {applied} migration(s)");
+        }
+        let pool = DbPool::build(&config).map_err(|e| format!("while building the pool: {e}"))?;
+        let arbiter = Arbiter::new();
+        let addr = PersistenceActor::start_in_arbiter(&arbiter.handle(), move |_| {
+            PersistenceActor::new(pool)
+        });
+        let persistence = Persistence::new(addr, backend);
+
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .map_err(|e| format!("while binding {}:{}: {e}", config.host, config.port))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+
+        let data = web::Data::new(persistence.clone());
+        let max_body = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .content_type_required(false)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(Logger::new("%r %s %b %Dms"))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(
+            config
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        )
+        .shutdown_timeout(config.shutdown_timeout().as_secs())
+        // mnemo handles SIGTERM/SIGINT itself so that the pool closes after the last request
+        .disable_signals()
+        .listen(listener)
+        .map_err(|e| format!("while listening: {e}"))?
+        .run();
+
+        let (stop_background, stop_rx) = watch::channel(false);
+        spawn_store_sweeper(persistence.clone(), config.store_sweep_interval(), stop_rx);
+
+        Ok(Application {
+            port,
+            server,
+            persistence,
+            arbiter,
+            config,
+            stop_background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully and closes the pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            port,
+            server,
+            persistence,
+            arbiter,
+            config,
+            stop_background,
+        } = self;
+        let stats = persistence.pool_stats().await.ok();
+        log::info!(
+            "mnemo listening on {}:{port} (backend {}, database {}, pool max {})",
+            config.host,
+            persistence.backend().name(),
+            redact_url(&config.database_url),
+            stats.map_or(config.pool_max, |s| s.max_size),
+        );
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            shutdown.await;
+            log::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stop_background.send(true);
+            handle.stop(true).await;
+        });
+        let served = server.await;
+        match persistence.shutdown(config.shutdown_timeout()).await {
+            Ok(r) => log::info!(
+                "mnemo stopped: pool closed (connections before {}, after {}, waited {} ms)",
+                r.size_before,
+                r.size_after,
+                r.waited_ms
+            ),
+            Err(e) => log::warn!("mnemo stopped: closing the pool failed: {e}"),
+        }
+        arbiter.stop();
+        let _ = arbiter.join();
+        served
+    }
+}
+
+/// Deletes expired store items every `interval` until told to stop.
+fn spawn_store_sweeper(
+    db: Persistence,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => match db.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("store sweeper deleted {n} expired item(s)"),
+                    Err(e) => log::warn!("store sweeper: {e}"),
+                },
+                _ = stop.changed() => break,
+            }
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
