@@ -363,14 +363,15 @@ impl CheckpointRecord {
             }
         }
         for blob in &self.blobs {
-            if blob.type_ == "json" && !is_internal_channel(&blob.channel) {
-                if let Some(v) = blob
-                    .data
-                    .as_deref()
-                    .and_then(|d| serde_json::from_slice(d).ok())
-                {
-                    out.insert(blob.channel.clone(), v);
-                }
+            if blob.type_ != "json" || is_internal_channel(&blob.channel) {
+                continue;
+            }
+            if let Some(v) = blob
+                .data
+                .as_deref()
+                .and_then(|d| serde_json::from_slice(d).ok())
+            {
+                out.insert(blob.channel.clone(), v);
             }
         }
         Value::Object(out)

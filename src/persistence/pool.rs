@@ -121,6 +121,13 @@ impl DbPool {
                     .boxed()
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(path, cfg);
+                // only the wait for a free slot is bounded: a SQLite call runs on a blocking thread and
+                // must not be abandoned half-way (diesel-async would block the actor's thread on it)
+                let timeouts = deadpool::managed::Timeouts {
+                    wait: timeouts.wait,
+                    create: None,
+                    recycle: None,
+                };
                 Pool::builder(manager)
                     .max_size(config.pool_max)
                     .timeouts(timeouts)
@@ -155,8 +162,8 @@ impl DbPool {
     }
 }
 
-/// Set on every SQLite connection: WAL so readers never block the writer, a busy timeout so
+/// Set on every SQLite connection (busy_timeout first: switching to WAL needs a lock): WAL so readers never block the writer, a busy timeout so
 /// concurrent writers queue instead of failing, foreign keys for the cascades, case-sensitive
 /// LIKE for namespace prefixes (as on Postgres).
-pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; \
+pub const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; \
      PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;";

@@ -31,12 +31,10 @@ pub async fn put_item(
     if !body.value.is_object() {
         return Err(ApiError::validation("value must be an object"));
     }
-    if let Some(ttl) = body.ttl {
-        if !ttl.is_finite() || ttl <= 0.0 {
-            return Err(ApiError::validation(
-                "ttl must be a positive number of minutes",
-            ));
-        }
+    if body.ttl.is_some_and(|ttl| !ttl.is_finite() || ttl <= 0.0) {
+        return Err(ApiError::validation(
+            "ttl must be a positive number of minutes",
+        ));
     }
     db.put_item(ns.prefix(), body.key, body.value, body.ttl)
         .await?;

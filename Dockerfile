@@ -1,0 +1,28 @@
+# mnemo: multi-stage build. Dependencies are compiled in their own layer, so a source change
+# rebuilds only mnemo itself.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+RUN mkdir -p src tests/api \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/api/main.rs \
+    && cargo build --release --locked \
+    && rm -rf src
+COPY src src
+COPY migrations migrations
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/mnemo mnemo
+COPY --from=build /src/target/release/mnemo /usr/local/bin/mnemo
+USER mnemo
+WORKDIR /var/lib/mnemo
+# DATABASE_URL comes from the environment: postgres://… in production; the default keeps an
+# embedded SQLite file in the container's working directory.
+ENV MNEMO_HOST=0.0.0.0 \
+    MNEMO_PORT=2024 \
+    DATABASE_URL=sqlite:///var/lib/mnemo/mnemo.db \
+    RUST_LOG=info
+EXPOSE 2024
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 CMD ["mnemo", "healthcheck"]
+ENTRYPOINT ["mnemo"]
+CMD ["serve"]

@@ -1,0 +1,268 @@
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Kind, TestApp, spawn_app};
+
+both_backends!(
+    put_and_get_round_trip_blobs_byte_for_byte,
+    pending_writes_first_write_wins_and_special_channels_are_replaced,
+    list_filters_by_metadata_and_pages_with_before,
+    delete_removes_checkpoints_blobs_writes_and_thread,
+    bad_checkpoint_input_is_422_and_missing_is_404,
+);
+
+fn checkpoint(id: &str, versions: Value) -> Value {
+    json!({"v": 4, "id": id, "ts": "2026-11-26T00:00:00+00:00", "channel_values": {"counter": 3},
+           "channel_versions": versions, "versions_seen": {}, "updated_channels": []})
+}
+
+async fn put(app: &TestApp, thread: &str, body: Value) {
+    let (s, b) = app
+        .put(&format!("/threads/{thread}/checkpoints"), body)
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+async fn put_and_get_round_trip_blobs_byte_for_byte(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let bytes: Vec<u8> = (0..=255u8).chain([0xff, 0x00, 0xc3]).collect();
+    put(&app, "t1", json!({
+        "checkpoint": checkpoint("c1", json!({"messages": "00001.5", "empty": "00001.1"})),
+        "metadata": {"source": "loop", "step": 1},
+        "parent_checkpoint_id": "c0",
+        "blobs": [
+            {"channel": "messages", "version": "00001.5", "type": "msgpack", "data": B64.encode(&bytes)},
+            {"channel": "empty", "version": "00001.1", "type": "empty", "data": null},
+            {"channel": "stale", "version": "00000.9", "type": "msgpack", "data": B64.encode(b"old")}
+        ]
+    })).await;
+
+    let (s, got) = app.get("/threads/t1/checkpoints/latest").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        got["config"],
+        json!({"thread_id": "t1", "checkpoint_ns": "", "checkpoint_id": "c1"})
+    );
+    assert_eq!(got["parent_config"]["checkpoint_id"], "c0");
+    assert_eq!(got["metadata"], json!({"source": "loop", "step": 1}));
+    assert_eq!(got["checkpoint"]["channel_values"], json!({"counter": 3}));
+    let blobs = got["blobs"].as_array().unwrap();
+    assert_eq!(
+        blobs.len(),
+        2,
+        "only the versions the checkpoint names: {blobs:?}"
+    );
+    let messages = blobs.iter().find(|b| b["channel"] == "messages").unwrap();
+    assert_eq!(messages["type"], "msgpack");
+    assert_eq!(
+        B64.decode(messages["data"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+    assert_eq!(
+        blobs.iter().find(|b| b["channel"] == "empty").unwrap()["data"],
+        Value::Null
+    );
+
+    let (s, by_id) = app.get("/threads/t1/checkpoints/c1").await;
+    assert_eq!((s, &by_id["config"]["checkpoint_id"]), (200, &json!("c1")));
+    // the thread row exists now, so the thread API sees it
+    assert_eq!(app.get("/threads/t1").await.0, 200);
+    app.stop().await;
+}
+
+async fn pending_writes_first_write_wins_and_special_channels_are_replaced(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    put(
+        &app,
+        "t",
+        json!({"checkpoint": checkpoint("c1", json!({}))}),
+    )
+    .await;
+    let write = |task: &str, channel: &str, data: &[u8]| json!({"task_id": task, "task_path": "~agent", "writes": [{"channel": channel, "type": "msgpack", "data": B64.encode(data)}]});
+    assert_eq!(
+        app.put(
+            "/threads/t/checkpoints/c1/writes",
+            write("task1", "messages", b"first")
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.put(
+            "/threads/t/checkpoints/c1/writes",
+            write("task1", "messages", b"retry")
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.put(
+            "/threads/t/checkpoints/c1/writes",
+            write("task1", "__interrupt__", b"one")
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.put(
+            "/threads/t/checkpoints/c1/writes",
+            write("task1", "__interrupt__", b"two")
+        )
+        .await
+        .0,
+        204
+    );
+
+    let (_, got) = app.get("/threads/t/checkpoints/c1").await;
+    let writes = got["pending_writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    let by_channel = |c: &str| writes.iter().find(|w| w["channel"] == c).unwrap().clone();
+    assert_eq!(
+        B64.decode(by_channel("messages")["data"].as_str().unwrap())
+            .unwrap(),
+        b"first"
+    );
+    assert_eq!(by_channel("messages")["idx"], 0);
+    assert_eq!(
+        B64.decode(by_channel("__interrupt__")["data"].as_str().unwrap())
+            .unwrap(),
+        b"two"
+    );
+    assert_eq!(by_channel("__interrupt__")["idx"], -3);
+    assert_eq!(by_channel("messages")["task_path"], "~agent");
+    app.stop().await;
+}
+
+async fn list_filters_by_metadata_and_pages_with_before(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    for i in 0..5 {
+        let id = format!("c{i}");
+        put(&app, "t", json!({"checkpoint": checkpoint(&id, json!({})), "metadata": {"step": i, "source": if i % 2 == 0 {"loop"} else {"input"}}})).await;
+    }
+    put(
+        &app,
+        "t",
+        json!({"checkpoint_ns": "child:1", "checkpoint": checkpoint("c9", json!({}))}),
+    )
+    .await;
+    let ids = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["config"]["checkpoint_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    let (_, all) = app.post("/threads/t/checkpoints/search", json!({})).await;
+    assert_eq!(
+        ids(&all),
+        vec!["c9", "c4", "c3", "c2", "c1", "c0"],
+        "every namespace when none is named"
+    );
+    let (_, root) = app
+        .post(
+            "/threads/t/checkpoints/search",
+            json!({"checkpoint_ns": ""}),
+        )
+        .await;
+    assert_eq!(ids(&root).len(), 5);
+    let (_, loops) = app
+        .post(
+            "/threads/t/checkpoints/search",
+            json!({"checkpoint_ns": "", "filter": {"source": "loop"}}),
+        )
+        .await;
+    assert_eq!(ids(&loops), vec!["c4", "c2", "c0"]);
+    let (_, page) = app
+        .post(
+            "/threads/t/checkpoints/search",
+            json!({"checkpoint_ns": "", "before": "c3", "limit": 1}),
+        )
+        .await;
+    assert_eq!(ids(&page), vec!["c2"]);
+    app.stop().await;
+}
+
+async fn delete_removes_checkpoints_blobs_writes_and_thread(kind: Kind) {
+    let Some((app, db)) = spawn_app(kind).await else {
+        return;
+    };
+    put(
+        &app,
+        "gone",
+        json!({
+            "checkpoint": checkpoint("c1", json!({"m": "1"})),
+            "blobs": [{"channel": "m", "version": "1", "type": "json", "data": B64.encode(b"[1]")}]
+        }),
+    )
+    .await;
+    app.put("/threads/gone/checkpoints/c1/writes", json!({"task_id": "t", "writes": [{"channel": "m", "type": "json", "data": B64.encode(b"2")}]})).await;
+    put(
+        &app,
+        "kept",
+        json!({"checkpoint": checkpoint("c1", json!({}))}),
+    )
+    .await;
+
+    assert_eq!(app.delete("/threads/gone/checkpoints").await.0, 204);
+    assert_eq!(
+        app.delete("/threads/gone/checkpoints").await.0,
+        204,
+        "idempotent"
+    );
+    assert_eq!(app.get("/threads/gone/checkpoints/latest").await.0, 404);
+    assert_eq!(app.get("/threads/gone").await.0, 404);
+    for table in ["checkpoints", "checkpoint_blobs", "checkpoint_writes"] {
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM {table} WHERE thread_id = 'gone'"
+            ))
+            .await,
+            0,
+            "{table}"
+        );
+    }
+    assert_eq!(app.get("/threads/kept/checkpoints/latest").await.0, 200);
+    app.stop().await;
+}
+
+async fn bad_checkpoint_input_is_422_and_missing_is_404(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    assert_eq!(
+        app.put(
+            "/threads/t/checkpoints",
+            json!({"checkpoint": {"no": "id"}})
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        app.put("/threads/t/checkpoints", json!({"checkpoint": [1]}))
+            .await
+            .0,
+        422
+    );
+    let bad_blob = json!({"checkpoint": checkpoint("c1", json!({})), "blobs": [{"channel": "m", "version": "1", "type": "x", "data": "%%%"}]});
+    assert_eq!(app.put("/threads/t/checkpoints", bad_blob).await.0, 422);
+    assert_eq!(
+        app.get("/threads/t/checkpoints/latest").await.0,
+        404,
+        "nothing was written"
+    );
+    assert_eq!(app.get("/threads/t/checkpoints/missing").await.0, 404);
+    app.stop().await;
+}

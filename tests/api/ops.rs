@@ -1,0 +1,66 @@
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{Kind, spawn_app};
+
+both_backends!(
+    ok_info_and_health_answer,
+    ready_reports_the_pool,
+    unknown_routes_are_json_404
+);
+
+async fn ok_info_and_health_answer(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    assert_eq!(app.get("/ok").await, (200, json!({"ok": true})));
+    let (s, info) = app.get("/info").await;
+    assert_eq!(s, 200);
+    assert!(info["version"].is_string());
+    assert_eq!(app.get("/health").await, (200, json!({"status": "ok"})));
+    app.stop().await;
+}
+
+async fn ready_reports_the_pool(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let (s, ready) = app.get("/ready").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        ready["backend"],
+        if kind == Kind::Postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    );
+    assert_eq!(ready["pool"]["max_size"], 8);
+    assert!(ready["pool"]["size"].as_u64().unwrap() >= 1);
+    assert!(ready["pool"]["waiting"].is_u64());
+    app.stop().await;
+}
+
+async fn unknown_routes_are_json_404(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let (s, b) = app.get("/no/such/route").await;
+    assert_eq!(s, 404);
+    assert!(b["detail"].is_string());
+    app.stop().await;
+}
+
+#[test]
+fn database_urls_are_redacted_for_logs() {
+    use mnemo::config::redact_url;
+    assert_eq!(
+        redact_url("postgres://u:secret@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
+    assert_eq!(
+        redact_url("postgres://u@h/db?password=x"),
+        "postgres://u@h/db?***"
+    );
+    assert_eq!(redact_url("sqlite://mnemo.db"), "sqlite://mnemo.db");
+}
