@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::startup::Application;
 
 /// Reads first, on the data the setup wrote; writes last, as the baseline orders them.
-const ALL_OPS: &str = "store_get,store_search_ns,store_search,state_get,history10,ckpt_put,ckpt_writes,store_put";
+const ALL_OPS: &str =
+    "store_get,store_search_ns,store_search,state_get,history10,ckpt_put,ckpt_writes,store_put";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -87,7 +88,10 @@ where
     F: Fn(reqwest::Client, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<reqwest::StatusCode, reqwest::Error>> + Send,
 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap_or_default();
     let op = Arc::new(op);
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -110,7 +114,11 @@ where
             })
         })
         .collect();
-    let mut run = Run { latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut run = Run {
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
     for t in tasks {
         if let Ok((lat, errors)) = t.await {
             run.latencies.extend(lat);
@@ -125,10 +133,17 @@ fn report(name: &str, mut run: Run) {
     run.latencies.sort();
     let pct = |p: f64| {
         let i = ((run.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        run.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        run.latencies
+            .get(i)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     let ops = run.latencies.len() as f64 / run.elapsed.as_secs_f64();
-    println!("{name:<18} {ops:>10.0} {:>9.2} {:>9.2} {:>8}", pct(0.50), pct(0.99), run.errors);
+    println!(
+        "{name:<18} {ops:>10.0} {:>9.2} {:>9.2} {:>8}",
+        pct(0.50),
+        pct(0.99),
+        run.errors
+    );
 }
 
 async fn ok(r: reqwest::RequestBuilder) -> Result<reqwest::StatusCode, reqwest::Error> {
@@ -141,7 +156,10 @@ async fn ok(r: reqwest::RequestBuilder) -> Result<reqwest::StatusCode, reqwest::
 /// Sends every request of `reqs` with `clients` in flight; fails on the first non-2xx.
 async fn setup(clients: usize, reqs: Vec<reqwest::RequestBuilder>) -> Result<(), String> {
     use futures_util::StreamExt;
-    let results: Vec<_> = futures_util::stream::iter(reqs.into_iter().map(ok)).buffer_unordered(clients).collect().await;
+    let results: Vec<_> = futures_util::stream::iter(reqs.into_iter().map(ok))
+        .buffer_unordered(clients)
+        .collect()
+        .await;
     for r in results {
         match r {
             Ok(s) if s.is_success() => {}
@@ -153,7 +171,12 @@ async fn setup(clients: usize, reqs: Vec<reqwest::RequestBuilder>) -> Result<(),
 }
 
 async fn load(base: String, args: BenchArgs) -> Result<(), String> {
-    let ops: Vec<String> = args.ops.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let ops: Vec<String> = args
+        .ops
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let blob = base64::engine::general_purpose::STANDARD.encode(messages().to_string());
     let c = reqwest::Client::new();
@@ -167,15 +190,32 @@ async fn load(base: String, args: BenchArgs) -> Result<(), String> {
     for thread in 0..THREADS {
         for step in 0..12u64 {
             let id = format!("1f1e9aab-0000-6000-8000-{step:012}");
-            let parent = if step == 0 { String::new() } else { format!("1f1e9aab-0000-6000-8000-{:012}", step - 1) };
+            let parent = if step == 0 {
+                String::new()
+            } else {
+                format!("1f1e9aab-0000-6000-8000-{:012}", step - 1)
+            };
             let url = format!("{base}/threads/bench-{tag}-{thread}/checkpoints");
-            reqs.push(c.put(url).json(&checkpoint_body(&id, &parent, &blob, step + 1)));
+            reqs.push(
+                c.put(url)
+                    .json(&checkpoint_body(&id, &parent, &blob, step + 1)),
+            );
         }
     }
     setup(args.clients, reqs).await?;
-    println!("# setup: {} store items, {THREADS} threads x 12 checkpoints in {:.1}s", args.items, t.elapsed().as_secs_f64());
-    println!("# {} clients, {} s per operation, against {base}", args.clients, args.seconds);
-    println!("{:<18} {:>10} {:>9} {:>9} {:>8}", "operation", "ops/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "# setup: {} store items, {THREADS} threads x 12 checkpoints in {:.1}s",
+        args.items,
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "# {} clients, {} s per operation, against {base}",
+        args.clients, args.seconds
+    );
+    println!(
+        "{:<18} {:>10} {:>9} {:>9} {:>8}",
+        "operation", "ops/s", "p50 ms", "p99 ms", "errors"
+    );
 
     let base = Arc::new(base);
     let tag = Arc::new(tag);
@@ -252,7 +292,10 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<(), String> {
     });
     let result = loop {
         if generator.is_finished() {
-            break generator.join().map_err(|_| "load generator panicked".to_string()).and_then(|r| r);
+            break generator
+                .join()
+                .map_err(|_| "load generator panicked".to_string())
+                .and_then(|r| r);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -51,6 +51,7 @@ impl From<DbError> for ApiError {
             DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
             DbError::ActorGone => ApiError::Unavailable("server is shutting down".into()),
             DbError::Query(cause) => ApiError::Internal(format!("database error: {cause:?}")),
+            DbError::Failed(cause) => ApiError::Internal(format!("database error: {cause}")),
         }
     }
 }

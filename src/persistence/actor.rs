@@ -10,16 +10,18 @@ use actix::{
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
-use super::{DbError, DbPool, with_conn};
+use super::{DbError, DbPool, store, with_conn};
 
 /// Owns the process's one connection pool. Holds no per-request state.
 pub struct PersistenceActor {
     db: DbPool,
+    /// Store writes go to the group-commit task started with the actor.
+    puts: Option<store::PutQueue>,
 }
 
 impl PersistenceActor {
     pub fn new(db: DbPool) -> Self {
-        PersistenceActor { db }
+        PersistenceActor { db, puts: None }
     }
 
     pub(super) fn pool(&self) -> &DbPool {
@@ -34,10 +36,33 @@ impl Actor for PersistenceActor {
         // the default mailbox (16) would make request handlers queue behind each other;
         // the pool, not the mailbox, is what bounds concurrency
         ctx.set_mailbox_capacity(8192);
+        self.puts = Some(store::spawn_put_batcher(self.db.clone()));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.db.close();
+    }
+}
+
+/// Creates or replaces a store item, through the group-commit task.
+pub struct PutItem(pub store::NewItem);
+impl Message for PutItem {
+    type Result = Result<(), DbError>;
+}
+impl Handler<PutItem> for PersistenceActor {
+    type Result = ResponseFuture<Result<(), DbError>>;
+    fn handle(&mut self, m: PutItem, _: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self
+            .puts
+            .as_ref()
+            .is_some_and(|q| q.send((m.0, tx)).is_ok());
+        Box::pin(async move {
+            if !queued {
+                return Err(DbError::ActorGone);
+            }
+            rx.await.unwrap_or(Err(DbError::ActorGone))
+        })
     }
 }
 

@@ -23,6 +23,24 @@ pub enum DbError {
     /// Any other database error.
     #[error("database error")]
     Query(#[source] DieselError),
+    /// Any other database error, seen by a whole batch of writes.
+    #[error("database error: {0}")]
+    Failed(String),
+}
+
+impl DbError {
+    /// The same error for each caller that shared one failed batch.
+    pub fn shared(&self) -> DbError {
+        match self {
+            DbError::Unavailable(m) => DbError::Unavailable(m.clone()),
+            DbError::NotFound(m) => DbError::NotFound(m.clone()),
+            DbError::Conflict(m) => DbError::Conflict(m.clone()),
+            DbError::Invalid(m) => DbError::Invalid(m.clone()),
+            DbError::ActorGone => DbError::ActorGone,
+            DbError::Query(e) => DbError::Failed(format!("{e:?}")),
+            DbError::Failed(m) => DbError::Failed(m.clone()),
+        }
+    }
 }
 
 impl From<DieselError> for DbError {

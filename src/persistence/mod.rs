@@ -117,6 +117,26 @@ impl Persistence {
             .map_err(|_| DbError::ActorGone)
     }
 
+    /// Creates or replaces a store item (group-committed with concurrent puts).
+    pub async fn put_item(
+        &self,
+        prefix: String,
+        key: String,
+        value: Value,
+        ttl_minutes: Option<f64>,
+    ) -> Result<(), DbError> {
+        let item = store::NewItem {
+            prefix,
+            key,
+            value,
+            ttl_minutes,
+        };
+        self.addr
+            .send(actor::PutItem(item))
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
     /// Closes the pool and stops the actor; waits up to `wait` for busy connections.
     pub async fn shutdown(&self, wait: std::time::Duration) -> Result<ShutdownReport, DbError> {
         self.addr
@@ -127,8 +147,6 @@ impl Persistence {
 }
 
 operations! {
-    /// Creates or replaces a store item.
-    PutItem => fn put_item(prefix: String, key: String, value: Value, ttl_minutes: Option<f64>) -> () = store::put;
     /// Reads a store item (expired ones never), refreshing its TTL when asked.
     GetItem => fn get_item(prefix: String, key: String, refresh_ttl: bool) -> Option<StoreItem> = store::get;
     /// Deletes a store item; deleting nothing is not an error.

@@ -69,7 +69,9 @@ pub fn sqlite_path(url: &str) -> &str {
 /// Whether a connection is past its lifetime (checked before it is handed out again).
 fn too_old(metrics: &deadpool::managed::Metrics) -> Result<(), HookError> {
     if metrics.age() > MAX_LIFETIME {
-        Err(HookError::message("connection reached its maximum lifetime"))
+        Err(HookError::message(
+            "connection reached its maximum lifetime",
+        ))
     } else {
         Ok(())
     }
@@ -83,9 +85,9 @@ fn check_pg<'a>(
     Box::pin(async move {
         too_old(metrics)?;
         if metrics.last_used() > IDLE_CHECK_AFTER {
-            conn.batch_execute("SELECT 1")
-                .await
-                .map_err(|e| HookError::Backend(diesel_async::pooled_connection::PoolError::QueryError(e)))?;
+            conn.batch_execute("SELECT 1").await.map_err(|e| {
+                HookError::Backend(diesel_async::pooled_connection::PoolError::QueryError(e))
+            })?;
         }
         Ok(())
     })

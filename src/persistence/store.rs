@@ -1,11 +1,15 @@
 //! The long-term store: items under dotted namespaces, with TTLs that expire them on read and a
 //! sweeper that deletes them.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{DbError, DbPool, with_conn};
 use crate::model::{StoreItem, StoreSearch};
@@ -42,39 +46,110 @@ fn below(prefix: &str) -> String {
     format!("{escaped}.%")
 }
 
-pub async fn put(
-    db: &DbPool,
-    prefix: String,
-    key: String,
-    value: Value,
-    ttl_minutes: Option<f64>,
-) -> Result<(), DbError> {
+/// A store write.
+pub struct NewItem {
+    pub prefix: String,
+    pub key: String,
+    pub value: Value,
+    pub ttl_minutes: Option<f64>,
+}
+
+/// Writes `items` in one transaction, so concurrent puts share one commit; a key given twice
+/// keeps its last value.
+pub async fn put_many(db: &DbPool, mut items: Vec<NewItem>) -> Result<(), DbError> {
     let now = Utc::now();
-    let expires_at = ttl_minutes.map(|m| expiry(now, m));
-    with_conn!(db, |conn, s| {
-        use s::store::dsl as t;
-        diesel::insert_into(t::store)
-            .values((
-                t::prefix.eq(&prefix),
-                t::key.eq(&key),
-                t::value.eq(&value),
-                t::created_at.eq(now),
-                t::updated_at.eq(now),
-                t::expires_at.eq(expires_at),
-                t::ttl_minutes.eq(ttl_minutes),
-            ))
-            .on_conflict((t::prefix, t::key))
-            .do_update()
-            .set((
-                t::value.eq(excluded(t::value)),
-                t::updated_at.eq(excluded(t::updated_at)),
-                t::expires_at.eq(excluded(t::expires_at)),
-                t::ttl_minutes.eq(excluded(t::ttl_minutes)),
-            ))
-            .execute(&mut conn)
-            .await?;
+    let mut seen = HashSet::new();
+    items.reverse();
+    items.retain(|i| seen.insert((i.prefix.clone(), i.key.clone())));
+    // Postgres takes the whole batch as one multi-row upsert (one round trip); diesel cannot
+    // spell a multi-row upsert for SQLite, which gets one statement per row in one transaction.
+    macro_rules! row {
+        ($t:ident, $item:expr) => {
+            (
+                $t::prefix.eq(&$item.prefix),
+                $t::key.eq(&$item.key),
+                $t::value.eq(&$item.value),
+                $t::created_at.eq(now),
+                $t::updated_at.eq(now),
+                $t::expires_at.eq($item.ttl_minutes.map(|m| expiry(now, m))),
+                $t::ttl_minutes.eq($item.ttl_minutes),
+            )
+        };
+    }
+    macro_rules! upsert {
+        ($t:ident, $values:expr) => {
+            diesel::insert_into($t::store)
+                .values($values)
+                .on_conflict(($t::prefix, $t::key))
+                .do_update()
+                .set((
+                    $t::value.eq(excluded($t::value)),
+                    $t::updated_at.eq(excluded($t::updated_at)),
+                    $t::expires_at.eq(excluded($t::expires_at)),
+                    $t::ttl_minutes.eq(excluded($t::ttl_minutes)),
+                ))
+        };
+    }
+    match db {
+        DbPool::Pg(pool) => {
+            use super::schema::pg::store::dsl as t;
+            let mut conn = pool.get().await?;
+            let rows: Vec<_> = items.iter().map(|item| row!(t, item)).collect();
+            upsert!(t, rows).execute(&mut conn).await?;
+            Ok(())
+        }
+        DbPool::Sqlite(pool) => {
+            use super::schema::sqlite::store::dsl as t;
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, DbError, _>(async move |conn| {
+                for item in &items {
+                    upsert!(t, row!(t, item)).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+/// Store writes waiting for a batch, with where to send each one's result.
+pub type PutQueue = mpsc::UnboundedSender<(NewItem, oneshot::Sender<Result<(), DbError>>)>;
+
+/// Most writes in one batch.
+const MAX_BATCH: usize = 128;
+/// Batches in flight at once (each holds one connection).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Starts the task that group-commits store writes: it takes whatever writes are waiting (up to
+/// `MAX_BATCH`) and writes them in one transaction. An idle server writes each put alone, with no
+/// added wait; under load, writes that arrive while batches are in flight share the next commit.
+pub fn spawn_put_batcher(db: DbPool) -> PutQueue {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(NewItem, oneshot::Sender<Result<(), DbError>>)>();
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    actix_rt::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let db = db.clone();
+            actix_rt::spawn(async move {
+                let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let result = put_many(&db, items).await;
+                for reply in replies {
+                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(DbError::shared));
+                }
+                drop(slot);
+            });
+        }
     });
-    Ok(())
+    tx
 }
 
 pub async fn get(

@@ -20,6 +20,7 @@ both_backends!(
     sweeper_deletes_expired_items,
     list_namespaces_prefix_suffix_wildcard_depth,
     malformed_and_oversized_bodies_get_json_errors,
+    concurrent_puts_are_all_stored,
 );
 
 async fn put(app: &TestApp, ns: &[&str], key: &str, value: Value) {
@@ -471,5 +472,40 @@ async fn malformed_and_oversized_bodies_get_json_errors(kind: Kind) {
         .await;
     assert_eq!(s, 413, "{b}");
     assert!(b["detail"].is_string());
+    app.stop().await;
+}
+
+async fn concurrent_puts_are_all_stored(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    // concurrent puts share commits: every one must still land, and one key written many times
+    // at once must end with one of the written values
+    let puts = (0..60).map(|i| {
+        let key = if i % 3 == 0 {
+            "shared".to_string()
+        } else {
+            format!("k{i}")
+        };
+        let req = app
+            .client
+            .put(app.url("/store/items"))
+            .json(&json!({"namespace": ["c"], "key": key, "value": {"i": i}}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(puts).await;
+    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+    for i in (0..60).filter(|i| i % 3 != 0) {
+        let (_, item) = app.get(&format!("/store/items?namespace=c&key=k{i}")).await;
+        assert_eq!(item["value"], json!({"i": i}));
+    }
+    let (_, shared) = app.get("/store/items?namespace=c&key=shared").await;
+    assert_eq!(shared["value"]["i"].as_i64().unwrap() % 3, 0);
+    assert_eq!(
+        search(&app, json!({"namespace_prefix": ["c"], "limit": 100}))
+            .await
+            .len(),
+        41
+    );
     app.stop().await;
 }
