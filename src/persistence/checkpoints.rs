@@ -195,8 +195,49 @@ macro_rules! ensure_thread {
     }};
 }
 
+/// On Postgres a checkpoint put is one statement (one round trip, one commit): the thread row,
+/// the blobs and the checkpoint row are written by data-modifying CTEs. The foreign keys are
+/// checked at the end of the statement, when the thread row exists.
+const PG_PUT_CHECKPOINT: &str = "\
+WITH thread AS (
+    INSERT INTO threads (thread_id, metadata, status, config, created_at, updated_at, state_updated_at)
+    VALUES ($1, '{}', 'idle', '{}', $2, $2, $2) ON CONFLICT DO NOTHING
+), blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT $1, $3, b.channel, b.version, b.type, b.blob
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[]) AS b(channel, version, type, blob)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at)
+VALUES ($1, $3, $8, $9, $10, $11, $2)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata";
+
 pub async fn put(db: &DbPool, new: NewCheckpoint) -> Result<(), DbError> {
     let now = Utc::now();
+    if let DbPool::Pg(pool) = db {
+        use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
+        let mut conn = pool.get().await?;
+        let column = |f: fn(&Blob) -> String| new.blobs.iter().map(f).collect::<Vec<_>>();
+        diesel::sql_query(PG_PUT_CHECKPOINT)
+            .bind::<Text, _>(&new.thread_id)
+            .bind::<Timestamptz, _>(now)
+            .bind::<Text, _>(&new.checkpoint_ns)
+            .bind::<Array<Text>, _>(column(|b| b.channel.clone()))
+            .bind::<Array<Text>, _>(column(|b| b.version.clone()))
+            .bind::<Array<Text>, _>(column(|b| b.type_.clone()))
+            .bind::<Array<Nullable<Bytea>>, _>(
+                new.blobs.iter().map(|b| b.data.clone()).collect::<Vec<_>>(),
+            )
+            .bind::<Text, _>(&new.checkpoint_id)
+            .bind::<Nullable<Text>, _>(&new.parent_checkpoint_id)
+            .bind::<Jsonb, _>(&new.checkpoint)
+            .bind::<Jsonb, _>(&new.metadata)
+            .execute(&mut conn)
+            .await?;
+        return Ok(());
+    }
+    // SQLite: the same writes, one statement each, in one transaction
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             {
@@ -242,9 +283,63 @@ pub async fn put(db: &DbPool, new: NewCheckpoint) -> Result<(), DbError> {
     })
 }
 
+/// Pending writes on Postgres: one statement, like a checkpoint put. `{conflict}` is the
+/// first-write-wins or the replace clause.
+const PG_PUT_WRITES: &str = "\
+WITH thread AS (
+    INSERT INTO threads (thread_id, metadata, status, config, created_at, updated_at, state_updated_at)
+    VALUES ($1, '{}', 'idle', '{}', $2, $2, $2) ON CONFLICT DO NOTHING
+)
+INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT $1, $3, $4, $5, $6, w.idx, w.channel, w.type, w.blob
+FROM unnest($7::int[], $8::text[], $9::text[], $10::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) ";
+
 pub async fn put_writes(db: &DbPool, new: NewWrites) -> Result<(), DbError> {
     let now = Utc::now();
     let all_special = new.writes.iter().all(|(ch, _, _)| write_index(ch, 0) < 0);
+    if let DbPool::Pg(pool) = db {
+        use diesel::sql_types::{Array, Bytea, Integer, Text, Timestamptz};
+        if new.writes.is_empty() {
+            return Ok(());
+        }
+        let conflict = if all_special {
+            // special channels (error, interrupt, resume…) are replaced by a retry
+            "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+        } else {
+            // the first write of an index wins: retries are idempotent
+            "DO NOTHING"
+        };
+        let mut writes: Vec<(i32, &(String, String, Vec<u8>))> = new
+            .writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (write_index(&w.0, i), w))
+            .collect();
+        if all_special {
+            // one statement cannot update a row twice: the last write of an index stands
+            let mut seen = HashSet::new();
+            writes.reverse();
+            writes.retain(|(idx, _)| seen.insert(*idx));
+        }
+        let mut conn = pool.get().await?;
+        let idx: Vec<i32> = writes.iter().map(|(i, _)| *i).collect();
+        diesel::sql_query(format!("{PG_PUT_WRITES}{conflict}"))
+            .bind::<Text, _>(&new.thread_id)
+            .bind::<Timestamptz, _>(now)
+            .bind::<Text, _>(&new.checkpoint_ns)
+            .bind::<Text, _>(&new.checkpoint_id)
+            .bind::<Text, _>(&new.task_id)
+            .bind::<Text, _>(&new.task_path)
+            .bind::<Array<Integer>, _>(idx)
+            .bind::<Array<Text>, _>(writes.iter().map(|(_, w)| w.0.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(writes.iter().map(|(_, w)| w.1.clone()).collect::<Vec<_>>())
+            .bind::<Array<Bytea>, _>(writes.iter().map(|(_, w)| w.2.clone()).collect::<Vec<_>>())
+            .execute(&mut conn)
+            .await?;
+        return Ok(());
+    }
+    // SQLite: one statement per write, in one transaction
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             {

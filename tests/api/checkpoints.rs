@@ -139,6 +139,28 @@ async fn pending_writes_first_write_wins_and_special_channels_are_replaced(kind:
     );
     assert_eq!(by_channel("__interrupt__")["idx"], -3);
     assert_eq!(by_channel("messages")["task_path"], "~agent");
+
+    // the same special channel twice in one call: the last write stands
+    let twice = json!({"task_id": "task2", "writes": [
+        {"channel": "__resume__", "type": "json", "data": B64.encode(b"a")},
+        {"channel": "__resume__", "type": "json", "data": B64.encode(b"b")}]});
+    assert_eq!(
+        app.put("/threads/t/checkpoints/c1/writes", twice).await.0,
+        204
+    );
+    let (_, got) = app.get("/threads/t/checkpoints/c1").await;
+    let resumes: Vec<_> = got["pending_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["task_id"] == "task2")
+        .collect();
+    assert_eq!(resumes.len(), 1);
+    assert_eq!(
+        B64.decode(resumes[0]["data"].as_str().unwrap()).unwrap(),
+        b"b"
+    );
+    assert_eq!(resumes[0]["idx"], -4);
     app.stop().await;
 }
 
