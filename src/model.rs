@@ -296,6 +296,9 @@ pub struct NewCheckpoint {
     pub blobs: Vec<Blob>,
 }
 
+/// One pending write as a caller sends it: (channel, type, data).
+pub type RawWrite = (String, String, Vec<u8>);
+
 /// Pending writes of one task.
 #[derive(Debug, Clone)]
 pub struct NewWrites {
@@ -304,8 +307,8 @@ pub struct NewWrites {
     pub checkpoint_id: String,
     pub task_id: String,
     pub task_path: String,
-    /// (channel, type, data) in the task's order.
-    pub writes: Vec<(String, String, Vec<u8>)>,
+    /// In the task's order.
+    pub writes: Vec<RawWrite>,
 }
 
 /// The fixed indexes of LangGraph's special channels; other writes use their position.

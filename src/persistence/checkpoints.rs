@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::{DbError, DbPool, with_conn};
 use crate::model::{
-    Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, PendingWrite, StateUpdate,
-    format_ts, write_index,
+    Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, PendingWrite, RawWrite,
+    StateUpdate, format_ts, write_index,
 };
 
 type Row = (
@@ -310,7 +310,7 @@ pub async fn put_writes(db: &DbPool, new: NewWrites) -> Result<(), DbError> {
             // the first write of an index wins: retries are idempotent
             "DO NOTHING"
         };
-        let mut writes: Vec<(i32, &(String, String, Vec<u8>))> = new
+        let mut writes: Vec<(i32, &RawWrite)> = new
             .writes
             .iter()
             .enumerate()
