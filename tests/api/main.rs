@@ -6,5 +6,6 @@ mod checkpoints;
 mod helpers;
 mod lifecycle;
 mod ops;
+mod process;
 mod store;
 mod threads;
