@@ -14,6 +14,27 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{DbError, DbPool, with_conn};
 use crate::model::{StoreItem, StoreSearch};
 
+/// The columns of `Row`.
+macro_rules! columns {
+    ($t:ident) => {
+        (
+            $t::prefix,
+            $t::key,
+            $t::value,
+            $t::created_at,
+            $t::updated_at,
+            $t::ttl_minutes,
+        )
+    };
+}
+
+/// Not expired at `now`: expired items are never returned, swept or not.
+macro_rules! live {
+    ($t:ident, $now:expr) => {
+        $t::expires_at.is_null().or($t::expires_at.gt($now))
+    };
+}
+
 type Row = (
     String,
     String,
@@ -163,15 +184,8 @@ pub async fn get(
         use s::store::dsl as t;
         let row: Option<Row> = t::store
             .filter(t::prefix.eq(&prefix).and(t::key.eq(&key)))
-            .filter(t::expires_at.is_null().or(t::expires_at.gt(now)))
-            .select((
-                t::prefix,
-                t::key,
-                t::value,
-                t::created_at,
-                t::updated_at,
-                t::ttl_minutes,
-            ))
+            .filter(live!(t, now))
+            .select(columns!(t))
             .first(&mut conn)
             .await
             .optional()?;
@@ -201,15 +215,8 @@ pub async fn search(db: &DbPool, query: StoreSearch) -> Result<Vec<StoreItem>, D
     with_conn!(db, |conn, s| {
         use s::store::dsl as t;
         let mut q = t::store
-            .select((
-                t::prefix,
-                t::key,
-                t::value,
-                t::created_at,
-                t::updated_at,
-                t::ttl_minutes,
-            ))
-            .filter(t::expires_at.is_null().or(t::expires_at.gt(now)))
+            .select(columns!(t))
+            .filter(live!(t, now))
             .into_boxed();
         if !query.namespace_prefix.is_empty() {
             q = q.filter(
@@ -249,7 +256,7 @@ pub async fn list_prefixes(db: &DbPool, prefix: Option<String>) -> Result<Vec<St
         let mut q = t::store
             .select(t::prefix)
             .distinct()
-            .filter(t::expires_at.is_null().or(t::expires_at.gt(now)))
+            .filter(live!(t, now))
             .into_boxed();
         if let Some(p) = prefix.filter(|p| !p.is_empty()) {
             q = q.filter(

@@ -246,72 +246,23 @@ pub async fn copy(db: &DbPool, thread_id: String, new_id: String) -> Result<Thre
                 .returning(columns!(t))
                 .get_result(conn)
                 .await?;
-            let id = || new_id.clone().into_sql::<Text>();
-            diesel::insert_into(c::table)
-                .values(c::table.filter(c::thread_id.eq(&thread_id)).select((
-                    id(),
-                    c::checkpoint_ns,
-                    c::checkpoint_id,
-                    c::parent_checkpoint_id,
-                    c::checkpoint,
-                    c::metadata,
-                    c::created_at,
-                )))
-                .into_columns((
-                    c::thread_id,
-                    c::checkpoint_ns,
-                    c::checkpoint_id,
-                    c::parent_checkpoint_id,
-                    c::checkpoint,
-                    c::metadata,
-                    c::created_at,
-                ))
-                .execute(conn)
-                .await?;
-            diesel::insert_into(b::table)
-                .values(b::table.filter(b::thread_id.eq(&thread_id)).select((
-                    id(),
-                    b::checkpoint_ns,
-                    b::channel,
-                    b::version,
-                    b::type_,
-                    b::blob,
-                )))
-                .into_columns((
-                    b::thread_id,
-                    b::checkpoint_ns,
-                    b::channel,
-                    b::version,
-                    b::type_,
-                    b::blob,
-                ))
-                .execute(conn)
-                .await?;
-            diesel::insert_into(w::table)
-                .values(w::table.filter(w::thread_id.eq(&thread_id)).select((
-                    id(),
-                    w::checkpoint_ns,
-                    w::checkpoint_id,
-                    w::task_id,
-                    w::idx,
-                    w::channel,
-                    w::type_,
-                    w::blob,
-                    w::task_path,
-                )))
-                .into_columns((
-                    w::thread_id,
-                    w::checkpoint_ns,
-                    w::checkpoint_id,
-                    w::task_id,
-                    w::idx,
-                    w::channel,
-                    w::type_,
-                    w::blob,
-                    w::task_path,
-                ))
-                .execute(conn)
-                .await?;
+            // INSERT … SELECT of every row of the thread, with the new id in place of the old
+            macro_rules! copy_rows {
+                ($table:ident: $($col:ident),*) => {
+                    diesel::insert_into($table::table)
+                        .values(
+                            $table::table
+                                .filter($table::thread_id.eq(&thread_id))
+                                .select((new_id.clone().into_sql::<Text>(), $($table::$col),*)),
+                        )
+                        .into_columns(($table::thread_id, $($table::$col),*))
+                        .execute(conn)
+                        .await?
+                };
+            }
+            copy_rows!(c: checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at);
+            copy_rows!(b: checkpoint_ns, channel, version, type_, blob);
+            copy_rows!(w: checkpoint_ns, checkpoint_id, task_id, idx, channel, type_, blob, task_path);
             Ok(thread(row))
         })
         .await
