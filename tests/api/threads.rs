@@ -253,6 +253,18 @@ async fn count_matches_search(kind: Kind) {
         .1,
         json!(1)
     );
+    let id = new_thread(&app, json!({})).await;
+    update(&app, &id, json!({"topic": "tasks", "n": 3})).await;
+    let count = |filter: serde_json::Value| {
+        let app = &app;
+        async move { app.post("/threads/count", filter).await.1 }
+    };
+    assert_eq!(
+        count(json!({"values": {"topic": "tasks"}})).await,
+        json!(1),
+        "values containment"
+    );
+    assert_eq!(count(json!({"values": {"topic": "other"}})).await, json!(0));
     app.stop().await;
 }
 
