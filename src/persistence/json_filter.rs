@@ -19,6 +19,20 @@ pub mod pg {
 
     type Pred<QS> = super::Pred<QS, Pg>;
 
+    /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): `LIKE`, which the
+    /// `text_pattern_ops` index serves whatever the database's collation.
+    pub fn below<QS: 'static>(prefix: &str) -> Pred<QS> {
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        Box::new(
+            sql::<Bool>("prefix LIKE ")
+                .bind::<Text, _>(format!("{escaped}.%"))
+                .sql(" ESCAPE '\\'"),
+        )
+    }
+
     /// `column @> filter` (a list, to match the SQLite spelling).
     pub fn contains<QS: 'static>(column: &'static str, filter: &Value) -> Vec<Pred<QS>> {
         vec![Box::new(
@@ -73,6 +87,19 @@ pub mod sqlite {
     use crate::model::{FieldFilter, FilterOp};
 
     type Pred<QS> = super::Pred<QS, Sqlite>;
+
+    /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): a range on the primary key
+    /// (bytewise, `.` + 1 = `/`), which SQLite's planner serves from the index where it would
+    /// not for a `LIKE`.
+    pub fn below<QS: 'static>(prefix: &str) -> Pred<QS> {
+        Box::new(
+            sql::<Bool>("(prefix > ")
+                .bind::<Text, _>(format!("{prefix}."))
+                .sql(" AND prefix < ")
+                .bind::<Text, _>(format!("{prefix}/"))
+                .sql(")"),
+        )
+    }
 
     /// A JSON path naming nested object keys: `$."a"."b"`.
     fn path(keys: &[&str]) -> String {

@@ -191,7 +191,6 @@ impl DbPool {
 }
 
 /// Set on every SQLite connection (busy_timeout first: switching to WAL needs a lock): WAL so readers never block the writer, a busy timeout so
-/// concurrent writers queue instead of failing, foreign keys for the cascades, case-sensitive
-/// LIKE for namespace prefixes (as on Postgres).
+/// concurrent writers queue instead of failing, foreign keys for the cascades.
 pub const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; \
-     PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;";
+     PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";

@@ -58,15 +58,6 @@ fn expiry(now: DateTime<Utc>, ttl_minutes: f64) -> DateTime<Utc> {
     now + Duration::milliseconds((ttl_minutes * 60_000.0) as i64)
 }
 
-/// `LIKE` pattern for "below this prefix".
-fn below(prefix: &str) -> String {
-    let escaped = prefix
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}.%")
-}
-
 /// A store write.
 pub struct NewItem {
     pub prefix: String,
@@ -222,7 +213,7 @@ pub async fn search(db: &DbPool, query: StoreSearch) -> Result<Vec<StoreItem>, D
             q = q.filter(
                 t::prefix
                     .eq(prefix.clone())
-                    .or(t::prefix.like(below(&prefix)).escape('\\')),
+                    .or(dialect::below::<s::store::table>(&prefix)),
             );
         }
         for f in &query.filter {
@@ -262,7 +253,7 @@ pub async fn list_prefixes(db: &DbPool, prefix: Option<String>) -> Result<Vec<St
             q = q.filter(
                 t::prefix
                     .eq(p.clone())
-                    .or(t::prefix.like(below(&p)).escape('\\')),
+                    .or(dialect::below::<s::store::table>(&p)),
             );
         }
         Ok(q.order(t::prefix.asc()).load::<String>(&mut conn).await?)
@@ -271,10 +262,21 @@ pub async fn list_prefixes(db: &DbPool, prefix: Option<String>) -> Result<Vec<St
 
 pub async fn sweep_expired(db: &DbPool) -> Result<usize, DbError> {
     let now = Utc::now();
-    with_conn!(db, |conn, s| {
+    let deleted = with_conn!(db, |conn, s| {
         use s::store::dsl as t;
-        Ok(diesel::delete(t::store.filter(t::expires_at.le(now)))
+        diesel::delete(t::store.filter(t::expires_at.le(now)))
             .execute(&mut conn)
-            .await?)
-    })
+            .await?
+    });
+    // SQLite has no autovacuum daemon to keep planner statistics: without them it walks the
+    // `updated_at` index for a namespace search instead of the primary key (0.3 ms → 5 ms+).
+    // `PRAGMA optimize` (all tables: 0x10002) analyzes only those that need it, so it is cheap to run each sweep.
+    if let DbPool::Sqlite(pool) = db {
+        use diesel_async::SimpleAsyncConnection;
+        pool.get()
+            .await?
+            .batch_execute("PRAGMA optimize=0x10002")
+            .await?;
+    }
+    Ok(deleted)
 }
