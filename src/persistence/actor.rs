@@ -10,18 +10,26 @@ use actix::{
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
-use super::{DbError, DbPool, store, with_conn};
+use super::{DbError, DbPool, batch, checkpoints, store, with_conn};
+use crate::model::{NewCheckpoint, NewWrites};
 
 /// Owns the process's one connection pool. Holds no per-request state.
 pub struct PersistenceActor {
     db: DbPool,
-    /// Store writes go to the group-commit task started with the actor.
-    puts: Option<store::PutQueue>,
+    /// Store writes and checkpoint puts go to group-commit tasks started with the actor.
+    puts: Option<batch::Queue<store::NewItem>>,
+    checkpoint_puts: Option<batch::Queue<NewCheckpoint>>,
+    write_puts: Option<batch::Queue<NewWrites>>,
 }
 
 impl PersistenceActor {
     pub fn new(db: DbPool) -> Self {
-        PersistenceActor { db, puts: None }
+        PersistenceActor {
+            db,
+            puts: None,
+            checkpoint_puts: None,
+            write_puts: None,
+        }
     }
 
     pub(super) fn pool(&self) -> &DbPool {
@@ -36,7 +44,9 @@ impl Actor for PersistenceActor {
         // the default mailbox (16) would make request handlers queue behind each other;
         // the pool, not the mailbox, is what bounds concurrency
         ctx.set_mailbox_capacity(8192);
-        self.puts = Some(store::spawn_put_batcher(self.db.clone()));
+        self.puts = Some(batch::spawn(self.db.clone(), store::put_many));
+        self.checkpoint_puts = Some(batch::spawn(self.db.clone(), checkpoints::put_many));
+        self.write_puts = Some(batch::spawn(self.db.clone(), checkpoints::put_writes_many));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -52,17 +62,34 @@ impl Message for PutItem {
 impl Handler<PutItem> for PersistenceActor {
     type Result = ResponseFuture<Result<(), DbError>>;
     fn handle(&mut self, m: PutItem, _: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self
-            .puts
-            .as_ref()
-            .is_some_and(|q| q.send((m.0, tx)).is_ok());
-        Box::pin(async move {
-            if !queued {
-                return Err(DbError::ActorGone);
-            }
-            rx.await.unwrap_or(Err(DbError::ActorGone))
-        })
+        let queue = self.puts.clone();
+        Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
+    }
+}
+
+/// Stores a checkpoint with its blobs, through the group-commit task.
+pub struct PutCheckpoint(pub NewCheckpoint);
+impl Message for PutCheckpoint {
+    type Result = Result<(), DbError>;
+}
+impl Handler<PutCheckpoint> for PersistenceActor {
+    type Result = ResponseFuture<Result<(), DbError>>;
+    fn handle(&mut self, m: PutCheckpoint, _: &mut Self::Context) -> Self::Result {
+        let queue = self.checkpoint_puts.clone();
+        Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
+    }
+}
+
+/// Stores a task's pending writes, through the group-commit task.
+pub struct PutWrites(pub NewWrites);
+impl Message for PutWrites {
+    type Result = Result<(), DbError>;
+}
+impl Handler<PutWrites> for PersistenceActor {
+    type Result = ResponseFuture<Result<(), DbError>>;
+    fn handle(&mut self, m: PutWrites, _: &mut Self::Context) -> Self::Result {
+        let queue = self.write_puts.clone();
+        Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
     }
 }
 

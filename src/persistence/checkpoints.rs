@@ -195,55 +195,88 @@ macro_rules! ensure_thread {
     }};
 }
 
-/// On Postgres a checkpoint put is one statement (one round trip, one commit): the thread row,
-/// the blobs and the checkpoint row are written by data-modifying CTEs. The foreign keys are
-/// checked at the end of the statement, when the thread row exists.
-const PG_PUT_CHECKPOINT: &str = "\
+/// On Postgres a batch of checkpoint puts is one statement (one round trip, one commit): the
+/// thread rows, the blobs and the checkpoint rows are written by data-modifying CTEs over arrays.
+/// The foreign keys are checked at the end of the statement, when the thread rows exist.
+const PG_PUT_CHECKPOINTS: &str = "\
 WITH thread AS (
     INSERT INTO threads (thread_id, metadata, status, config, created_at, updated_at, state_updated_at)
-    VALUES ($1, '{}', 'idle', '{}', $2, $2, $2) ON CONFLICT DO NOTHING
+    SELECT DISTINCT t, '{}'::jsonb, 'idle', '{}'::jsonb, $1, $1, $1 FROM unnest($2::text[]) AS t
+    ON CONFLICT DO NOTHING
 ), blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT $1, $3, b.channel, b.version, b.type, b.blob
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[]) AS b(channel, version, type, blob)
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
     ON CONFLICT DO NOTHING
 )
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at)
-VALUES ($1, $3, $8, $9, $10, $11, $2)
+SELECT c.*, $1 FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::jsonb[]) AS c
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata";
 
-pub async fn put(db: &DbPool, new: NewCheckpoint) -> Result<(), DbError> {
+/// Stores checkpoints with their blobs (the group-commit task's flush); a checkpoint given twice
+/// keeps its last version.
+pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), DbError> {
     let now = Utc::now();
-    if let DbPool::Pg(pool) = db {
+    let mut seen = HashSet::new();
+    items.reverse();
+    items.retain(|c| {
+        seen.insert((
+            c.thread_id.clone(),
+            c.checkpoint_ns.clone(),
+            c.checkpoint_id.clone(),
+        ))
+    });
+    if let DbPool::Pg(pool) = &db {
         use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
+        let blobs: Vec<(&NewCheckpoint, &Blob)> = items
+            .iter()
+            .flat_map(|c| c.blobs.iter().map(move |b| (c, b)))
+            .collect();
+        let of_blobs = |f: fn(&NewCheckpoint, &Blob) -> String| {
+            blobs.iter().map(|(c, b)| f(c, b)).collect::<Vec<_>>()
+        };
+        let of_items = |f: fn(&NewCheckpoint) -> String| items.iter().map(f).collect::<Vec<_>>();
         let mut conn = pool.get().await?;
-        let column = |f: fn(&Blob) -> String| new.blobs.iter().map(f).collect::<Vec<_>>();
-        diesel::sql_query(PG_PUT_CHECKPOINT)
-            .bind::<Text, _>(&new.thread_id)
+        diesel::sql_query(PG_PUT_CHECKPOINTS)
             .bind::<Timestamptz, _>(now)
-            .bind::<Text, _>(&new.checkpoint_ns)
-            .bind::<Array<Text>, _>(column(|b| b.channel.clone()))
-            .bind::<Array<Text>, _>(column(|b| b.version.clone()))
-            .bind::<Array<Text>, _>(column(|b| b.type_.clone()))
+            .bind::<Array<Text>, _>(of_items(|c| c.thread_id.clone()))
+            .bind::<Array<Text>, _>(of_blobs(|c, _| c.thread_id.clone()))
+            .bind::<Array<Text>, _>(of_blobs(|c, _| c.checkpoint_ns.clone()))
+            .bind::<Array<Text>, _>(of_blobs(|_, b| b.channel.clone()))
+            .bind::<Array<Text>, _>(of_blobs(|_, b| b.version.clone()))
+            .bind::<Array<Text>, _>(of_blobs(|_, b| b.type_.clone()))
             .bind::<Array<Nullable<Bytea>>, _>(
-                new.blobs.iter().map(|b| b.data.clone()).collect::<Vec<_>>(),
+                blobs
+                    .iter()
+                    .map(|(_, b)| b.data.clone())
+                    .collect::<Vec<_>>(),
             )
-            .bind::<Text, _>(&new.checkpoint_id)
-            .bind::<Nullable<Text>, _>(&new.parent_checkpoint_id)
-            .bind::<Jsonb, _>(&new.checkpoint)
-            .bind::<Jsonb, _>(&new.metadata)
+            .bind::<Array<Text>, _>(of_items(|c| c.thread_id.clone()))
+            .bind::<Array<Text>, _>(of_items(|c| c.checkpoint_ns.clone()))
+            .bind::<Array<Text>, _>(of_items(|c| c.checkpoint_id.clone()))
+            .bind::<Array<Nullable<Text>>, _>(
+                items
+                    .iter()
+                    .map(|c| c.parent_checkpoint_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Jsonb>, _>(
+                items
+                    .iter()
+                    .map(|c| c.checkpoint.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Jsonb>, _>(items.iter().map(|c| c.metadata.clone()).collect::<Vec<_>>())
             .execute(&mut conn)
             .await?;
         return Ok(());
     }
     // SQLite: the same writes, one statement each, in one transaction
-    with_conn!(db, |conn, s| {
+    with_conn!(&db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
-            {
-                use s::{checkpoint_blobs as b, checkpoints as c};
+            use s::{checkpoint_blobs as b, checkpoints as c};
+            for new in &items {
                 ensure_thread!(conn, s, &new.thread_id, now);
-                // one row per statement: SQLite has no multi-row INSERT … ON CONFLICT in diesel
                 for bl in &new.blobs {
                     diesel::insert_into(b::table)
                         .values((
@@ -276,89 +309,123 @@ pub async fn put(db: &DbPool, new: NewCheckpoint) -> Result<(), DbError> {
                     ))
                     .execute(conn)
                     .await?;
-                Ok(())
             }
+            Ok(())
         })
         .await
     })
 }
 
-/// Pending writes on Postgres: one statement, like a checkpoint put. `{conflict}` is the
-/// first-write-wins or the replace clause.
+/// Pending writes on Postgres: one statement per conflict rule for a whole batch.
+/// `{conflict}` is the first-write-wins or the replace clause.
 const PG_PUT_WRITES: &str = "\
 WITH thread AS (
     INSERT INTO threads (thread_id, metadata, status, config, created_at, updated_at, state_updated_at)
-    VALUES ($1, '{}', 'idle', '{}', $2, $2, $2) ON CONFLICT DO NOTHING
+    SELECT DISTINCT t, '{}'::jsonb, 'idle', '{}'::jsonb, $1, $1, $1 FROM unnest($2::text[]) AS t
+    ON CONFLICT DO NOTHING
 )
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT $1, $3, $4, $5, $6, w.idx, w.channel, w.type, w.blob
-FROM unnest($7::int[], $8::text[], $9::text[], $10::bytea[]) AS w(idx, channel, type, blob)
+SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[])
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) ";
 
-pub async fn put_writes(db: &DbPool, new: NewWrites) -> Result<(), DbError> {
+/// One row of `checkpoint_writes`: the task's writes with their indexes.
+struct WriteRowIn<'a> {
+    task: &'a NewWrites,
+    idx: i32,
+    write: &'a RawWrite,
+}
+
+/// Writes whose task writes only special channels (error, interrupt, resume…) replace what a
+/// retry wrote before; all others keep the first write of an index, so retries are idempotent.
+fn is_replacing(task: &NewWrites) -> bool {
+    task.writes.iter().all(|(ch, _, _)| write_index(ch, 0) < 0)
+}
+
+/// Stores tasks' pending writes (the group-commit task's flush).
+pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), DbError> {
     let now = Utc::now();
-    let all_special = new.writes.iter().all(|(ch, _, _)| write_index(ch, 0) < 0);
-    if let DbPool::Pg(pool) = db {
-        use diesel::sql_types::{Array, Bytea, Integer, Text, Timestamptz};
-        if new.writes.is_empty() {
-            return Ok(());
-        }
-        let conflict = if all_special {
-            // special channels (error, interrupt, resume…) are replaced by a retry
-            "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
-        } else {
-            // the first write of an index wins: retries are idempotent
-            "DO NOTHING"
-        };
-        let mut writes: Vec<(i32, &RawWrite)> = new
-            .writes
+    let rows = |replacing: bool| {
+        let mut rows: Vec<WriteRowIn> = tasks
             .iter()
-            .enumerate()
-            .map(|(i, w)| (write_index(&w.0, i), w))
+            .filter(|t| is_replacing(t) == replacing)
+            .flat_map(|task| {
+                task.writes
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, write)| WriteRowIn {
+                        task,
+                        idx: write_index(&write.0, i),
+                        write,
+                    })
+            })
             .collect();
-        if all_special {
-            // one statement cannot update a row twice: the last write of an index stands
+        if replacing {
+            // one statement cannot update a row twice: the last write of a key stands
             let mut seen = HashSet::new();
-            writes.reverse();
-            writes.retain(|(idx, _)| seen.insert(*idx));
+            rows.reverse();
+            rows.retain(|r| {
+                seen.insert((
+                    &r.task.thread_id,
+                    &r.task.checkpoint_ns,
+                    &r.task.checkpoint_id,
+                    &r.task.task_id,
+                    r.idx,
+                ))
+            });
         }
+        rows
+    };
+    if let DbPool::Pg(pool) = &db {
+        use diesel::sql_types::{Array, Bytea, Integer, Text, Timestamptz};
         let mut conn = pool.get().await?;
-        let idx: Vec<i32> = writes.iter().map(|(i, _)| *i).collect();
-        diesel::sql_query(format!("{PG_PUT_WRITES}{conflict}"))
-            .bind::<Text, _>(&new.thread_id)
-            .bind::<Timestamptz, _>(now)
-            .bind::<Text, _>(&new.checkpoint_ns)
-            .bind::<Text, _>(&new.checkpoint_id)
-            .bind::<Text, _>(&new.task_id)
-            .bind::<Text, _>(&new.task_path)
-            .bind::<Array<Integer>, _>(idx)
-            .bind::<Array<Text>, _>(writes.iter().map(|(_, w)| w.0.clone()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(writes.iter().map(|(_, w)| w.1.clone()).collect::<Vec<_>>())
-            .bind::<Array<Bytea>, _>(writes.iter().map(|(_, w)| w.2.clone()).collect::<Vec<_>>())
-            .execute(&mut conn)
-            .await?;
+        for (replacing, conflict) in [
+            (false, "DO NOTHING"),
+            (
+                true,
+                "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob",
+            ),
+        ] {
+            let rows = rows(replacing);
+            if rows.is_empty() {
+                continue;
+            }
+            let col = |f: fn(&WriteRowIn) -> String| rows.iter().map(f).collect::<Vec<_>>();
+            diesel::sql_query(format!("{PG_PUT_WRITES}{conflict}"))
+                .bind::<Timestamptz, _>(now)
+                .bind::<Array<Text>, _>(col(|r| r.task.thread_id.clone()))
+                .bind::<Array<Text>, _>(col(|r| r.task.checkpoint_ns.clone()))
+                .bind::<Array<Text>, _>(col(|r| r.task.checkpoint_id.clone()))
+                .bind::<Array<Text>, _>(col(|r| r.task.task_id.clone()))
+                .bind::<Array<Text>, _>(col(|r| r.task.task_path.clone()))
+                .bind::<Array<Integer>, _>(rows.iter().map(|r| r.idx).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(col(|r| r.write.0.clone()))
+                .bind::<Array<Text>, _>(col(|r| r.write.1.clone()))
+                .bind::<Array<Bytea>, _>(rows.iter().map(|r| r.write.2.clone()).collect::<Vec<_>>())
+                .execute(&mut conn)
+                .await?;
+        }
         return Ok(());
     }
     // SQLite: one statement per write, in one transaction
-    with_conn!(db, |conn, s| {
+    let (keep_first, replace) = (rows(false), rows(true));
+    with_conn!(&db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
-            {
-                use s::checkpoint_writes as w;
-                ensure_thread!(conn, s, &new.thread_id, now);
-                for (i, (channel, type_, data)) in new.writes.iter().enumerate() {
+            use s::checkpoint_writes as w;
+            for (replacing, rows) in [(false, keep_first), (true, replace)] {
+                for r in rows {
+                    ensure_thread!(conn, s, &r.task.thread_id, now);
                     let insert = diesel::insert_into(w::table).values((
-                        w::thread_id.eq(&new.thread_id),
-                        w::checkpoint_ns.eq(&new.checkpoint_ns),
-                        w::checkpoint_id.eq(&new.checkpoint_id),
-                        w::task_id.eq(&new.task_id),
-                        w::idx.eq(write_index(channel, i)),
-                        w::channel.eq(channel),
-                        w::type_.eq(type_),
-                        w::blob.eq(data),
-                        w::task_path.eq(&new.task_path),
+                        w::thread_id.eq(&r.task.thread_id),
+                        w::checkpoint_ns.eq(&r.task.checkpoint_ns),
+                        w::checkpoint_id.eq(&r.task.checkpoint_id),
+                        w::task_id.eq(&r.task.task_id),
+                        w::idx.eq(r.idx),
+                        w::channel.eq(&r.write.0),
+                        w::type_.eq(&r.write.1),
+                        w::blob.eq(&r.write.2),
+                        w::task_path.eq(&r.task.task_path),
                     ));
-                    if all_special {
-                        // special channels (error, interrupt, resume…) are replaced by a retry
+                    if replacing {
                         insert
                             .on_conflict((
                                 w::thread_id,
@@ -376,12 +443,11 @@ pub async fn put_writes(db: &DbPool, new: NewWrites) -> Result<(), DbError> {
                             .execute(conn)
                             .await?;
                     } else {
-                        // the first write of an index wins: retries are idempotent
                         insert.on_conflict_do_nothing().execute(conn).await?;
                     }
                 }
-                Ok(())
             }
+            Ok(())
         })
         .await
     })

@@ -9,6 +9,7 @@
 //! Nothing outside this module imports diesel, diesel-async or deadpool.
 
 mod actor;
+mod batch;
 mod checkpoints;
 mod error;
 mod json_filter;
@@ -137,6 +138,24 @@ impl Persistence {
             .map_err(|_| DbError::ActorGone)?
     }
 
+    /// Stores a checkpoint with its channel blobs, creating the thread row if needed
+    /// (group-committed with concurrent puts).
+    pub async fn put_checkpoint(&self, new: NewCheckpoint) -> Result<(), DbError> {
+        self.addr
+            .send(actor::PutCheckpoint(new))
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
+    /// Stores a task's pending writes against a checkpoint; the first write of an index wins
+    /// (group-committed with concurrent writes).
+    pub async fn put_writes(&self, new: NewWrites) -> Result<(), DbError> {
+        self.addr
+            .send(actor::PutWrites(new))
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
     /// Closes the pool and stops the actor; waits up to `wait` for busy connections.
     pub async fn shutdown(&self, wait: std::time::Duration) -> Result<ShutdownReport, DbError> {
         self.addr
@@ -173,10 +192,6 @@ operations! {
     /// Copies a thread with its whole history under a new id.
     CopyThread => fn copy_thread(thread_id: String, new_id: String) -> Thread = threads::copy;
 
-    /// Stores a checkpoint with its channel blobs (creating the thread row if needed).
-    PutCheckpoint => fn put_checkpoint(new: NewCheckpoint) -> () = checkpoints::put;
-    /// Stores a task's pending writes against a checkpoint; the first write of an index wins.
-    PutWrites => fn put_writes(new: NewWrites) -> () = checkpoints::put_writes;
     /// Reads one checkpoint (or the latest) with its blobs and pending writes.
     GetCheckpoint => fn get_checkpoint(thread_id: String, checkpoint_ns: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::get;
     /// Lists checkpoints newest first, keyset-paginated by checkpoint id.

@@ -2,14 +2,12 @@
 //! sweeper that deletes them.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{DbError, DbPool, with_conn};
 use crate::model::{StoreItem, StoreSearch};
@@ -68,7 +66,7 @@ pub struct NewItem {
 
 /// Writes `items` in one transaction, so concurrent puts share one commit; a key given twice
 /// keeps its last value.
-pub async fn put_many(db: &DbPool, mut items: Vec<NewItem>) -> Result<(), DbError> {
+pub async fn put_many(db: DbPool, mut items: Vec<NewItem>) -> Result<(), DbError> {
     let now = Utc::now();
     let mut seen = HashSet::new();
     items.reverse();
@@ -102,7 +100,7 @@ pub async fn put_many(db: &DbPool, mut items: Vec<NewItem>) -> Result<(), DbErro
                 ))
         };
     }
-    match db {
+    match &db {
         DbPool::Pg(pool) => {
             use super::schema::pg::store::dsl as t;
             let mut conn = pool.get().await?;
@@ -122,46 +120,6 @@ pub async fn put_many(db: &DbPool, mut items: Vec<NewItem>) -> Result<(), DbErro
             .await
         }
     }
-}
-
-/// Store writes waiting for a batch, with where to send each one's result.
-pub type PutQueue = mpsc::UnboundedSender<(NewItem, oneshot::Sender<Result<(), DbError>>)>;
-
-/// Most writes in one batch.
-const MAX_BATCH: usize = 128;
-/// Batches in flight at once (each holds one connection).
-const BATCHES_IN_FLIGHT: usize = 4;
-
-/// Starts the task that group-commits store writes: it takes whatever writes are waiting (up to
-/// `MAX_BATCH`) and writes them in one transaction. An idle server writes each put alone, with no
-/// added wait; under load, writes that arrive while batches are in flight share the next commit.
-pub fn spawn_put_batcher(db: DbPool) -> PutQueue {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(NewItem, oneshot::Sender<Result<(), DbError>>)>();
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    actix_rt::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            let db = db.clone();
-            actix_rt::spawn(async move {
-                let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let result = put_many(&db, items).await;
-                for reply in replies {
-                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(DbError::shared));
-                }
-                drop(slot);
-            });
-        }
-    });
-    tx
 }
 
 pub async fn get(

@@ -11,6 +11,7 @@ both_backends!(
     list_filters_by_metadata_and_pages_with_before,
     delete_removes_checkpoints_blobs_writes_and_thread,
     bad_checkpoint_input_is_422_and_missing_is_404,
+    concurrent_puts_and_writes_all_land,
 );
 
 fn checkpoint(id: &str, versions: Value) -> Value {
@@ -286,5 +287,43 @@ async fn bad_checkpoint_input_is_422_and_missing_is_404(kind: Kind) {
         "nothing was written"
     );
     assert_eq!(app.get("/threads/t/checkpoints/missing").await.0, 404);
+    app.stop().await;
+}
+
+async fn concurrent_puts_and_writes_all_land(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    // concurrent checkpoint puts and writes share commits: each must land intact, with its blob
+    let puts = (0..40).map(|i| {
+        let body = json!({
+            "checkpoint": checkpoint(&format!("c{i:02}"), json!({"m": format!("v{i}")})),
+            "metadata": {"i": i},
+            "blobs": [{"channel": "m", "version": format!("v{i}"), "type": "bytes", "data": B64.encode(format!("blob {i}"))}]
+        });
+        let req = app.client.put(app.url(&format!("/threads/t{}/checkpoints", i % 4))).json(&body);
+        let writes = json!({"task_id": format!("task{i}"), "writes": [{"channel": "m", "type": "bytes", "data": B64.encode(format!("w{i}"))}]});
+        let wreq = app.client.put(app.url(&format!("/threads/t{}/checkpoints/c{i:02}/writes", i % 4))).json(&writes);
+        async move { (req.send().await.unwrap().status().as_u16(), wreq.send().await.unwrap().status().as_u16()) }
+    });
+    let statuses = futures_util::future::join_all(puts).await;
+    assert!(statuses.iter().all(|s| *s == (200, 204)), "{statuses:?}");
+    for i in 0..40 {
+        let (s, got) = app
+            .get(&format!("/threads/t{}/checkpoints/c{i:02}", i % 4))
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(got["metadata"], json!({"i": i}));
+        assert_eq!(
+            B64.decode(got["blobs"][0]["data"].as_str().unwrap())
+                .unwrap(),
+            format!("blob {i}").into_bytes()
+        );
+        assert_eq!(
+            B64.decode(got["pending_writes"][0]["data"].as_str().unwrap())
+                .unwrap(),
+            format!("w{i}").into_bytes()
+        );
+    }
     app.stop().await;
 }
