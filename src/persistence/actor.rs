@@ -54,44 +54,36 @@ impl Actor for PersistenceActor {
     }
 }
 
-/// Creates or replaces a store item, through the group-commit task.
-pub struct PutItem(pub store::NewItem);
-impl Message for PutItem {
-    type Result = Result<(), DbError>;
-}
-impl Handler<PutItem> for PersistenceActor {
-    type Result = ResponseFuture<Result<(), DbError>>;
-    fn handle(&mut self, m: PutItem, _: &mut Self::Context) -> Self::Result {
-        let queue = self.puts.clone();
-        Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
-    }
-}
-
-/// Stores a checkpoint with its blobs, through the group-commit task.
-pub struct PutCheckpoint(pub NewCheckpoint);
-impl Message for PutCheckpoint {
-    type Result = Result<(), DbError>;
-}
-impl Handler<PutCheckpoint> for PersistenceActor {
-    type Result = ResponseFuture<Result<(), DbError>>;
-    fn handle(&mut self, m: PutCheckpoint, _: &mut Self::Context) -> Self::Result {
-        let queue = self.checkpoint_puts.clone();
-        Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
-    }
+/// A write that goes through one of the actor's group-commit queues.
+macro_rules! queued_write {
+    ($(#[$doc:meta])* $msg:ident($item:ty) via $queue:ident) => {
+        $(#[$doc])*
+        pub struct $msg(pub $item);
+        impl Message for $msg {
+            type Result = Result<(), DbError>;
+        }
+        impl Handler<$msg> for PersistenceActor {
+            type Result = ResponseFuture<Result<(), DbError>>;
+            fn handle(&mut self, m: $msg, _: &mut Self::Context) -> Self::Result {
+                let queue = self.$queue.clone();
+                Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
+            }
+        }
+    };
 }
 
-/// Stores a task's pending writes, through the group-commit task.
-pub struct PutWrites(pub NewWrites);
-impl Message for PutWrites {
-    type Result = Result<(), DbError>;
-}
-impl Handler<PutWrites> for PersistenceActor {
-    type Result = ResponseFuture<Result<(), DbError>>;
-    fn handle(&mut self, m: PutWrites, _: &mut Self::Context) -> Self::Result {
-        let queue = self.write_puts.clone();
-        Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
-    }
-}
+queued_write!(
+    /// Creates or replaces a store item.
+    PutItem(store::NewItem) via puts
+);
+queued_write!(
+    /// Stores a checkpoint with its blobs.
+    PutCheckpoint(NewCheckpoint) via checkpoint_puts
+);
+queued_write!(
+    /// Stores a task's pending writes.
+    PutWrites(NewWrites) via write_puts
+);
 
 /// The pool's figures, for `/ready` and the start-up and shutdown log lines.
 #[derive(Debug, Clone, Copy, Serialize)]
