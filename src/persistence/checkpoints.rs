@@ -461,19 +461,26 @@ pub async fn get(
 ) -> Result<Option<CheckpointRecord>, DbError> {
     with_conn!(db, |conn, s| {
         use s::checkpoints as c;
-        let mut q = c::table
+        // two fixed shapes rather than one boxed query: fixed shapes are prepared once per
+        // connection and reused, a boxed one is parsed and planned on every call
+        let this = c::table
             .filter(c::thread_id.eq(&thread_id))
-            .filter(c::checkpoint_ns.eq(&checkpoint_ns))
-            .select(columns!(c))
-            .into_boxed();
-        if let Some(id) = &checkpoint_id {
-            q = q.filter(c::checkpoint_id.eq(id.clone()));
+            .filter(c::checkpoint_ns.eq(&checkpoint_ns));
+        let row: Option<Row> = match &checkpoint_id {
+            Some(id) => {
+                this.filter(c::checkpoint_id.eq(id))
+                    .select(columns!(c))
+                    .first(&mut conn)
+                    .await
+            }
+            None => {
+                this.order(c::checkpoint_id.desc())
+                    .select(columns!(c))
+                    .first(&mut conn)
+                    .await
+            }
         }
-        let row: Option<Row> = q
-            .order(c::checkpoint_id.desc())
-            .first(&mut conn)
-            .await
-            .optional()?;
+        .optional()?;
         let Some(row) = row else { return Ok(None) };
         Ok(load_page!(&mut conn, s, &thread_id, vec![row]).pop())
     })
