@@ -88,35 +88,22 @@ impl Config {
     }
 }
 
-/// The URL with any password replaced, for logs.
+/// The URL with any password and query string replaced, for logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let (rest, had_query) = match rest.split_once('?') {
+        Some((before, _)) => (before, true),
+        None => (rest, false),
     };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            let query = tail.split_once('?').map(|(path, _)| format!("{path}?***"));
-            format!(
-                "{scheme}://{masked}@{host}{}",
-                query.unwrap_or_else(|| tail.to_string())
-            )
-        }
-        None => {
-            let query = tail.split_once('?').map(|(path, _)| format!("{path}?***"));
-            format!(
-                "{scheme}://{authority}{}",
-                query.unwrap_or_else(|| tail.to_string())
-            )
-        }
-    }
+    // the user info ends at the last '@' (a password may itself hold '/' or '@')
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host_path)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host_path}"),
+            None => format!("{userinfo}@{host_path}"),
+        },
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{rest}{}", if had_query { "?***" } else { "" })
 }

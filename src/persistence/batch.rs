@@ -3,7 +3,8 @@
 //! A queue's task takes whatever is waiting (up to `MAX_BATCH`) and hands it to one `flush`
 //! call; with nothing else waiting, a write goes alone, with no added wait. Under load, writes
 //! that arrive while `IN_FLIGHT` batches are being written make up the next batch, so many
-//! callers share one round trip and one commit. Each caller gets the batch's result.
+//! callers share one round trip and one commit. When a batch fails, its writes are retried one
+//! by one, so one bad write (or a deadlock between batches) fails only its own caller.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub type Queue<T> = mpsc::UnboundedSender<(T, oneshot::Sender<Result<(), DbError
 /// dropped, after writing what was already queued.
 pub fn spawn<T, F, Fut>(db: DbPool, flush: F) -> Queue<T>
 where
-    T: 'static,
+    T: Clone + 'static,
     F: Fn(DbPool, Vec<T>) -> Fut + 'static,
     Fut: Future<Output = Result<(), DbError>> + 'static,
 {
@@ -46,9 +47,19 @@ where
             let (db, flush) = (db.clone(), flush.clone());
             actix_rt::spawn(async move {
                 let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let result = flush(db, items).await;
-                for reply in replies {
-                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(DbError::shared));
+                let retry = (items.len() > 1).then(|| items.clone());
+                match (flush(db.clone(), items).await, retry) {
+                    (Ok(()), _) => replies.into_iter().for_each(|r| {
+                        let _ = r.send(Ok(()));
+                    }),
+                    (Err(e), None) => replies.into_iter().for_each(|r| {
+                        let _ = r.send(Err(e.shared()));
+                    }),
+                    (Err(_), Some(items)) => {
+                        for (item, reply) in items.into_iter().zip(replies) {
+                            let _ = reply.send(flush(db.clone(), vec![item]).await);
+                        }
+                    }
                 }
                 drop(slot);
             });

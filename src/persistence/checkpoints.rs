@@ -133,6 +133,12 @@ macro_rules! load_page {
         let rows: Vec<Row> = $rows;
         let mut channels = HashSet::new();
         let mut vers = HashSet::new();
+        let namespaces: Vec<String> = rows
+            .iter()
+            .map(|r| r.1.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         for r in &rows {
             for (ch, v) in versions(&r.4) {
                 channels.insert(ch);
@@ -144,6 +150,7 @@ macro_rules! load_page {
         } else {
             b::table
                 .filter(b::thread_id.eq($thread_id))
+                .filter(b::checkpoint_ns.eq_any(namespaces.clone()))
                 .filter(b::channel.eq_any(channels.into_iter().collect::<Vec<_>>()))
                 .filter(b::version.eq_any(vers.into_iter().collect::<Vec<_>>()))
                 .select((b::checkpoint_ns, b::channel, b::version, b::type_, b::blob))
@@ -156,6 +163,7 @@ macro_rules! load_page {
         } else {
             w::table
                 .filter(w::thread_id.eq($thread_id))
+                .filter(w::checkpoint_ns.eq_any(namespaces))
                 .filter(w::checkpoint_id.eq_any(ids))
                 .order((w::task_id.asc(), w::idx.asc()))
                 .select((
@@ -226,12 +234,29 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
             c.checkpoint_id.clone(),
         ))
     });
+    // rows in key order, so concurrent batches lock them in the same order (no deadlock)
+    items.sort_by(|a, b| {
+        (&a.thread_id, &a.checkpoint_ns, &a.checkpoint_id).cmp(&(
+            &b.thread_id,
+            &b.checkpoint_ns,
+            &b.checkpoint_id,
+        ))
+    });
     if let DbPool::Pg(pool) = &db {
         use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
         let blobs: Vec<(&NewCheckpoint, &Blob)> = items
             .iter()
             .flat_map(|c| c.blobs.iter().map(move |b| (c, b)))
             .collect();
+        let mut blobs = blobs;
+        blobs.sort_by(|(c1, b1), (c2, b2)| {
+            (&c1.thread_id, &c1.checkpoint_ns, &b1.channel, &b1.version).cmp(&(
+                &c2.thread_id,
+                &c2.checkpoint_ns,
+                &b2.channel,
+                &b2.version,
+            ))
+        });
         let of_blobs = |f: fn(&NewCheckpoint, &Blob) -> String| {
             blobs.iter().map(|(c, b)| f(c, b)).collect::<Vec<_>>()
         };
@@ -359,6 +384,24 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
                     })
             })
             .collect();
+        // rows in key order, so concurrent batches lock them in the same order (no deadlock);
+        // the sort is stable, so the order of writes to one key is kept
+        rows.sort_by(|a, b| {
+            (
+                &a.task.thread_id,
+                &a.task.checkpoint_ns,
+                &a.task.checkpoint_id,
+                &a.task.task_id,
+                a.idx,
+            )
+                .cmp(&(
+                    &b.task.thread_id,
+                    &b.task.checkpoint_ns,
+                    &b.task.checkpoint_id,
+                    &b.task.task_id,
+                    b.idx,
+                ))
+        });
         if replacing {
             // one statement cannot update a row twice: the last write of a key stands
             let mut seen = HashSet::new();
@@ -524,23 +567,18 @@ pub async fn delete_thread(db: &DbPool, thread_id: String) -> Result<(), DbError
     Ok(())
 }
 
-/// A fresh time-ordered checkpoint id that sorts after `after`.
-fn next_checkpoint_id(after: Option<&str>) -> String {
+/// A fresh time-ordered checkpoint id that sorts after `after`; `None` when no new id can
+/// (a raw caller's own ids may sort after any time-ordered one).
+fn next_checkpoint_id(after: Option<&str>) -> Option<String> {
     let node: [u8; 6] = *uuid::Uuid::new_v4()
         .as_bytes()
         .first_chunk()
         .unwrap_or(&[0; 6]);
-    let mut id = uuid::Uuid::now_v6(&node).to_string();
-    for _ in 0..100 {
-        match after {
-            Some(a) if id.as_str() <= a => {
-                std::thread::sleep(std::time::Duration::from_micros(1));
-                id = uuid::Uuid::now_v6(&node).to_string();
-            }
-            _ => break,
-        }
-    }
-    id
+    // v6 ids from one process increase (the clock sequence moves within a tick): a few tries
+    // only matter when `after` came from another clock
+    (0..3)
+        .map(|_| uuid::Uuid::now_v6(&node).to_string())
+        .find(|id| after.is_none_or(|a| id.as_str() > a))
 }
 
 /// The next channel version after every version in `versions`, in LangGraph's sortable format.
@@ -554,45 +592,42 @@ fn next_version(versions: &Map<String, Value>) -> String {
         })
         .max()
         .unwrap_or(0);
-    format!("{:032}.{:016}", max + 1, 0)
+    format!("{:032}.{:016}", max.saturating_add(1), 0)
 }
 
-pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<CheckpointRecord, DbError> {
-    let now = Utc::now();
-    let Value::Object(changes) = update.values else {
-        return Err(DbError::Invalid("values must be an object".into()));
-    };
-    let base = get(
-        db,
-        update.thread_id.clone(),
-        String::new(),
-        update.checkpoint_id.clone(),
-    )
-    .await?;
-    if update.checkpoint_id.is_some() && base.is_none() {
-        return Err(DbError::NotFound("Checkpoint not found".into()));
-    }
+/// The checkpoint an update writes on top of `base`: its values updated key by key.
+fn updated(
+    thread_id: &str,
+    base: Option<CheckpointRecord>,
+    changes: Map<String, Value>,
+    as_node: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<CheckpointRecord, DbError> {
     let base_checkpoint = base
         .as_ref()
         .map(|b| b.checkpoint.clone())
         .unwrap_or_else(|| json!({}));
-    let mut channel_values = base_checkpoint
-        .get("channel_values")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut channel_versions = base_checkpoint
-        .get("channel_versions")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let field = |name: &str| {
+        base_checkpoint
+            .get(name)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (mut channel_values, mut channel_versions) =
+        (field("channel_values"), field("channel_versions"));
     let version = next_version(&channel_versions);
     for (k, v) in &changes {
         channel_values.insert(k.clone(), v.clone());
         // the value is inline now: no blob of this version exists, so reads keep the inline one
         channel_versions.insert(k.clone(), Value::String(version.clone()));
     }
-    let checkpoint_id = next_checkpoint_id(base.as_ref().map(|b| b.checkpoint_id.as_str()));
+    let checkpoint_id = next_checkpoint_id(base.as_ref().map(|b| b.checkpoint_id.as_str()))
+        .ok_or_else(|| {
+            DbError::Conflict(
+                "the latest checkpoint's id sorts after any new time-ordered id".into(),
+            )
+        })?;
     let step = base
         .as_ref()
         .and_then(|b| b.metadata.get("step"))
@@ -608,58 +643,100 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
         "versions_seen": base_checkpoint.get("versions_seen").cloned().unwrap_or_else(|| json!({})),
         "updated_channels": changes.keys().collect::<Vec<_>>(),
     });
-    let as_node = update.as_node.clone().unwrap_or_else(|| "__input__".into());
-    let metadata = json!({
-        "source": "update",
-        "step": step,
-        "writes": { as_node: Value::Object(changes) },
-        "parents": {},
+    // the base's blobs still hold the channels this update did not touch
+    let blobs = base.as_ref().map_or_else(Vec::new, |b| {
+        b.blobs
+            .iter()
+            .filter(|bl| !changes.contains_key(&bl.channel))
+            .cloned()
+            .collect()
     });
-    let record = CheckpointRecord {
-        thread_id: update.thread_id.clone(),
+    let as_node = as_node.unwrap_or_else(|| "__input__".into());
+    Ok(CheckpointRecord {
+        thread_id: thread_id.to_string(),
         checkpoint_ns: String::new(),
-        checkpoint_id: checkpoint_id.clone(),
-        parent_checkpoint_id: base.as_ref().map(|b| b.checkpoint_id.clone()),
+        checkpoint_id,
+        parent_checkpoint_id: base.map(|b| b.checkpoint_id),
         checkpoint,
-        metadata,
+        metadata: json!({ "source": "update", "step": step, "writes": { as_node: Value::Object(changes) }, "parents": {} }),
         created_at: now,
-        blobs: base.map(|b| b.blobs).unwrap_or_default(),
+        blobs,
         pending_writes: Vec::new(),
+    })
+}
+
+/// Writes a new checkpoint on top of the latest (or the named) one. The thread row is locked
+/// first, so concurrent updates of one thread chain instead of forking.
+pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<CheckpointRecord, DbError> {
+    let now = Utc::now();
+    let StateUpdate {
+        thread_id,
+        values,
+        as_node,
+        checkpoint_id,
+    } = update;
+    let Value::Object(changes) = values else {
+        return Err(DbError::Invalid("values must be an object".into()));
     };
-    let values = record.values();
-    let rec = record.clone();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{checkpoints as c, threads as t};
-            let n = diesel::update(t::table.find(&rec.thread_id))
-                .set((
-                    t::state_values.eq(&values),
-                    t::state_updated_at.eq(now),
-                    t::updated_at.eq(now),
-                ))
+            let locked = diesel::update(t::table.find(&thread_id))
+                .set(t::updated_at.eq(now))
                 .execute(conn)
                 .await?;
-            if n == 0 {
+            if locked == 0 {
                 return Err(DbError::NotFound(format!(
-                    "Thread with ID {} not found",
-                    rec.thread_id
+                    "Thread with ID {thread_id} not found"
                 )));
             }
+            let this = c::table
+                .filter(c::thread_id.eq(&thread_id))
+                .filter(c::checkpoint_ns.eq(""));
+            let row: Option<Row> = match &checkpoint_id {
+                Some(id) => {
+                    this.filter(c::checkpoint_id.eq(id))
+                        .select(columns!(c))
+                        .first(conn)
+                        .await
+                }
+                None => {
+                    this.order(c::checkpoint_id.desc())
+                        .select(columns!(c))
+                        .first(conn)
+                        .await
+                }
+            }
+            .optional()?;
+            let base = match row {
+                Some(row) => load_page!(conn, s, &thread_id, vec![row]).pop(),
+                None if checkpoint_id.is_some() => {
+                    return Err(DbError::NotFound("Checkpoint not found".into()));
+                }
+                None => None,
+            };
+            let record = updated(&thread_id, base, changes, as_node, now)?;
             diesel::insert_into(c::table)
                 .values((
-                    c::thread_id.eq(&rec.thread_id),
+                    c::thread_id.eq(&record.thread_id),
                     c::checkpoint_ns.eq(""),
-                    c::checkpoint_id.eq(&rec.checkpoint_id),
-                    c::parent_checkpoint_id.eq(&rec.parent_checkpoint_id),
-                    c::checkpoint.eq(&rec.checkpoint),
-                    c::metadata.eq(&rec.metadata),
+                    c::checkpoint_id.eq(&record.checkpoint_id),
+                    c::parent_checkpoint_id.eq(&record.parent_checkpoint_id),
+                    c::checkpoint.eq(&record.checkpoint),
+                    c::metadata.eq(&record.metadata),
                     c::created_at.eq(now),
                 ))
                 .execute(conn)
                 .await?;
-            Ok(())
+            diesel::update(t::table.find(&thread_id))
+                .set((
+                    t::state_values.eq(record.values()),
+                    t::state_updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(record)
         })
         .await
-    })?;
-    Ok(record)
+    })
 }

@@ -102,9 +102,14 @@ pub mod sqlite {
     }
 
     /// A JSON path naming nested object keys: `$."a"."b"`.
+    /// SQLite's quoted labels cannot hold a `"`: such a key becomes a path no document has, so
+    /// it matches nothing.
     fn path(keys: &[&str]) -> String {
         let mut p = String::from("$");
         for k in keys {
+            if k.contains('"') {
+                return "$.\"\u{1}\".\"\u{1}\"".into();
+            }
             p.push_str(&format!(".\"{k}\""));
         }
         p
@@ -122,7 +127,8 @@ pub mod sqlite {
                     "), 'integer', 'real') AND json_extract({column}, "
                 ))
                 .bind::<Text, _>(path)
-                .sql(") = json_extract(")
+                // IS, not =: JSON null extracts as SQL NULL, and `{k: null}` must match it
+                .sql(") IS json_extract(")
                 .bind::<Text, _>(json)
                 .sql(", '$'), 0)"),
         )

@@ -53,10 +53,14 @@ fn item((prefix, key, value, created_at, updated_at, _): Row) -> StoreItem {
 }
 
 fn expiry(now: DateTime<Utc>, ttl_minutes: f64) -> DateTime<Utc> {
-    now + Duration::milliseconds((ttl_minutes * 60_000.0) as i64)
+    // the API caps ttl at ten years; saturate rather than overflow whatever comes in
+    let ms = (ttl_minutes * 60_000.0).clamp(0.0, 1e14) as i64;
+    now.checked_add_signed(Duration::milliseconds(ms))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// A store write.
+#[derive(Clone)]
 pub struct NewItem {
     pub prefix: String,
     pub key: String,
@@ -71,6 +75,8 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewItem>) -> Result<(), DbError
     let mut seen = HashSet::new();
     items.reverse();
     items.retain(|i| seen.insert((i.prefix.clone(), i.key.clone())));
+    // rows in key order, so concurrent batches lock them in the same order (no deadlock)
+    items.sort_by(|a, b| (&a.prefix, &a.key).cmp(&(&b.prefix, &b.key)));
     // Postgres takes the whole batch as one multi-row upsert (one round trip); diesel cannot
     // spell a multi-row upsert for SQLite, which gets one statement per row in one transaction.
     macro_rules! row {

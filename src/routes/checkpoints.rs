@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{object_or_none, page};
+use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
 use crate::model::{Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, format_ts};
 use crate::persistence::Persistence;
@@ -71,6 +71,7 @@ pub async fn put(
     if !body.checkpoint.is_object() {
         return Err(ApiError::validation("checkpoint must be an object"));
     }
+    without_nul(&body.checkpoint, "checkpoint")?;
     let checkpoint_id = body
         .checkpoint_id
         .or_else(|| {
@@ -98,13 +99,15 @@ pub async fn put(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    without_nul(&metadata, "metadata")?;
     let new = NewCheckpoint {
         thread_id: path.into_inner(),
         checkpoint_ns: body.checkpoint_ns,
         checkpoint_id,
         parent_checkpoint_id: body.parent_checkpoint_id,
         checkpoint: body.checkpoint,
-        metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
+        metadata,
         blobs,
     };
     let reply = json!({ "thread_id": new.thread_id, "checkpoint_ns": new.checkpoint_ns, "checkpoint_id": new.checkpoint_id });

@@ -71,3 +71,29 @@ pub(crate) fn object_or_none(
         Some(_) => Err(ApiError::validation(format!("{what} must be an object"))),
     }
 }
+
+/// Postgres cannot store a NUL character in JSON text, SQLite can: refuse it on both, so a
+/// document means the same wherever it is stored.
+pub(crate) fn without_nul(v: &serde_json::Value, what: &str) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let has_nul = |s: &str| s.contains('\0');
+    let bad = match v {
+        Value::String(s) => has_nul(s),
+        Value::Array(items) => return items.iter().try_for_each(|i| without_nul(i, what)),
+        Value::Object(map) => {
+            if map.keys().any(|k| has_nul(k)) {
+                true
+            } else {
+                return map.values().try_for_each(|i| without_nul(i, what));
+            }
+        }
+        _ => false,
+    };
+    if bad {
+        Err(ApiError::validation(format!(
+            "{what} must not contain the NUL character (\\u0000)"
+        )))
+    } else {
+        Ok(())
+    }
+}

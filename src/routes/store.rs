@@ -4,10 +4,13 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::page;
+use super::{page, without_nul};
 use crate::error::ApiError;
 use crate::model::{FieldFilter, Namespace, StoreSearch};
 use crate::persistence::Persistence;
+
+/// Ten years: a longer TTL is a mistake, and would overflow timestamp arithmetic.
+const MAX_TTL_MINUTES: f64 = 10.0 * 365.0 * 24.0 * 60.0;
 
 #[derive(Deserialize)]
 pub struct PutBody {
@@ -31,10 +34,14 @@ pub async fn put_item(
     if !body.value.is_object() {
         return Err(ApiError::validation("value must be an object"));
     }
-    if body.ttl.is_some_and(|ttl| !ttl.is_finite() || ttl <= 0.0) {
-        return Err(ApiError::validation(
-            "ttl must be a positive number of minutes",
-        ));
+    without_nul(&body.value, "value")?;
+    if body
+        .ttl
+        .is_some_and(|ttl| !ttl.is_finite() || ttl <= 0.0 || ttl > MAX_TTL_MINUTES)
+    {
+        return Err(ApiError::validation(format!(
+            "ttl must be a positive number of minutes, at most {MAX_TTL_MINUTES}"
+        )));
     }
     db.put_item(ns.prefix(), body.key, body.value, body.ttl)
         .await?;

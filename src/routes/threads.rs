@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{object_or_none, page};
+use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
 use crate::model::{
     CheckpointQuery, CheckpointRecord, NewThread, StateUpdate, ThreadFilter, ThreadSearch,
@@ -42,9 +42,11 @@ pub async fn create(
             .to_string(),
         None => uuid::Uuid::now_v7().to_string(),
     };
+    let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    without_nul(&metadata, "metadata")?;
     let new = NewThread {
         thread_id,
-        metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
+        metadata,
         do_nothing_if_exists: matches!(body.if_exists, Some(IfExists::DoNothing)),
     };
     Ok(HttpResponse::Ok().json(db.create_thread(new).await?))
@@ -71,6 +73,7 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let metadata =
         object_or_none(body.into_inner().metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    without_nul(&metadata, "metadata")?;
     Ok(HttpResponse::Ok().json(db.patch_thread(path.into_inner(), metadata).await?))
 }
 
@@ -292,6 +295,7 @@ pub async fn update_state(
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(ApiError::validation("values must be an object")),
     };
+    without_nul(&values, "values")?;
     let update = StateUpdate {
         thread_id: path.into_inner(),
         values,

@@ -63,4 +63,8 @@ fn database_urls_are_redacted_for_logs() {
         "postgres://u@h/db?***"
     );
     assert_eq!(redact_url("sqlite://mnemo.db"), "sqlite://mnemo.db");
+    assert_eq!(
+        redact_url("postgres://u:pa/ss@w@h/db"),
+        "postgres://u:***@h/db"
+    );
 }

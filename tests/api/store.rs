@@ -21,6 +21,7 @@ both_backends!(
     list_namespaces_prefix_suffix_wildcard_depth,
     malformed_and_oversized_bodies_get_json_errors,
     concurrent_puts_are_all_stored,
+    null_filters_and_nul_characters,
 );
 
 async fn put(app: &TestApp, ns: &[&str], key: &str, value: Value) {
@@ -507,5 +508,52 @@ async fn concurrent_puts_are_all_stored(kind: Kind) {
             .len(),
         41
     );
+    app.stop().await;
+}
+
+async fn null_filters_and_nul_characters(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    put(&app, &["z"], "null", json!({"k": null})).await;
+    put(&app, &["z"], "one", json!({"k": 1})).await;
+    put(&app, &["z"], "none", json!({})).await;
+    assert_eq!(
+        search(
+            &app,
+            json!({"namespace_prefix": ["z"], "filter": {"k": null}})
+        )
+        .await,
+        vec!["null"]
+    );
+    let mut ne = search(
+        &app,
+        json!({"namespace_prefix": ["z"], "filter": {"k": {"$ne": null}}}),
+    )
+    .await;
+    ne.sort();
+    assert_eq!(ne, vec!["none", "one"]);
+    assert!(
+        search(
+            &app,
+            json!({"namespace_prefix": ["z"], "filter": {"a\"b": 1}})
+        )
+        .await
+        .is_empty()
+    );
+    let (s, _) = app
+        .put(
+            "/store/items",
+            json!({"namespace": ["z"], "key": "nul", "value": {"t": "a\u{0}b"}}),
+        )
+        .await;
+    assert_eq!(s, 422, "NUL is refused on both backends alike");
+    let (s, _) = app
+        .put(
+            "/store/items",
+            json!({"namespace": ["z"], "key": "k", "value": {}, "ttl": 1e12}),
+        )
+        .await;
+    assert_eq!(s, 422, "an absurd ttl is refused");
     app.stop().await;
 }

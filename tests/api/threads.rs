@@ -15,6 +15,9 @@ both_backends!(
     history_is_newest_first_with_limit_before_and_metadata,
     history_pages_by_before_cover_everything_once,
     copy_takes_the_history_along,
+    concurrent_updates_chain_instead_of_forking,
+    an_update_replaces_a_json_blob_value,
+    an_update_on_a_checkpoint_id_that_sorts_last_is_409,
 );
 
 async fn new_thread(app: &TestApp, metadata: Value) -> String {
@@ -469,5 +472,88 @@ async fn copy_takes_the_history_along(kind: Kind) {
         app.get(&format!("/threads/{id}/state")).await.1["values"],
         json!({"v": 2})
     );
+    app.stop().await;
+}
+
+async fn concurrent_updates_chain_instead_of_forking(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let id = new_thread(&app, json!({})).await;
+    let updates = (0..20).map(|i| {
+        let req = app
+            .client
+            .post(app.url(&format!("/threads/{id}/state")))
+            .json(&json!({"values": {format!("k{i}"): i}}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(updates).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let (_, state) = app.get(&format!("/threads/{id}/state")).await;
+    assert_eq!(
+        state["values"].as_object().unwrap().len(),
+        20,
+        "no update lost: {}",
+        state["values"]
+    );
+    let (_, history) = app
+        .post(&format!("/threads/{id}/history"), json!({"limit": 100}))
+        .await;
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 20);
+    for pair in history.windows(2) {
+        assert_eq!(
+            pair[0]["parent_checkpoint"]["checkpoint_id"], pair[1]["checkpoint"]["checkpoint_id"],
+            "one chain"
+        );
+    }
+    app.stop().await;
+}
+
+async fn an_update_replaces_a_json_blob_value(kind: Kind) {
+    use base64::Engine;
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let blob = base64::engine::general_purpose::STANDARD.encode("[1]");
+    let (s, _) = app.put("/threads/raw/checkpoints", json!({"checkpoint": {"id": "1f000000-0000-6000-8000-000000000001",
+        "channel_versions": {"m": "1"}}, "blobs": [{"channel": "m", "version": "1", "type": "json", "data": blob}]})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        app.get("/threads/raw/state").await.1["values"],
+        json!({"m": [1]})
+    );
+    update(&app, "raw", json!({"m": [2]})).await;
+    assert_eq!(
+        app.get("/threads/raw/state").await.1["values"],
+        json!({"m": [2]})
+    );
+    assert_eq!(app.get("/threads/raw").await.1["values"], json!({"m": [2]}));
+    app.stop().await;
+}
+
+async fn an_update_on_a_checkpoint_id_that_sorts_last_is_409(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let huge = "18446744073709551615";
+    let (s, _) = app
+        .put(
+            "/threads/named/checkpoints",
+            json!({"checkpoint": {"id": "zz-mine", "channel_versions": {"m": huge}}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = app
+        .post("/threads/named/state", json!({"values": {"a": 1}}))
+        .await;
+    assert_eq!(s, 409, "{b}");
+    let (s, _) = app
+        .post(
+            "/threads/named/state",
+            json!({"values": {"a": 1}, "checkpoint_id": "nope"}),
+        )
+        .await;
+    assert_eq!(s, 404);
     app.stop().await;
 }
