@@ -380,3 +380,68 @@ impl CheckpointRecord {
         Value::Object(out)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Todo,
+    Doing,
+    Done,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Todo => "todo",
+            TaskStatus::Doing => "doing",
+            TaskStatus::Done => "done",
+        }
+    }
+}
+
+/// A task on a user's list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub task_id: String,
+    pub user_id: String,
+    pub title: String,
+    pub notes: String,
+    pub status: String,
+    pub due_date: Option<chrono::NaiveDate>,
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub user_id: String,
+    pub title: String,
+    pub notes: String,
+    pub status: TaskStatus,
+    pub due_date: Option<chrono::NaiveDate>,
+}
+
+/// Changes to a task; `None` leaves a field as it is (`due_date: Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub notes: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub due_date: Option<Option<chrono::NaiveDate>>,
+}
+
+/// One page of a user's tasks, oldest first, after the `after` cursor (a task id).
+#[derive(Debug, Clone)]
+pub struct TaskQuery {
+    pub user_id: String,
+    pub status: Option<TaskStatus>,
+    pub after: Option<String>,
+    pub limit: i64,
+}

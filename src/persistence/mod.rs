@@ -17,6 +17,7 @@ mod migrate;
 mod pool;
 mod schema;
 mod store;
+mod tasks;
 mod threads;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
@@ -198,6 +199,16 @@ operations! {
     ListCheckpoints => fn list_checkpoints(query: CheckpointQuery) -> Vec<CheckpointRecord> = checkpoints::list;
     /// Deletes a thread's checkpoints, blobs and writes (and the thread); idempotent.
     DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
+    /// Creates a task on a user's list.
+    CreateTask => fn create_task(new: NewTask) -> Task = tasks::create;
+    /// Reads one of a user's tasks.
+    GetTask => fn get_task(user_id: String, task_id: String) -> Task = tasks::get;
+    /// Lists a user's tasks, oldest first, one page after a cursor.
+    ListTasks => fn list_tasks(query: TaskQuery) -> Vec<Task> = tasks::list;
+    /// Changes some fields of one of a user's tasks.
+    UpdateTask => fn update_task(user_id: String, task_id: String, patch: TaskPatch) -> Task = tasks::update;
+    /// Deletes one of a user's tasks.
+    DeleteTask => fn delete_task(user_id: String, task_id: String) -> () = tasks::delete;
     /// Writes a new checkpoint whose values are the base state's updated with `values`.
     UpdateState => fn update_state(update: StateUpdate) -> CheckpointRecord = checkpoints::update_state;
 }

@@ -68,6 +68,19 @@ pub mod pg {
         }
     }
 
+    diesel::table! {
+        tasks (task_id) {
+            task_id -> Text,
+            user_id -> Text,
+            title -> Text,
+            notes -> Text,
+            status -> Text,
+            due_date -> Nullable<Date>,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(checkpoints -> threads (thread_id));
     diesel::allow_tables_to_appear_in_same_query!(
         threads,
@@ -140,6 +153,19 @@ pub mod sqlite {
             updated_at -> TimestamptzSqlite,
             expires_at -> Nullable<TimestamptzSqlite>,
             ttl_minutes -> Nullable<Double>,
+        }
+    }
+
+    diesel::table! {
+        tasks (task_id) {
+            task_id -> Text,
+            user_id -> Text,
+            title -> Text,
+            notes -> Text,
+            status -> Text,
+            due_date -> Nullable<Date>,
+            created_at -> TimestamptzSqlite,
+            updated_at -> TimestamptzSqlite,
         }
     }
 

@@ -4,6 +4,7 @@
 mod checkpoints;
 mod ops;
 mod store;
+mod tasks;
 mod threads;
 
 use actix_web::{HttpResponse, web};
@@ -21,6 +22,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(store::delete_item)
         .service(store::search_items)
         .service(store::list_namespaces)
+        .service(tasks::create)
+        .service(tasks::list)
+        .service(tasks::get)
+        .service(tasks::update)
+        .service(tasks::delete)
         .service(threads::create)
         .service(threads::search)
         .service(threads::count)

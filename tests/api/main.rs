@@ -8,4 +8,5 @@ mod lifecycle;
 mod ops;
 mod process;
 mod store;
+mod tasks;
 mod threads;

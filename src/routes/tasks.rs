@@ -1,0 +1,160 @@
+//! `/tasks`: the task list mnemo's agent manages, as REST for internal callers. Every task
+//! belongs to a user; until authentication exists the caller names the user: `user_id` in the
+//! body of `POST`, as a query parameter everywhere else. Another user's task is a 404.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use chrono::NaiveDate;
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use super::page;
+use crate::error::ApiError;
+use crate::model::{NewTask, TaskPatch, TaskQuery, TaskStatus};
+use crate::persistence::Persistence;
+
+const MAX_TITLE: usize = 500;
+const MAX_NOTES: usize = 10_000;
+
+fn user(user_id: Option<String>) -> Result<String, ApiError> {
+    user_id
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| ApiError::validation("user_id is required"))
+}
+
+fn title(t: String) -> Result<String, ApiError> {
+    let t = t.trim().to_string();
+    if t.is_empty() || t.chars().count() > MAX_TITLE {
+        return Err(ApiError::validation(format!(
+            "title must be 1 to {MAX_TITLE} characters"
+        )));
+    }
+    Ok(t)
+}
+
+fn notes(n: String) -> Result<String, ApiError> {
+    if n.chars().count() > MAX_NOTES {
+        return Err(ApiError::validation(format!(
+            "notes must be at most {MAX_NOTES} characters"
+        )));
+    }
+    Ok(n)
+}
+
+/// A present field, even when it is `null` (so `"due_date": null` clears the date).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    user_id: Option<String>,
+    title: String,
+    #[serde(default)]
+    notes: String,
+    status: Option<TaskStatus>,
+    due_date: Option<NaiveDate>,
+}
+
+#[post("/tasks")]
+pub async fn create(
+    db: web::Data<Persistence>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let new = NewTask {
+        user_id: user(body.user_id)?,
+        title: title(body.title)?,
+        notes: notes(body.notes)?,
+        status: body.status.unwrap_or(TaskStatus::Todo),
+        due_date: body.due_date,
+    };
+    Ok(HttpResponse::Created().json(db.create_task(new).await?))
+}
+
+#[derive(Deserialize)]
+pub struct UserQuery {
+    user_id: Option<String>,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    user_id: Option<String>,
+    status: Option<TaskStatus>,
+    after: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+#[get("/tasks")]
+pub async fn list(
+    db: web::Data<Persistence>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let (limit, _) = page(q.limit, 0, 200)?;
+    let query = TaskQuery {
+        user_id: user(q.user_id)?,
+        status: q.status,
+        after: q.after,
+        limit,
+    };
+    let tasks = db.list_tasks(query).await?;
+    let next = if tasks.len() as i64 == limit {
+        tasks.last().map(|t| t.task_id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_after": next })))
+}
+
+#[get("/tasks/{task_id}")]
+pub async fn get(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    q: web::Query<UserQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user(q.into_inner().user_id)?;
+    Ok(HttpResponse::Ok().json(db.get_task(user_id, path.into_inner()).await?))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    title: Option<String>,
+    notes: Option<String>,
+    status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "present")]
+    due_date: Option<Option<NaiveDate>>,
+}
+
+#[patch("/tasks/{task_id}")]
+pub async fn update(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    q: web::Query<UserQuery>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user(q.into_inner().user_id)?;
+    let body = body.into_inner();
+    let patch = TaskPatch {
+        title: body.title.map(title).transpose()?,
+        notes: body.notes.map(notes).transpose()?,
+        status: body.status,
+        due_date: body.due_date,
+    };
+    Ok(HttpResponse::Ok().json(db.update_task(user_id, path.into_inner(), patch).await?))
+}
+
+#[delete("/tasks/{task_id}")]
+pub async fn delete(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    q: web::Query<UserQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user(q.into_inner().user_id)?;
+    db.delete_task(user_id, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
