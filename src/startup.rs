@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::TcpListener;
 
 use actix::{Actor, Arbiter};
+use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
@@ -62,6 +63,7 @@ impl Application {
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(cors())
                 .wrap(Logger::new("%r %s %b %Dms"))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -137,6 +139,31 @@ impl Application {
         let _ = arbiter.join();
         served
     }
+}
+
+/// CORS for browser clients (agent-chat-ui talks to mnemo directly): any origin; the request
+/// headers the LangGraph SDKs send; and the response headers they read, `Content-Location` above
+/// all (the JS SDK takes a run's id from it).
+fn cors() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allow_any_method()
+        .allowed_headers([
+            "content-type",
+            "accept",
+            "authorization",
+            "cache-control",
+            "x-api-key",
+            "x-auth-scheme",
+            "last-event-id",
+        ])
+        .expose_headers([
+            "content-location",
+            "location",
+            "x-pagination-total",
+            "x-pagination-next",
+        ])
+        .max_age(3600)
 }
 
 /// Deletes expired store items every `interval` until told to stop.

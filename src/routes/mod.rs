@@ -1,6 +1,7 @@
 //! Every HTTP route, registered in one place. Handlers are thin: parse the wire type into a
 //! domain type, make one call on the `Persistence` handle, shape the response.
 
+mod assistants;
 mod checkpoints;
 mod ops;
 mod store;
@@ -17,6 +18,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(ops::info)
         .service(ops::health)
         .service(ops::ready)
+        .service(assistants::search)
+        .service(assistants::count)
+        .service(assistants::schemas)
+        .service(assistants::graph)
+        .service(assistants::get)
         .service(store::put_item)
         .service(store::get_item)
         .service(store::delete_item)

@@ -1,0 +1,115 @@
+//! The graphs mnemo serves, each exposed as one system assistant (as the LangGraph server does):
+//! `agent`, the task assistant with long-term memory, and `legacy`, the same task tools without
+//! memory. Every run endpoint names a graph by its name or by its assistant's UUID.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// One graph mnemo can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Graph {
+    pub id: &'static str,
+    pub description: &'static str,
+    /// Whether the graph has the long-term memory tools (`remember`, `recall`).
+    pub memory: bool,
+}
+
+pub const GRAPHS: [Graph; 2] = [
+    Graph {
+        id: "agent",
+        description: "Task assistant with long-term memory: lists, adds, completes and deletes tasks; remembers and recalls facts.",
+        memory: true,
+    },
+    Graph {
+        id: "legacy",
+        description: "Task assistant without long-term memory.",
+        memory: false,
+    },
+];
+
+/// The namespace the LangGraph server derives system assistant ids from, so a graph's assistant
+/// has the same id on mnemo as on the reference server (`agent` → `fe096781-…`).
+const ASSISTANT_NAMESPACE: Uuid = Uuid::from_u128(0x6ba7b821_9dad_11d1_80b4_00c04fd430c8);
+
+/// When the system assistants were defined (they never change at run time).
+const CREATED_AT: &str = "2026-11-26T00:00:00.000000+00:00";
+
+impl Graph {
+    pub fn assistant_id(&self) -> Uuid {
+        Uuid::new_v5(&ASSISTANT_NAMESPACE, self.id.as_bytes())
+    }
+
+    /// The graph's system assistant, as the LangGraph API shows it.
+    pub fn assistant(&self) -> Value {
+        json!({
+            "assistant_id": self.assistant_id(),
+            "graph_id": self.id,
+            "config": {},
+            "context": {},
+            "metadata": { "created_by": "system" },
+            "name": self.id,
+            "description": self.description,
+            "version": 1,
+            "created_at": CREATED_AT,
+            "updated_at": CREATED_AT,
+        })
+    }
+
+    /// JSON schemas of the graph's input, output and state (a list of LangChain messages) and of
+    /// its configuration.
+    pub fn schemas(&self) -> Value {
+        let state = json!({
+            "title": "State",
+            "type": "object",
+            "properties": {
+                "messages": {
+                    "title": "Messages",
+                    "type": "array",
+                    "items": { "type": "object", "description": "A LangChain message: type, content, id, tool_calls…" }
+                }
+            },
+            "required": ["messages"],
+        });
+        let config = json!({
+            "title": "Configurable",
+            "type": "object",
+            "properties": { "user_id": { "title": "User Id", "type": "string", "default": "default" } },
+        });
+        json!({
+            "graph_id": self.id,
+            "input_schema": state,
+            "output_schema": state,
+            "state_schema": state,
+            "config_schema": config,
+            "context_schema": config,
+        })
+    }
+
+    /// The ReAct loop as nodes and edges (for LangGraph Studio's drawing).
+    pub fn drawing(&self) -> Value {
+        let node = |id: &str| json!({ "id": id, "type": if id.starts_with("__") { "schema" } else { "runnable" }, "data": id });
+        json!({
+            "nodes": [node("__start__"), node("agent"), node("tools"), node("__end__")],
+            "edges": [
+                { "source": "__start__", "target": "agent" },
+                { "source": "agent", "target": "tools", "conditional": true },
+                { "source": "agent", "target": "__end__", "conditional": true },
+                { "source": "tools", "target": "agent" },
+            ],
+        })
+    }
+}
+
+/// The graph an `assistant_id` names: a graph name or a system assistant's UUID.
+pub fn resolve(assistant_id: &str) -> Result<&'static Graph, String> {
+    GRAPHS
+        .iter()
+        .find(|g| g.id == assistant_id || Uuid::parse_str(assistant_id).is_ok_and(|u| u == g.assistant_id()))
+        .ok_or_else(|| {
+            let names: Vec<&str> = GRAPHS.iter().map(|g| g.id).collect();
+            format!(
+                "Invalid assistant: '{assistant_id}'. Must be either:\n- A valid assistant UUID, or\n- One of the registered graphs: {}",
+                names.join(", ")
+            )
+        })
+}
