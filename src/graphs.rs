@@ -113,3 +113,79 @@ pub fn resolve(assistant_id: &str) -> Result<&'static Graph, String> {
             )
         })
 }
+
+/// The graph a thread belongs to, by its `metadata.graph_id` (the LangGraph convention).
+pub fn of_thread(metadata: &Value) -> Option<&'static Graph> {
+    metadata
+        .get("graph_id")
+        .and_then(Value::as_str)
+        .and_then(|id| GRAPHS.iter().find(|g| g.id == id))
+}
+
+/// The id LangGraph's `RemoveMessage` uses to clear the whole list.
+const REMOVE_ALL: &str = "__remove_all__";
+
+/// A message as LangChain serialises it: OpenAI-style `role` becomes `type`, and a message
+/// without an id gets one.
+fn normalise(message: &Value) -> Value {
+    let mut m = match message {
+        Value::String(text) => json!({ "type": "human", "content": text }),
+        Value::Object(_) => message.clone(),
+        other => json!({ "type": "human", "content": other.to_string() }),
+    };
+    if let Some(obj) = m.as_object_mut() {
+        if !obj.contains_key("type") {
+            let kind = match obj.remove("role").as_ref().and_then(Value::as_str) {
+                Some("assistant" | "ai") => "ai",
+                Some("system") => "system",
+                Some("tool") => "tool",
+                _ => "human",
+            };
+            obj.insert("type".into(), json!(kind));
+        }
+        if obj.get("id").is_none_or(Value::is_null) {
+            obj.insert("id".into(), json!(Uuid::new_v4().to_string()));
+        }
+    }
+    m
+}
+
+/// LangGraph's `add_messages` reducer: new messages are appended, a message with an id already
+/// in the list replaces it in place, `{"type": "remove", "id": …}` removes one (or all, with
+/// the id `__remove_all__`).
+pub fn add_messages(current: Option<&Value>, update: &Value) -> Value {
+    let mut list: Vec<Value> = current
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let updates: Vec<Value> = match update {
+        Value::Array(items) => items.iter().map(normalise).collect(),
+        Value::Null => Vec::new(),
+        one => vec![normalise(one)],
+    };
+    for m in updates {
+        let id = m.get("id").cloned().unwrap_or(Value::Null);
+        if m.get("type").and_then(Value::as_str) == Some("remove") {
+            if id.as_str() == Some(REMOVE_ALL) {
+                list.clear();
+            } else {
+                list.retain(|x| x.get("id") != Some(&id));
+            }
+        } else if let Some(slot) = list.iter_mut().find(|x| x.get("id") == Some(&id)) {
+            *slot = m;
+        } else {
+            list.push(m);
+        }
+    }
+    Value::Array(list)
+}
+
+impl Graph {
+    /// The state after `changes`: `messages` through `add_messages`, every other key replaced.
+    pub fn reduce(&self, key: &str, current: Option<&Value>, change: &Value) -> Value {
+        match key {
+            "messages" => add_messages(current, change),
+            _ => change.clone(),
+        }
+    }
+}

@@ -12,6 +12,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Map, Value, json};
 
 use super::{DbError, DbPool, with_conn};
+use crate::graphs::{self, Graph};
 use crate::model::{
     Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, PendingWrite, RawWrite,
     StateUpdate, format_ts, write_index,
@@ -598,6 +599,7 @@ fn next_version(versions: &Map<String, Value>) -> String {
 /// The checkpoint an update writes on top of `base`: its values updated key by key.
 fn updated(
     thread_id: &str,
+    graph: Option<&Graph>,
     base: Option<CheckpointRecord>,
     changes: Map<String, Value>,
     as_node: Option<String>,
@@ -617,8 +619,14 @@ fn updated(
     let (mut channel_values, mut channel_versions) =
         (field("channel_values"), field("channel_versions"));
     let version = next_version(&channel_versions);
+    // a thread of one of mnemo's graphs applies its reducers; any other keeps values as given
+    let base_values = base
+        .as_ref()
+        .map(CheckpointRecord::values)
+        .unwrap_or_else(|| json!({}));
     for (k, v) in &changes {
-        channel_values.insert(k.clone(), v.clone());
+        let v = graph.map_or_else(|| v.clone(), |g| g.reduce(k, base_values.get(k), v));
+        channel_values.insert(k.clone(), v);
         // the value is inline now: no blob of this version exists, so reads keep the inline one
         channel_versions.insert(k.clone(), Value::String(version.clone()));
     }
@@ -681,15 +689,18 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{checkpoints as c, threads as t};
-            let locked = diesel::update(t::table.find(&thread_id))
+            let metadata: Option<Value> = diesel::update(t::table.find(&thread_id))
                 .set(t::updated_at.eq(now))
-                .execute(conn)
-                .await?;
-            if locked == 0 {
+                .returning(t::metadata)
+                .get_result(conn)
+                .await
+                .optional()?;
+            let Some(metadata) = metadata else {
                 return Err(DbError::NotFound(format!(
                     "Thread with ID {thread_id} not found"
                 )));
-            }
+            };
+            let graph = graphs::of_thread(&metadata);
             let this = c::table
                 .filter(c::thread_id.eq(&thread_id))
                 .filter(c::checkpoint_ns.eq(""));
@@ -715,7 +726,7 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
                 }
                 None => None,
             };
-            let record = updated(&thread_id, base, changes, as_node, now)?;
+            let record = updated(&thread_id, graph, base, changes, as_node, now)?;
             diesel::insert_into(c::table)
                 .values((
                     c::thread_id.eq(&record.thread_id),

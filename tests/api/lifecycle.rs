@@ -29,7 +29,7 @@ async fn data_survives_a_restart(kind: Kind) {
     let id = t["thread_id"].as_str().unwrap().to_string();
     app.post(
         &format!("/threads/{id}/state"),
-        json!({"values": {"messages": ["hello"]}}),
+        json!({"values": {"notes": ["hello"]}}),
     )
     .await;
     let blob = base64::engine::general_purpose::STANDARD.encode([1u8, 2, 3]);
@@ -48,7 +48,7 @@ async fn data_survives_a_restart(kind: Kind) {
     );
     assert_eq!(
         app.get(&format!("/threads/{id}/state")).await.1["values"],
-        json!({"messages": ["hello"]})
+        json!({"notes": ["hello"]})
     );
     assert_eq!(
         app.get("/threads/raw/checkpoints/latest").await.1["blobs"][0]["data"],

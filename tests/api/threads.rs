@@ -18,6 +18,7 @@ both_backends!(
     concurrent_updates_chain_instead_of_forking,
     an_update_replaces_a_json_blob_value,
     an_update_on_a_checkpoint_id_that_sorts_last_is_409,
+    messages_of_an_agent_thread_merge_by_id,
 );
 
 async fn new_thread(app: &TestApp, metadata: Value) -> String {
@@ -555,5 +556,77 @@ async fn an_update_on_a_checkpoint_id_that_sorts_last_is_409(kind: Kind) {
         )
         .await;
     assert_eq!(s, 404);
+    app.stop().await;
+}
+
+async fn messages_of_an_agent_thread_merge_by_id(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let id = new_thread(&app, json!({"graph_id": "agent"})).await;
+    update(
+        &app,
+        &id,
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    update(
+        &app,
+        &id,
+        json!({"messages": [{"type": "ai", "content": "hello", "id": "a1"}], "topic": "x"}),
+    )
+    .await;
+    update(
+        &app,
+        &id,
+        json!({"messages": {"type": "ai", "content": "hello!", "id": "a1"}}),
+    )
+    .await;
+    let (_, state) = app.get(&format!("/threads/{id}/state")).await;
+    let messages = state["values"]["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        2,
+        "appended, then replaced in place: {messages:?}"
+    );
+    assert_eq!(messages[0]["type"], "human", "role user becomes type human");
+    assert!(
+        messages[0]["id"].is_string(),
+        "a message without an id gets one"
+    );
+    assert_eq!(messages[1]["content"], "hello!");
+    assert_eq!(
+        state["values"]["topic"], "x",
+        "other keys are replaced as given"
+    );
+
+    let first = messages[0]["id"].clone();
+    update(
+        &app,
+        &id,
+        json!({"messages": [{"type": "remove", "id": first}]}),
+    )
+    .await;
+    let (_, state) = app.get(&format!("/threads/{id}/state")).await;
+    assert_eq!(state["values"]["messages"].as_array().unwrap().len(), 1);
+    update(
+        &app,
+        &id,
+        json!({"messages": [{"type": "remove", "id": "__remove_all__"}]}),
+    )
+    .await;
+    assert_eq!(
+        app.get(&format!("/threads/{id}/state")).await.1["values"]["messages"],
+        json!([])
+    );
+
+    // a thread of no known graph keeps values as given
+    let plain = new_thread(&app, json!({})).await;
+    update(&app, &plain, json!({"messages": [1]})).await;
+    update(&app, &plain, json!({"messages": [2]})).await;
+    assert_eq!(
+        app.get(&format!("/threads/{plain}/state")).await.1["values"]["messages"],
+        json!([2])
+    );
     app.stop().await;
 }
