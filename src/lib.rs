@@ -1,6 +1,7 @@
 //! mnemo: a server for AI chat agents' state (threads, checkpoints, a long-term store) that
 //! speaks the LangGraph Platform HTTP API. See the README for the tour.
 
+pub mod agent;
 pub mod bench;
 pub mod config;
 pub mod error;

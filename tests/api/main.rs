@@ -2,6 +2,7 @@
 //! and real Postgres databases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
 mod assistants;
 mod checkpoints;
 mod helpers;
