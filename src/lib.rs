@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod graphs;
+pub mod metrics;
 pub mod model;
 pub mod persistence;
 pub mod routes;

@@ -9,12 +9,13 @@ use std::net::TcpListener;
 use actix::{Actor, Arbiter};
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use tokio::sync::watch;
 
 use crate::config::{Config, redact_url};
 use crate::error::{json_error, path_error, query_error};
+use crate::metrics::Metrics;
 use crate::persistence::{Backend, DbPool, Persistence, PersistenceActor, run_migrations};
 use crate::routes;
 
@@ -50,10 +51,12 @@ impl Application {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
 
         let data = web::Data::new(persistence.clone());
+        let metrics = web::Data::new(Metrics::default());
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(metrics.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)
@@ -63,6 +66,7 @@ impl Application {
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(from_fn(crate::metrics::count))
                 .wrap(cors())
                 .wrap(Logger::new("%r %s %b %Dms"))
                 .configure(routes::configure)

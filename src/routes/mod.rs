@@ -14,7 +14,8 @@ use crate::error::ApiError;
 
 /// Registers all routes (more specific paths before the `{id}` ones they would shadow).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(ops::ok)
+    cfg.service(crate::metrics::export)
+        .service(ops::ok)
         .service(ops::info)
         .service(ops::health)
         .service(ops::ready)

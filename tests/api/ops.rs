@@ -6,7 +6,8 @@ use crate::helpers::{Kind, spawn_app};
 both_backends!(
     ok_info_and_health_answer,
     ready_reports_the_pool,
-    unknown_routes_are_json_404
+    unknown_routes_are_json_404,
+    metrics_count_requests_and_show_the_pool,
 );
 
 async fn ok_info_and_health_answer(kind: Kind) {
@@ -67,4 +68,34 @@ fn database_urls_are_redacted_for_logs() {
         redact_url("postgres://u:pa/ss@w@h/db"),
         "postgres://u:***@h/db"
     );
+}
+
+async fn metrics_count_requests_and_show_the_pool(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    for _ in 0..3 {
+        app.get("/ok").await;
+    }
+    app.get("/no/such/route").await;
+    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in\n{text}"))
+    };
+    assert!(value("mnemo_http_requests_total{status=\"2xx\"}") >= 3.0);
+    assert!(value("mnemo_http_requests_total{status=\"4xx\"}") >= 1.0);
+    assert_eq!(value("mnemo_pool_max_size{"), 8.0);
+    app.stop().await;
 }
