@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod model;
 pub mod persistence;
 pub mod routes;
+pub mod runner;
 pub mod startup;

@@ -342,6 +342,11 @@ pub struct StateUpdate {
     pub values: Value,
     pub as_node: Option<String>,
     pub checkpoint_id: Option<String>,
+    /// The checkpoint's `metadata.source`: `update` for a client's update, `input` and `loop`
+    /// for a run's steps.
+    pub source: &'static str,
+    /// More checkpoint metadata (a run's `run_id`, `graph_id`, …).
+    pub metadata: serde_json::Map<String, Value>,
 }
 
 /// Channels that are LangGraph's bookkeeping, not state: `__start__`, `branch:to:agent`, …
@@ -444,4 +449,35 @@ pub struct TaskQuery {
     pub status: Option<TaskStatus>,
     pub after: Option<String>,
     pub limit: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+/// A run as the LangGraph API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub run_id: String,
+    pub thread_id: String,
+    pub assistant_id: String,
+    pub status: String,
+    pub metadata: Value,
+    pub kwargs: Value,
+    pub multitask_strategy: String,
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A run to start on a thread.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub thread_id: String,
+    pub assistant_id: String,
+    pub graph_id: String,
+    pub metadata: Value,
+    pub kwargs: Value,
+    /// Create the thread when it does not exist (`if_not_exists: "create"`).
+    pub create_thread: bool,
 }

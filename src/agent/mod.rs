@@ -2,6 +2,7 @@
 //! answer; the run loop (model → tools → model) executes the calls and checkpoints each step.
 
 pub mod builtin;
+pub mod tools;
 
 use serde_json::{Value, json};
 

@@ -682,6 +682,8 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
         values,
         as_node,
         checkpoint_id,
+        source,
+        metadata: extra,
     } = update;
     let Value::Object(changes) = values else {
         return Err(DbError::Invalid("values must be an object".into()));
@@ -726,7 +728,11 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
                 }
                 None => None,
             };
-            let record = updated(&thread_id, graph, base, changes, as_node, now)?;
+            let mut record = updated(&thread_id, graph, base, changes, as_node, now)?;
+            if let Some(m) = record.metadata.as_object_mut() {
+                m.insert("source".into(), json!(source));
+                m.extend(extra);
+            }
             diesel::insert_into(c::table)
                 .values((
                     c::thread_id.eq(&record.thread_id),

@@ -15,6 +15,7 @@ mod error;
 mod json_filter;
 mod migrate;
 mod pool;
+mod runs;
 mod schema;
 mod store;
 mod tasks;
@@ -199,6 +200,14 @@ operations! {
     ListCheckpoints => fn list_checkpoints(query: CheckpointQuery) -> Vec<CheckpointRecord> = checkpoints::list;
     /// Deletes a thread's checkpoints, blobs and writes (and the thread); idempotent.
     DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
+    /// Starts a run on a thread that is not busy, and marks the thread busy.
+    StartRun => fn start_run(new: NewRun) -> Run = runs::start;
+    /// Ends a run and sets its thread's status.
+    FinishRun => fn finish_run(run_id: String, status: String, thread_status: String) -> Run = runs::finish;
+    /// Reads one run of a thread.
+    GetRun => fn get_run(thread_id: String, run_id: String) -> Run = runs::get;
+    /// Lists a thread's runs, newest first.
+    ListRuns => fn list_runs(thread_id: String, limit: i64, offset: i64) -> Vec<Run> = runs::list;
     /// Creates a task on a user's list.
     CreateTask => fn create_task(new: NewTask) -> Task = tasks::create;
     /// Reads one of a user's tasks.

@@ -81,6 +81,20 @@ pub mod pg {
         }
     }
 
+    diesel::table! {
+        runs (run_id) {
+            run_id -> Text,
+            thread_id -> Text,
+            assistant_id -> Text,
+            status -> Text,
+            metadata -> Jsonb,
+            kwargs -> Jsonb,
+            multitask_strategy -> Text,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(checkpoints -> threads (thread_id));
     diesel::allow_tables_to_appear_in_same_query!(
         threads,
@@ -164,6 +178,20 @@ pub mod sqlite {
             notes -> Text,
             status -> Text,
             due_date -> Nullable<Date>,
+            created_at -> TimestamptzSqlite,
+            updated_at -> TimestamptzSqlite,
+        }
+    }
+
+    diesel::table! {
+        runs (run_id) {
+            run_id -> Text,
+            thread_id -> Text,
+            assistant_id -> Text,
+            status -> Text,
+            metadata -> Json,
+            kwargs -> Json,
+            multitask_strategy -> Text,
             created_at -> TimestamptzSqlite,
             updated_at -> TimestamptzSqlite,
         }

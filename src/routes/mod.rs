@@ -4,6 +4,7 @@
 mod assistants;
 mod checkpoints;
 mod ops;
+mod runs;
 mod store;
 mod tasks;
 mod threads;
@@ -34,6 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(tasks::get)
         .service(tasks::update)
         .service(tasks::delete)
+        .service(runs::wait_stateless)
+        .service(runs::wait_on_thread)
+        .service(runs::list)
+        .service(runs::get)
         .service(threads::create)
         .service(threads::search)
         .service(threads::count)

@@ -303,6 +303,8 @@ pub async fn update_state(
         checkpoint_id: body
             .checkpoint_id
             .or(body.checkpoint.and_then(|c| c.checkpoint_id)),
+        source: "update",
+        metadata: Default::default(),
     };
     let rec = db.update_state(update).await?;
     let cp = checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, &rec.checkpoint_id);

@@ -9,6 +9,7 @@ mod helpers;
 mod lifecycle;
 mod ops;
 mod process;
+mod runs;
 mod store;
 mod tasks;
 mod threads;

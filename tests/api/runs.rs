@@ -1,0 +1,276 @@
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Kind, TestApp, TestDb, spawn_app};
+
+both_backends!(
+    get_tasks_runs_end_to_end_with_the_builtin_model,
+    a_chat_adds_a_task_for_the_configured_user,
+    memory_survives_a_restart_and_reaches_a_new_thread,
+    run_errors_are_json,
+);
+
+fn ask(text: &str) -> Value {
+    json!({"messages": [{"role": "user", "content": text}]})
+}
+
+async fn wait(app: &TestApp, thread: &str, body: Value) -> (u16, Value, Option<String>) {
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{thread}/runs/wait")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let location = resp
+        .headers()
+        .get("content-location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let (s, v) = crate::helpers::read(resp).await;
+    (s, v, location)
+}
+
+fn last_text(values: &Value) -> String {
+    values["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn get_tasks_runs_end_to_end_with_the_builtin_model(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    for title in ["buy milk", "call mum"] {
+        assert_eq!(
+            app.post("/tasks", json!({"user_id": "u1", "title": title}))
+                .await
+                .0,
+            201
+        );
+    }
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": "u1"}}))
+        .await;
+    let id = t["thread_id"].as_str().unwrap();
+
+    let (s, values, location) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "input": ask("get tasks")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{values}");
+    let messages = values["messages"].as_array().unwrap();
+    let kinds: Vec<&str> = messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["human", "ai", "tool", "ai"],
+        "model → tool → model"
+    );
+    assert_eq!(messages[1]["tool_calls"][0]["name"], "list_tasks");
+    assert_eq!(
+        messages[2]["tool_call_id"],
+        messages[1]["tool_calls"][0]["id"]
+    );
+    let answer = last_text(&values);
+    assert!(
+        answer.contains("buy milk") && answer.contains("call mum"),
+        "{answer}"
+    );
+
+    let location = location.expect("Content-Location");
+    assert!(
+        location.starts_with(&format!("/threads/{id}/runs/")),
+        "{location}"
+    );
+    let (s, run) = app.get(&location).await;
+    assert_eq!((s, &run["status"]), (200, &json!("success")));
+    let (_, thread) = app.get(&format!("/threads/{id}")).await;
+    assert_eq!(thread["status"], "idle");
+    assert_eq!(
+        thread["metadata"]["graph_id"], "agent",
+        "stamped for agent-chat-ui's thread list"
+    );
+    assert_eq!(
+        thread["metadata"]["assistant_id"],
+        "fe096781-5601-53d2-b2f6-0d3403f7e9ca"
+    );
+    let (_, history) = app
+        .post(&format!("/threads/{id}/history"), json!({"limit": 10}))
+        .await;
+    let sources: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["metadata"]["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        vec!["loop", "loop", "loop", "input"],
+        "one checkpoint per step"
+    );
+    let (_, runs) = app.get(&format!("/threads/{id}/runs")).await;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+async fn a_chat_adds_a_task_for_the_configured_user(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let (_, t) = app.post("/threads", json!({})).await;
+    let id = t["thread_id"].as_str().unwrap();
+    let body = json!({"assistant_id": "legacy", "input": ask("add task water the plants"),
+                      "config": {"configurable": {"user_id": "u2"}}});
+    let (s, values, _) = wait(&app, id, body).await;
+    assert_eq!(s, 200);
+    assert!(last_text(&values).contains("water the plants"));
+    let (_, tasks) = app.get("/tasks?user_id=u2").await;
+    assert_eq!(tasks["tasks"][0]["title"], "water the plants");
+    let (_, other) = app.get("/tasks?user_id=default").await;
+    assert_eq!(
+        other["tasks"],
+        json!([]),
+        "the configured user, not the default one"
+    );
+    // the conversation goes on in the same thread
+    let (_, values, _) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "legacy", "input": ask("complete task water"),
+        "config": {"configurable": {"user_id": "u2"}}}),
+    )
+    .await;
+    assert_eq!(values["messages"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        app.get("/tasks?user_id=u2").await.1["tasks"][0]["status"],
+        "done"
+    );
+    app.stop().await;
+}
+
+async fn memory_survives_a_restart_and_reaches_a_new_thread(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    let app = TestApp::start(db.config()).await;
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": "ann"}}))
+        .await;
+    let (s, values, _) = wait(
+        &app,
+        t["thread_id"].as_str().unwrap(),
+        json!({"assistant_id": "agent", "input": ask("remember that I take my tea without sugar")}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(last_text(&values).contains("tea without sugar"));
+    app.stop().await;
+
+    let app = TestApp::start(db.config()).await;
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": "ann"}}))
+        .await;
+    let (_, values, _) = wait(
+        &app,
+        t["thread_id"].as_str().unwrap(),
+        json!({"assistant_id": "agent", "input": ask("what do you remember?")}),
+    )
+    .await;
+    assert!(
+        last_text(&values).contains("I take my tea without sugar"),
+        "{values}"
+    );
+    let (_, other) = app
+        .post("/threads", json!({"metadata": {"user_id": "bob"}}))
+        .await;
+    let (_, values, _) = wait(
+        &app,
+        other["thread_id"].as_str().unwrap(),
+        json!({"assistant_id": "agent", "input": ask("what do you remember?")}),
+    )
+    .await;
+    assert!(
+        !last_text(&values).contains("tea"),
+        "another user's memories stay theirs"
+    );
+    app.stop().await;
+}
+
+async fn run_errors_are_json(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let (_, t) = app.post("/threads", json!({})).await;
+    let id = t["thread_id"].as_str().unwrap();
+    let (s, b, _) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "nope", "input": ask("hi")}),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert!(b["detail"].as_str().unwrap().contains("agent, legacy"));
+    let missing = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        wait(
+            &app,
+            &missing,
+            json!({"assistant_id": "agent", "input": ask("hi")})
+        )
+        .await
+        .0,
+        404
+    );
+    let (s, _, _) = wait(
+        &app,
+        &missing,
+        json!({"assistant_id": "agent", "input": ask("hi"), "if_not_exists": "create"}),
+    )
+    .await;
+    assert_eq!(s, 200, "if_not_exists: create");
+    let (s, values, _) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "input": "not-an-object"}),
+    )
+    .await;
+    assert_eq!(
+        s, 200,
+        "a graph error is still 200, as on the reference server"
+    );
+    assert!(values["__error__"]["message"].is_string());
+    assert_eq!(
+        app.get(&format!("/threads/{id}")).await.1["status"],
+        "error",
+        "never left busy"
+    );
+
+    let resp = app
+        .client
+        .post(app.url("/runs/wait"))
+        .json(&json!({"assistant_id": "agent", "input": ask("hello")}))
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (s, values) = crate::helpers::read(resp).await;
+    assert_eq!(s, 200);
+    assert!(
+        last_text(&values).contains("get tasks"),
+        "the built-in model explains itself"
+    );
+    assert_eq!(
+        app.get(&location).await.1["status"],
+        "success",
+        "a stateless run gets a thread of its own"
+    );
+    app.stop().await;
+}
