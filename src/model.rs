@@ -355,6 +355,23 @@ fn is_internal_channel(name: &str) -> bool {
 }
 
 impl CheckpointRecord {
+    /// Interrupts waiting on this checkpoint: `(task_id, [Interrupt])` from its JSON
+    /// `__interrupt__` writes (mnemo's agent writes them; other callers' are opaque).
+    pub fn interrupts(&self) -> Vec<(String, Vec<Value>)> {
+        self.pending_writes
+            .iter()
+            .filter(|w| w.channel == "__interrupt__" && w.type_ == "json")
+            .filter_map(|w| {
+                let parsed: Value = serde_json::from_slice(&w.data).ok()?;
+                let list = match parsed {
+                    Value::Array(items) => items,
+                    one => vec![one],
+                };
+                Some((w.task_id.clone(), list))
+            })
+            .collect()
+    }
+
     /// The state's values: inline channel values and JSON-typed blobs. Blobs of other types
     /// (a Python graph's msgpack) are opaque to mnemo and left out, as are internal channels.
     pub fn values(&self) -> Value {

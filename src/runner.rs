@@ -4,10 +4,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::agent::{Turn, builtin, tools};
+use crate::agent::{ToolCall, Turn, builtin, tools};
 use crate::error::ApiError;
 use crate::graphs::Graph;
-use crate::model::{NewRun, Run, StateUpdate};
+use crate::model::{NewRun, NewWrites, Run, StateUpdate};
 use crate::persistence::Persistence;
 
 /// Most model turns in one run (LangGraph's default recursion limit).
@@ -22,6 +22,40 @@ pub struct RunRequest {
     pub metadata: Value,
     pub kwargs: Value,
     pub create_thread: bool,
+    /// `command.resume`: the answer to the interrupt the thread is waiting on.
+    pub resume: Option<Value>,
+}
+
+/// How a run's steps ended.
+enum Outcome {
+    /// The model answered: the final values.
+    Done(Value),
+    /// A tool needs the user's approval: the values with `__interrupt__`.
+    Interrupted(Value),
+}
+
+/// Whether a `command.resume` value approves: `true`, "yes"/"approve"/"accept", `{"approved": true}`,
+/// or agent-chat-ui's `{"decisions": [{"type": "approve"|"accept"}]}`.
+fn approves(decision: &Value) -> bool {
+    let word = |s: &str| {
+        matches!(
+            s.trim().to_lowercase().as_str(),
+            "yes" | "y" | "approve" | "approved" | "accept" | "ok"
+        )
+    };
+    match decision {
+        Value::Bool(b) => *b,
+        Value::String(s) => word(s),
+        Value::Object(o) => {
+            o.get("approved").is_some_and(approves)
+                || o.get("type").and_then(Value::as_str).is_some_and(word)
+                || o.get("decisions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| !d.is_empty() && d.iter().all(approves))
+        }
+        Value::Array(items) => !items.is_empty() && items.iter().all(approves),
+        _ => false,
+    }
 }
 
 /// Runs to the end; returns the run as it ended and the thread's final values (or, when the
@@ -46,10 +80,10 @@ pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value
     );
     let started = std::time::Instant::now();
     let outcome = steps(db, &run, &req).await;
-    let (status, thread_status) = if outcome.is_ok() {
-        ("success", "idle")
-    } else {
-        ("error", "error")
+    let (status, thread_status) = match &outcome {
+        Ok(Outcome::Done(_)) => ("success", "idle"),
+        Ok(Outcome::Interrupted(_)) => ("interrupted", "interrupted"),
+        Err(_) => ("error", "error"),
     };
     let run = db
         .finish_run(run.run_id.clone(), status.into(), thread_status.into())
@@ -60,7 +94,7 @@ pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value
         started.elapsed().as_millis()
     );
     match outcome {
-        Ok(values) => Ok((run, values)),
+        Ok(Outcome::Done(values) | Outcome::Interrupted(values)) => Ok((run, values)),
         Err(message) => Ok((
             run,
             json!({ "__error__": { "error": "RunError", "message": message } }),
@@ -80,7 +114,62 @@ fn user_of(config: &Value, thread_metadata: &Value) -> String {
         .to_string()
 }
 
-async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Value, String> {
+/// Runs the tool calls; `delete_task` only with an approval in hand.
+async fn run_tools(
+    db: &Persistence,
+    user_id: &str,
+    calls: &[ToolCall],
+    approved: bool,
+) -> Vec<Value> {
+    let mut results = Vec::new();
+    for call in calls {
+        let content = if call.name == "delete_task" && !approved {
+            "Kept the task: deleting it was not approved.".to_string()
+        } else {
+            tools::execute(db, user_id, call).await
+        };
+        results.push(json!({
+            "type": "tool", "id": uuid::Uuid::new_v4().to_string(), "content": content,
+            "tool_call_id": call.id, "name": call.name, "status": "success",
+        }));
+    }
+    results
+}
+
+/// The tool calls of the conversation's last AI message.
+fn pending_calls(values: &Value) -> Vec<ToolCall> {
+    values
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("type").and_then(Value::as_str) == Some("ai"))
+        })
+        .and_then(|ai| ai.get("tool_calls"))
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: c
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    name: c
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    args: c.get("args").cloned().unwrap_or_else(|| json!({})),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Outcome, String> {
     let thread = db
         .get_thread(run.thread_id.clone())
         .await
@@ -100,22 +189,30 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Value, S
             source,
             metadata: meta.clone(),
         };
-        async move {
-            db.update_state(update)
-                .await
-                .map(|r| r.values())
-                .map_err(|e| e.to_string())
-        }
+        async move { db.update_state(update).await.map_err(|e| e.to_string()) }
     };
-    let mut values = match &req.input {
-        Value::Null => db
-            .get_thread(run.thread_id.clone())
+    let mut values = if let Some(decision) = &req.resume {
+        // resuming: answer the waiting tool calls, then go on
+        let latest = db
+            .get_checkpoint(run.thread_id.clone(), String::new(), None)
             .await
-            .map_err(|e| e.to_string())?
-            .values
-            .unwrap_or(json!({})),
-        Value::Object(_) => write(req.input.clone(), "__input__", "input").await?,
-        other => return Err(format!("Expected an object as input, got {other}")),
+            .map_err(|e| e.to_string())?;
+        let Some(latest) = latest.filter(|c| !c.interrupts().is_empty()) else {
+            return Err("The thread has no interrupt to resume".into());
+        };
+        let calls = pending_calls(&latest.values());
+        let results = run_tools(db, &user_id, &calls, approves(decision)).await;
+        write(json!({ "messages": results }), "tools", "loop")
+            .await?
+            .values()
+    } else {
+        match &req.input {
+            Value::Null => thread.values.unwrap_or_else(|| json!({})),
+            Value::Object(_) => write(req.input.clone(), "__input__", "input")
+                .await?
+                .values(),
+            other => return Err(format!("Expected an object as input, got {other}")),
+        }
     };
     for step in 0..RECURSION_LIMIT {
         let messages = values
@@ -127,7 +224,11 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Value, S
         match builtin::respond(req.graph, &messages) {
             Turn::Answer(text) => {
                 let ai = json!({ "type": "ai", "id": id, "content": text, "tool_calls": [] });
-                return write(json!({ "messages": [ai] }), "agent", "loop").await;
+                return Ok(Outcome::Done(
+                    write(json!({ "messages": [ai] }), "agent", "loop")
+                        .await?
+                        .values(),
+                ));
             }
             Turn::Call(calls) => {
                 let tool_calls: Vec<Value> = calls
@@ -135,16 +236,43 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Value, S
                     .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
                     .collect();
                 let ai = json!({ "type": "ai", "id": id, "content": "", "tool_calls": tool_calls });
-                write(json!({ "messages": [ai] }), "agent", "loop").await?;
-                let mut results = Vec::new();
-                for call in &calls {
-                    let content = tools::execute(db, &user_id, call).await;
-                    results.push(json!({
-                        "type": "tool", "id": uuid::Uuid::new_v4().to_string(), "content": content,
-                        "tool_call_id": call.id, "name": call.name, "status": "success",
-                    }));
+                let asked = write(json!({ "messages": [ai] }), "agent", "loop").await?;
+                if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
+                    // deleting needs the user's approval: stop here, waiting on an interrupt
+                    let task = delete
+                        .args
+                        .get("task")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let interrupt = json!({
+                        "id": uuid::Uuid::new_v4().simple().to_string(),
+                        "value": {
+                            "action": "delete_task",
+                            "args": delete.args,
+                            "description": format!("Delete the task \"{task}\"? Resume with true to delete it, false to keep it."),
+                        },
+                    });
+                    let writes = NewWrites {
+                        thread_id: run.thread_id.clone(),
+                        checkpoint_ns: String::new(),
+                        checkpoint_id: asked.checkpoint_id.clone(),
+                        task_id: delete.id.clone(),
+                        task_path: "tools".into(),
+                        writes: vec![(
+                            "__interrupt__".into(),
+                            "json".into(),
+                            json!([interrupt]).to_string().into_bytes(),
+                        )],
+                    };
+                    db.put_writes(writes).await.map_err(|e| e.to_string())?;
+                    let mut values = asked.values();
+                    values["__interrupt__"] = json!([interrupt]);
+                    return Ok(Outcome::Interrupted(values));
                 }
-                values = write(json!({ "messages": results }), "tools", "loop").await?;
+                let results = run_tools(db, &user_id, &calls, false).await;
+                values = write(json!({ "messages": results }), "tools", "loop")
+                    .await?
+                    .values();
             }
         }
     }

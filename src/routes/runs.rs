@@ -27,15 +27,20 @@ async fn wait(
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
     let graph = graphs::resolve(&body.assistant_id).map_err(ApiError::Validation)?;
-    if body.command.as_ref().is_some_and(|c| !c.is_null()) {
-        return Err(ApiError::validation(
-            "command (resume, goto, update) is not supported yet",
-        ));
-    }
+    let resume = match body.command {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) if c.keys().all(|k| k == "resume") => c.get("resume").cloned(),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "command supports resume only (not goto or update)",
+            ));
+        }
+    };
     let input = body.input.unwrap_or(Value::Null);
     without_nul(&input, "input")?;
     let create_thread = stateless || body.if_not_exists.as_deref() == Some("create");
-    let kwargs = json!({ "input": input, "config": body.config, "command": null });
+    let command = resume.as_ref().map(|r| json!({ "resume": r }));
+    let kwargs = json!({ "input": input, "config": body.config, "command": command });
     let req = RunRequest {
         thread_id,
         graph,
@@ -44,6 +49,7 @@ async fn wait(
         metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
         kwargs,
         create_thread,
+        resume,
     };
     let (run, values) = run_to_end(db, req).await?;
     let base = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);

@@ -178,16 +178,30 @@ fn checkpoint_ref(thread_id: &str, ns: &str, id: &str) -> Value {
 
 /// A checkpoint as a LangGraph `ThreadState`.
 fn thread_state(rec: &CheckpointRecord) -> Value {
+    let pending = rec.interrupts();
+    let interrupts: Vec<&Value> = pending.iter().flat_map(|(_, list)| list).collect();
+    let tasks: Vec<Value> = pending
+        .iter()
+        .map(|(task_id, list)| {
+            json!({ "id": task_id, "name": "tools", "path": ["__pregel_pull", "tools"], "error": null,
+                    "interrupts": list, "checkpoint": null, "state": null, "result": null })
+        })
+        .collect();
+    let next: Vec<&str> = if pending.is_empty() {
+        Vec::new()
+    } else {
+        vec!["tools"]
+    };
     json!({
         "values": rec.values(),
-        "next": [],
-        "tasks": [],
+        "next": next,
+        "tasks": tasks,
         "checkpoint": checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, &rec.checkpoint_id),
         "parent_checkpoint": rec.parent_checkpoint_id.as_deref()
             .map(|p| checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, p)),
         "metadata": rec.metadata,
         "created_at": format_ts(&rec.created_at),
-        "interrupts": [],
+        "interrupts": interrupts,
         "checkpoint_id": rec.checkpoint_id,
         "parent_checkpoint_id": rec.parent_checkpoint_id,
     })

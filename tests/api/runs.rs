@@ -8,6 +8,7 @@ both_backends!(
     a_chat_adds_a_task_for_the_configured_user,
     memory_survives_a_restart_and_reaches_a_new_thread,
     run_errors_are_json,
+    deleting_a_task_waits_for_approval,
 );
 
 fn ask(text: &str) -> Value {
@@ -272,5 +273,104 @@ async fn run_errors_are_json(kind: Kind) {
         "success",
         "a stateless run gets a thread of its own"
     );
+    app.stop().await;
+}
+
+async fn deleting_a_task_waits_for_approval(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    app.post("/tasks", json!({"user_id": "u3", "title": "old plan"}))
+        .await;
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": "u3"}}))
+        .await;
+    let id = t["thread_id"].as_str().unwrap();
+
+    let (s, values, location) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "input": ask("delete task old plan")}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        values["__interrupt__"][0]["value"]["action"], "delete_task",
+        "{values}"
+    );
+    assert_eq!(app.get(&location.unwrap()).await.1["status"], "interrupted");
+    assert_eq!(
+        app.get(&format!("/threads/{id}")).await.1["status"],
+        "interrupted"
+    );
+    let (_, state) = app.get(&format!("/threads/{id}/state")).await;
+    assert_eq!(state["next"], json!(["tools"]));
+    assert_eq!(state["interrupts"][0]["value"]["action"], "delete_task");
+    assert_eq!(
+        state["tasks"][0]["interrupts"][0]["id"],
+        state["interrupts"][0]["id"]
+    );
+    assert_eq!(
+        app.get("/tasks?user_id=u3").await.1["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing deleted yet"
+    );
+
+    // declined: the task stays
+    let (_, values, _) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "command": {"resume": false}}),
+    )
+    .await;
+    assert!(last_text(&values).contains("Kept"), "{values}");
+    assert_eq!(app.get(&format!("/threads/{id}")).await.1["status"], "idle");
+    assert_eq!(
+        app.get("/tasks?user_id=u3").await.1["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.get(&format!("/threads/{id}/state")).await.1["next"],
+        json!([])
+    );
+
+    // approved the way agent-chat-ui answers: the task goes
+    wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "input": ask("delete task old plan")}),
+    )
+    .await;
+    let approve = json!({"assistant_id": "agent", "command": {"resume": {"decisions": [{"type": "accept"}]}}});
+    let (_, values, _) = wait(&app, id, approve).await;
+    assert!(last_text(&values).contains("Deleted"), "{values}");
+    assert_eq!(app.get("/tasks?user_id=u3").await.1["tasks"], json!([]));
+
+    // nothing left to resume
+    let (_, values, _) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "command": {"resume": true}}),
+    )
+    .await;
+    assert!(
+        values["__error__"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no interrupt")
+    );
+    let (s, _, _) = wait(
+        &app,
+        id,
+        json!({"assistant_id": "agent", "command": {"goto": "tools"}}),
+    )
+    .await;
+    assert_eq!(s, 422);
     app.stop().await;
 }
