@@ -3,6 +3,7 @@
 //! after it, whatever happens. No connection is held across a model call or a tool.
 
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
 use crate::agent::{ToolCall, Turn, builtin, tools};
 use crate::error::ApiError;
@@ -58,14 +59,23 @@ fn approves(decision: &Value) -> bool {
     }
 }
 
-/// Runs to the end; returns the run as it ended and the thread's final values (or, when the
-/// graph failed, `{"__error__": {error, message}}` as the LangGraph server answers `wait`).
-pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value), ApiError> {
-    let assistant_id = req.graph.assistant_id().to_string();
+/// Where a run's stream events go (LangGraph stream modes: `values`, `updates`, `messages`);
+/// `None` when nobody streams.
+pub type Events = Option<mpsc::UnboundedSender<(&'static str, Value)>>;
+
+fn emit(events: &Events, name: &'static str, data: Value) {
+    if let Some(tx) = events {
+        // a stream that went away does not stop the run
+        let _ = tx.send((name, data));
+    }
+}
+
+/// Starts a run: the thread is checked (404, or 409 when busy) and marked busy.
+pub async fn start(db: &Persistence, req: &RunRequest) -> Result<Run, ApiError> {
     let run = db
         .start_run(NewRun {
             thread_id: req.thread_id.clone(),
-            assistant_id: assistant_id.clone(),
+            assistant_id: req.graph.assistant_id().to_string(),
             graph_id: req.graph.id.into(),
             metadata: req.metadata.clone(),
             kwargs: req.kwargs.clone(),
@@ -78,8 +88,20 @@ pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value
         run.thread_id,
         req.graph.id
     );
+    Ok(run)
+}
+
+/// Executes a started run to its end; returns the run as it ended and the thread's final values
+/// (or, when the graph failed, `{"__error__": {error, message}}` as the LangGraph server
+/// answers `wait`). The thread is left idle, interrupted or in error, never busy.
+pub async fn execute(
+    db: &Persistence,
+    run: Run,
+    req: &RunRequest,
+    events: Events,
+) -> Result<(Run, Value), ApiError> {
     let started = std::time::Instant::now();
-    let outcome = steps(db, &run, &req).await;
+    let outcome = steps(db, &run, req, &events).await;
     let (status, thread_status) = match &outcome {
         Ok(Outcome::Done(_)) => ("success", "idle"),
         Ok(Outcome::Interrupted(_)) => ("interrupted", "interrupted"),
@@ -95,11 +117,24 @@ pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value
     );
     match outcome {
         Ok(Outcome::Done(values) | Outcome::Interrupted(values)) => Ok((run, values)),
-        Err(message) => Ok((
-            run,
-            json!({ "__error__": { "error": "RunError", "message": message } }),
-        )),
+        Err(message) => {
+            emit(
+                &events,
+                "error",
+                json!({ "error": "RunError", "message": message }),
+            );
+            Ok((
+                run,
+                json!({ "__error__": { "error": "RunError", "message": message } }),
+            ))
+        }
     }
+}
+
+/// Starts and executes a run, for `runs/wait`.
+pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value), ApiError> {
+    let run = start(db, &req).await?;
+    execute(db, run, &req, None).await
 }
 
 /// The user a run acts for: `config.configurable.user_id`, else the thread's
@@ -112,6 +147,35 @@ fn user_of(config: &Value, thread_metadata: &Value) -> String {
         .filter(|u| !u.is_empty())
         .unwrap_or("default")
         .to_string()
+}
+
+/// What LangGraph attaches to a streamed message chunk.
+fn chunk_metadata(meta: &Map<String, Value>, step: usize) -> Value {
+    let mut m = meta.clone();
+    m.insert("langgraph_node".into(), json!("agent"));
+    m.insert("langgraph_step".into(), json!(step + 1));
+    m.insert("langgraph_checkpoint_ns".into(), json!(""));
+    Value::Object(m)
+}
+
+/// The answer word by word, as `messages` events of `AIMessageChunk`s sharing the message id.
+fn stream_tokens(events: &Events, id: &str, text: &str, meta: &Map<String, Value>, step: usize) {
+    if events.is_none() {
+        return;
+    }
+    let words: Vec<&str> = text.split_inclusive(char::is_whitespace).collect();
+    for (i, word) in words.iter().enumerate() {
+        let mut chunk =
+            json!({ "type": "AIMessageChunk", "id": id, "content": word, "tool_call_chunks": [] });
+        if i + 1 == words.len() {
+            chunk["chunk_position"] = json!("last");
+        }
+        emit(
+            events,
+            "messages",
+            json!([chunk, chunk_metadata(meta, step)]),
+        );
+    }
 }
 
 /// Runs the tool calls; `delete_task` only with an approval in hand.
@@ -169,7 +233,12 @@ fn pending_calls(values: &Value) -> Vec<ToolCall> {
         .unwrap_or_default()
 }
 
-async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Outcome, String> {
+async fn steps(
+    db: &Persistence,
+    run: &Run,
+    req: &RunRequest,
+    events: &Events,
+) -> Result<Outcome, String> {
     let thread = db
         .get_thread(run.thread_id.clone())
         .await
@@ -189,7 +258,16 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Outcome,
             source,
             metadata: meta.clone(),
         };
-        async move { db.update_state(update).await.map_err(|e| e.to_string()) }
+        let node = node.to_string();
+        let update_values = update.values.clone();
+        async move {
+            let record = db.update_state(update).await.map_err(|e| e.to_string())?;
+            emit(events, "values", record.values());
+            if node != "__input__" {
+                emit(events, "updates", json!({ node: update_values }));
+            }
+            Ok::<_, String>(record)
+        }
     };
     let mut values = if let Some(decision) = &req.resume {
         // resuming: answer the waiting tool calls, then go on
@@ -223,6 +301,7 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Outcome,
         let id = format!("run-{}-{step}", run.run_id);
         match builtin::respond(req.graph, &messages) {
             Turn::Answer(text) => {
+                stream_tokens(events, &id, &text, &meta, step);
                 let ai = json!({ "type": "ai", "id": id, "content": text, "tool_calls": [] });
                 return Ok(Outcome::Done(
                     write(json!({ "messages": [ai] }), "agent", "loop")
@@ -235,6 +314,19 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Outcome,
                     .iter()
                     .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
                     .collect();
+                let chunks: Vec<Value> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| json!({ "id": c.id, "name": c.name, "args": c.args.to_string(), "index": i, "type": "tool_call_chunk" }))
+                    .collect();
+                emit(
+                    events,
+                    "messages",
+                    json!([
+                        { "type": "AIMessageChunk", "id": id, "content": "", "tool_call_chunks": chunks, "chunk_position": "last" },
+                        chunk_metadata(&meta, step),
+                    ]),
+                );
                 let ai = json!({ "type": "ai", "id": id, "content": "", "tool_calls": tool_calls });
                 let asked = write(json!({ "messages": [ai] }), "agent", "loop").await?;
                 if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
@@ -267,6 +359,8 @@ async fn steps(db: &Persistence, run: &Run, req: &RunRequest) -> Result<Outcome,
                     db.put_writes(writes).await.map_err(|e| e.to_string())?;
                     let mut values = asked.values();
                     values["__interrupt__"] = json!([interrupt]);
+                    emit(events, "values", values.clone());
+                    emit(events, "updates", json!({ "__interrupt__": [interrupt] }));
                     return Ok(Outcome::Interrupted(values));
                 }
                 let results = run_tools(db, &user_id, &calls, false).await;

@@ -79,6 +79,8 @@ impl Application {
         )
         .shutdown_timeout(config.shutdown_timeout().as_secs())
         // mnemo handles SIGTERM/SIGINT itself so that the pool closes after the last request
+        // notice an SSE client that leaves at once, not after writes fail
+        .h1_allow_half_closed(false)
         .disable_signals()
         .listen(listener)
         .map_err(|e| format!("while listening: {e}"))?

@@ -36,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(tasks::update)
         .service(tasks::delete)
         .service(runs::wait_stateless)
+        .service(runs::stream_stateless)
+        .service(runs::stream_on_thread)
         .service(runs::wait_on_thread)
         .service(runs::list)
         .service(runs::get)

@@ -1,14 +1,16 @@
 //! Runs: `runs/wait` (stateful and stateless), and reading a thread's runs.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, Responder, get, post, web};
+use actix_web_lab::sse;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
 use crate::graphs;
 use crate::persistence::Persistence;
-use crate::runner::{RunRequest, run_to_end};
+use crate::runner::{self, RunRequest, run_to_end};
 
 #[derive(Deserialize)]
 pub struct RunBody {
@@ -18,14 +20,11 @@ pub struct RunBody {
     metadata: Option<Value>,
     if_not_exists: Option<String>,
     command: Option<Value>,
+    stream_mode: Option<Value>,
 }
 
-async fn wait(
-    db: &Persistence,
-    thread_id: String,
-    body: RunBody,
-    stateless: bool,
-) -> Result<HttpResponse, ApiError> {
+/// The run a request body asks for (422 for an unknown assistant or an unsupported command).
+fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunRequest, ApiError> {
     let graph = graphs::resolve(&body.assistant_id).map_err(ApiError::Validation)?;
     let resume = match body.command {
         None | Some(Value::Null) => None,
@@ -38,25 +37,161 @@ async fn wait(
     };
     let input = body.input.unwrap_or(Value::Null);
     without_nul(&input, "input")?;
-    let create_thread = stateless || body.if_not_exists.as_deref() == Some("create");
     let command = resume.as_ref().map(|r| json!({ "resume": r }));
-    let kwargs = json!({ "input": input, "config": body.config, "command": command });
-    let req = RunRequest {
+    let kwargs = json!({ "input": input, "config": body.config, "command": command, "stream_mode": body.stream_mode });
+    Ok(RunRequest {
         thread_id,
         graph,
         input,
         config: body.config.unwrap_or_else(|| json!({})),
         metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
         kwargs,
-        create_thread,
+        create_thread: stateless || body.if_not_exists.as_deref() == Some("create"),
         resume,
-    };
-    let (run, values) = run_to_end(db, req).await?;
+    })
+}
+
+async fn wait(
+    db: &Persistence,
+    thread_id: String,
+    body: RunBody,
+    stateless: bool,
+) -> Result<HttpResponse, ApiError> {
+    let (run, values) = run_to_end(db, request(thread_id, body, stateless)?).await?;
     let base = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
     Ok(HttpResponse::Ok()
         .insert_header(("Location", format!("{base}/join")))
         .insert_header(("Content-Location", base))
         .json(values))
+}
+
+/// The stream modes mnemo emits, by the SSE event name they produce.
+fn modes(stream_mode: &Option<Value>) -> Result<Vec<&'static str>, ApiError> {
+    let asked: Vec<String> = match stream_mode {
+        None | Some(Value::Null) => vec!["values".into()],
+        Some(Value::String(m)) => vec![m.clone()],
+        Some(Value::Array(ms)) => ms
+            .iter()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect(),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "stream_mode must be a string or a list of strings",
+            ));
+        }
+    };
+    let mut events = Vec::new();
+    for m in &asked {
+        match m.as_str() {
+            "values" => events.push("values"),
+            "updates" => events.push("updates"),
+            "messages-tuple" => events.push("messages"),
+            // accepted; mnemo's graphs emit nothing in these modes yet
+            "custom" | "messages" | "events" | "debug" | "tasks" | "checkpoints" | "tools"
+            | "lifecycle" => {}
+            other => {
+                return Err(ApiError::validation(format!(
+                    "unknown stream_mode {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Time between `: heartbeat` comments (the JS SDK arms its reconnect timer from their interval).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn stream(
+    db: Persistence,
+    thread_id: String,
+    body: RunBody,
+    stateless: bool,
+) -> Result<impl Responder, ApiError> {
+    let wanted = modes(&body.stream_mode)?;
+    let req = request(thread_id, body, stateless)?;
+    // errors (404, 409) are answered as JSON, before any byte of the stream
+    let run = runner::start(&db, &req).await?;
+    let base = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+    let (sse_tx, sse_rx) = mpsc::channel::<sse::Event>(64);
+    let metadata = json!({ "run_id": run.run_id, "attempt": 1 });
+    // the run goes on to its end even when the client leaves
+    actix_web::rt::spawn(async move {
+        if let Err(e) = runner::execute(&db, run, &req, Some(event_tx)).await {
+            log::warn!("run failed to finish: {e}");
+        }
+    });
+    actix_web::rt::spawn(async move {
+        let event = |name: &'static str, data: Value| {
+            sse::Data::new_json(data)
+                .ok()
+                .map(|d| sse::Event::from(d.event(name)))
+        };
+        if let Some(e) = event("metadata", metadata)
+            && sse_tx.send(e).await.is_err()
+        {
+            return;
+        }
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                next = event_rx.recv() => match next {
+                    Some((name, data)) if name == "error" || wanted.contains(&name) => {
+                        if let Some(e) = event(name, data)
+                            && sse_tx.send(e).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = heartbeat.tick() => {
+                    if sse_tx.send(sse::Event::Comment("heartbeat".into())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = sse_tx.closed() => break,
+            }
+        }
+    });
+    Ok(sse::Sse::from_infallible_receiver(sse_rx)
+        .customize()
+        .insert_header(("Location", format!("{base}/stream")))
+        .insert_header(("Content-Location", base))
+        .insert_header(("Cache-Control", "no-store")))
+}
+
+#[post("/threads/{thread_id}/runs/stream")]
+pub async fn stream_on_thread(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<RunBody>,
+) -> Result<impl Responder, ApiError> {
+    stream(
+        db.get_ref().clone(),
+        path.into_inner(),
+        body.into_inner(),
+        false,
+    )
+    .await
+}
+
+/// A streamed run on a new thread of its own.
+#[post("/runs/stream")]
+pub async fn stream_stateless(
+    db: web::Data<Persistence>,
+    body: web::Json<RunBody>,
+) -> Result<impl Responder, ApiError> {
+    stream(
+        db.get_ref().clone(),
+        uuid::Uuid::now_v7().to_string(),
+        body.into_inner(),
+        true,
+    )
+    .await
 }
 
 #[post("/threads/{thread_id}/runs/wait")]

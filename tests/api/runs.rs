@@ -9,6 +9,7 @@ both_backends!(
     memory_survives_a_restart_and_reaches_a_new_thread,
     run_errors_are_json,
     deleting_a_task_waits_for_approval,
+    runs_stream_over_sse,
 );
 
 fn ask(text: &str) -> Value {
@@ -372,5 +373,150 @@ async fn deleting_a_task_waits_for_approval(kind: Kind) {
     )
     .await;
     assert_eq!(s, 422);
+    app.stop().await;
+}
+
+/// The events of an SSE body: (event name, JSON data).
+fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = Some(n.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            Some((name?, serde_json::from_str(&data).ok()?))
+        })
+        .collect()
+}
+
+async fn runs_stream_over_sse(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    app.post(
+        "/tasks",
+        json!({"user_id": "s1", "title": "write the report"}),
+    )
+    .await;
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": "s1"}}))
+        .await;
+    let id = t["thread_id"].as_str().unwrap();
+    let body = json!({"assistant_id": "agent", "input": ask("get tasks"),
+                      "stream_mode": ["values", "updates", "messages-tuple"]});
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{id}/runs/stream")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let location = resp.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(location.starts_with(&format!("/threads/{id}/runs/")));
+    let text = tokio::time::timeout(std::time::Duration::from_secs(20), resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events[0].0, "metadata", "{text}");
+    assert_eq!(
+        format!(
+            "/threads/{id}/runs/{}",
+            events[0].1["run_id"].as_str().unwrap()
+        ),
+        location
+    );
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"updates") && names.contains(&"messages"),
+        "{names:?}"
+    );
+    let last_values = events.iter().rev().find(|(n, _)| n == "values").unwrap();
+    assert!(last_text(&last_values.1).contains("write the report"));
+    // messages-tuple: [chunk, metadata], chunks of one message share its id, the last is marked
+    let chunks: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "messages")
+        .map(|(_, d)| d)
+        .collect();
+    let answer_id = last_values.1["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["id"]
+        .clone();
+    let answer: String = chunks
+        .iter()
+        .filter(|c| c[0]["id"] == answer_id)
+        .map(|c| c[0]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answer,
+        last_text(&last_values.1),
+        "the tokens add up to the answer"
+    );
+    assert_eq!(chunks.last().unwrap()[0]["chunk_position"], "last");
+    assert_eq!(chunks[0][1]["langgraph_node"], "agent");
+    assert_eq!(app.get(&location).await.1["status"], "success");
+
+    // only the asked modes; errors before the stream are JSON
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{id}/runs/stream")))
+        .json(&json!({"assistant_id": "agent", "input": ask("hi"), "stream_mode": "updates"}))
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<String> = sse_events(&resp.text().await.unwrap())
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.iter().all(|n| n == "metadata" || n == "updates"),
+        "{names:?}"
+    );
+    let missing = uuid::Uuid::new_v4();
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{missing}/runs/stream")))
+        .json(&json!({"assistant_id": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(
+        app.post(
+            &format!("/threads/{id}/runs/stream"),
+            json!({"assistant_id": "agent", "stream_mode": "bogus"})
+        )
+        .await
+        .0,
+        422
+    );
+    let resp = app
+        .client
+        .post(app.url("/runs/stream"))
+        .json(&json!({"assistant_id": "legacy", "input": ask("get tasks")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "stateless stream");
+    assert_eq!(sse_events(&resp.text().await.unwrap())[0].0, "metadata");
     app.stop().await;
 }
