@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(tasks::get)
         .service(tasks::update)
         .service(tasks::delete)
+        .service(runs::agent_stream)
         .service(runs::wait_stateless)
         .service(runs::stream_stateless)
         .service(runs::stream_on_thread)

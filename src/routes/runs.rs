@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
 use crate::graphs;
+use crate::model::NewThread;
 use crate::persistence::Persistence;
 use crate::runner::{self, RunRequest, run_to_end};
 
@@ -115,7 +116,8 @@ async fn stream(
     let base = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
     let (event_tx, mut event_rx) = mpsc::unbounded_channel();
     let (sse_tx, sse_rx) = mpsc::channel::<sse::Event>(64);
-    let metadata = json!({ "run_id": run.run_id, "attempt": 1 });
+    // `thread_id` beyond LangGraph's fields: a stream that created its thread says which
+    let metadata = json!({ "run_id": run.run_id, "attempt": 1, "thread_id": run.thread_id });
     // the run goes on to its end even when the client leaves
     actix_web::rt::spawn(async move {
         if let Err(e) = runner::execute(&db, run, &req, Some(event_tx)).await {
@@ -192,6 +194,57 @@ pub async fn stream_stateless(
         true,
     )
     .await
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The original app's request: one user message to one agent, on a thread or a new one.
+#[derive(Deserialize)]
+pub struct AgentStreamBody {
+    user_id: String,
+    message: String,
+    thread_id: Option<String>,
+    #[serde(default = "default_true")]
+    use_v2_agent: bool,
+}
+
+/// The original app's `POST /agent/stream`: the same run as `runs/stream` (`values` and
+/// `messages-tuple`); `use_v2_agent` picks `agent`, else `legacy`. Without `thread_id` a thread
+/// is created for the user, and the first event (`metadata`) names it.
+#[post("/agent/stream")]
+pub async fn agent_stream(
+    db: web::Data<Persistence>,
+    body: web::Json<AgentStreamBody>,
+) -> Result<impl Responder, ApiError> {
+    let body = body.into_inner();
+    if body.user_id.trim().is_empty() || body.message.trim().is_empty() {
+        return Err(ApiError::validation(
+            "user_id and message must not be empty",
+        ));
+    }
+    let thread_id = match body.thread_id {
+        Some(id) => id,
+        None => {
+            let new = NewThread {
+                thread_id: uuid::Uuid::now_v7().to_string(),
+                metadata: json!({ "user_id": body.user_id }),
+                do_nothing_if_exists: false,
+            };
+            db.create_thread(new).await?.thread_id
+        }
+    };
+    let run = RunBody {
+        assistant_id: if body.use_v2_agent { "agent" } else { "legacy" }.into(),
+        input: Some(json!({ "messages": [{ "role": "user", "content": body.message }] })),
+        config: Some(json!({ "configurable": { "user_id": body.user_id } })),
+        metadata: None,
+        if_not_exists: None,
+        command: None,
+        stream_mode: Some(json!(["values", "messages-tuple"])),
+    };
+    stream(db.get_ref().clone(), thread_id, run, false).await
 }
 
 #[post("/threads/{thread_id}/runs/wait")]

@@ -10,6 +10,7 @@ both_backends!(
     run_errors_are_json,
     deleting_a_task_waits_for_approval,
     runs_stream_over_sse,
+    the_original_apps_agent_stream,
 );
 
 fn ask(text: &str) -> Value {
@@ -518,5 +519,49 @@ async fn runs_stream_over_sse(kind: Kind) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "stateless stream");
     assert_eq!(sse_events(&resp.text().await.unwrap())[0].0, "metadata");
+    app.stop().await;
+}
+
+async fn the_original_apps_agent_stream(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    app.post(
+        "/tasks",
+        json!({"user_id": "orig", "title": "renew passport"}),
+    )
+    .await;
+    let post = |body: Value| {
+        let req = app.client.post(app.url("/agent/stream")).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, sse_events(&resp.text().await.unwrap()))
+        }
+    };
+    let (s, events) =
+        post(json!({"user_id": "orig", "message": "get tasks", "use_v2_agent": true})).await;
+    assert_eq!(s, 200);
+    let thread_id = events[0].1["thread_id"]
+        .as_str()
+        .expect("the first event names the new thread")
+        .to_string();
+    let answer = events.iter().rev().find(|(n, _)| n == "values").unwrap();
+    assert!(last_text(&answer.1).contains("renew passport"));
+    assert!(events.iter().any(|(n, _)| n == "messages"), "tokens stream");
+    let (_, thread) = app.get(&format!("/threads/{thread_id}")).await;
+    assert_eq!(thread["metadata"]["user_id"], "orig");
+    assert_eq!(thread["metadata"]["graph_id"], "agent");
+
+    // the same thread goes on; the legacy agent has no memory tools
+    let (_, events) = post(json!({"user_id": "orig", "message": "remember I like trains", "thread_id": thread_id, "use_v2_agent": false})).await;
+    assert_eq!(events[0].1["thread_id"], thread_id.as_str());
+    let values = &events.iter().rev().find(|(n, _)| n == "values").unwrap().1;
+    assert!(
+        last_text(values).contains("I can manage your tasks"),
+        "{values}"
+    );
+    assert_eq!(values["messages"].as_array().unwrap().len(), 6);
+    assert_eq!(post(json!({"user_id": "", "message": "hi"})).await.0, 422);
     app.stop().await;
 }
