@@ -11,6 +11,7 @@ both_backends!(
     deleting_a_task_waits_for_approval,
     runs_stream_over_sse,
     the_original_apps_agent_stream,
+    fifty_chats_at_once_on_four_connections,
 );
 
 fn ask(text: &str) -> Value {
@@ -563,5 +564,45 @@ async fn the_original_apps_agent_stream(kind: Kind) {
     );
     assert_eq!(values["messages"].as_array().unwrap().len(), 6);
     assert_eq!(post(json!({"user_id": "", "message": "hi"})).await.0, 422);
+    app.stop().await;
+}
+
+async fn fifty_chats_at_once_on_four_connections(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    let mut config = db.config();
+    config.pool_max = 4;
+    config.pool_timeout_ms = 20_000;
+    let app = TestApp::start(config).await;
+    let chats = (0..50).map(|i| {
+        let app = &app;
+        async move {
+            let user = format!("user{i}");
+            app.post(
+                "/tasks",
+                json!({"user_id": user, "title": format!("task of {user}")}),
+            )
+            .await;
+            let (_, t) = app
+                .post("/threads", json!({"metadata": {"user_id": user}}))
+                .await;
+            let (s, values, _) = wait(
+                app,
+                t["thread_id"].as_str().unwrap(),
+                json!({"assistant_id": "agent", "input": ask("get tasks")}),
+            )
+            .await;
+            (s, last_text(&values).contains(&format!("task of {user}")))
+        }
+    });
+    let results = futures_util::future::join_all(chats).await;
+    assert!(
+        results.iter().all(|(s, ok)| *s == 200 && *ok),
+        "{results:?}"
+    );
+    if kind == Kind::Postgres {
+        assert!(db.pg_connections().await <= 4);
+    }
     app.stop().await;
 }
