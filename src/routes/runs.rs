@@ -247,6 +247,97 @@ pub async fn agent_stream(
     stream(db.get_ref().clone(), thread_id, run, false).await
 }
 
+/// Starts a run in the background: answers with the run at once, its status then follows it.
+async fn background(
+    db: Persistence,
+    thread_id: String,
+    body: RunBody,
+    stateless: bool,
+) -> Result<HttpResponse, ApiError> {
+    let req = request(thread_id, body, stateless)?;
+    let run = runner::start(&db, &req).await?;
+    let location = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
+    let started = run.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = runner::execute(&db, started, &req, None).await {
+            log::warn!("background run failed to finish: {e}");
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Location", location))
+        .json(run))
+}
+
+#[post("/threads/{thread_id}/runs")]
+pub async fn create_on_thread(
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<RunBody>,
+) -> Result<HttpResponse, ApiError> {
+    background(
+        db.get_ref().clone(),
+        path.into_inner(),
+        body.into_inner(),
+        false,
+    )
+    .await
+}
+
+/// A background run on a new thread of its own.
+#[post("/runs")]
+pub async fn create_stateless(
+    db: web::Data<Persistence>,
+    body: web::Json<RunBody>,
+) -> Result<HttpResponse, ApiError> {
+    background(
+        db.get_ref().clone(),
+        uuid::Uuid::now_v7().to_string(),
+        body.into_inner(),
+        true,
+    )
+    .await
+}
+
+/// How often `join` looks at a running run (it holds no connection in between).
+const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits for a run to end, then answers the thread's values (with `__interrupt__` when the run
+/// stopped on one).
+#[get("/threads/{thread_id}/runs/{run_id}/join")]
+pub async fn join(
+    db: web::Data<Persistence>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (thread_id, run_id) = path.into_inner();
+    loop {
+        let run = db.get_run(thread_id.clone(), run_id.clone()).await?;
+        if run.status != "running" && run.status != "pending" {
+            break;
+        }
+        tokio::time::sleep(JOIN_POLL).await;
+    }
+    let state = db
+        .get_checkpoint(thread_id.clone(), String::new(), None)
+        .await?;
+    let mut values = state
+        .as_ref()
+        .map(|s| s.values())
+        .unwrap_or_else(|| json!({}));
+    let interrupts: Vec<Value> = state
+        .iter()
+        .flat_map(|s| s.interrupts())
+        .flat_map(|(_, waiting)| waiting)
+        .collect();
+    if !interrupts.is_empty() {
+        values["__interrupt__"] = json!(interrupts);
+    }
+    let base = format!("/threads/{thread_id}/runs/{run_id}");
+    Ok(HttpResponse::Ok()
+        .insert_header(("Location", format!("{base}/join")))
+        .insert_header(("Content-Location", base))
+        .json(values))
+}
+
 #[post("/threads/{thread_id}/runs/wait")]
 pub async fn wait_on_thread(
     db: web::Data<Persistence>,

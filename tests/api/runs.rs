@@ -12,6 +12,7 @@ both_backends!(
     runs_stream_over_sse,
     the_original_apps_agent_stream,
     fifty_chats_at_once_on_four_connections,
+    background_runs_and_join,
 );
 
 fn ask(text: &str) -> Value {
@@ -604,5 +605,65 @@ async fn fifty_chats_at_once_on_four_connections(kind: Kind) {
     if kind == Kind::Postgres {
         assert!(db.pg_connections().await <= 4);
     }
+    app.stop().await;
+}
+
+async fn background_runs_and_join(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    app.post("/tasks", json!({"user_id": "bg", "title": "pay rent"}))
+        .await;
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": "bg"}}))
+        .await;
+    let id = t["thread_id"].as_str().unwrap();
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{id}/runs")))
+        .json(&json!({"assistant_id": "agent", "input": ask("get tasks")}))
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (s, run) = crate::helpers::read(resp).await;
+    assert_eq!(s, 200);
+    assert_eq!(run["thread_id"], id);
+    assert_eq!(
+        location,
+        format!("/threads/{id}/runs/{}", run["run_id"].as_str().unwrap())
+    );
+    let (s, values) = app.get(&format!("{location}/join")).await;
+    assert_eq!(s, 200);
+    assert!(last_text(&values).contains("pay rent"), "{values}");
+    assert_eq!(app.get(&location).await.1["status"], "success");
+
+    // a run that stops on an interrupt joins with it
+    app.post(
+        &format!("/threads/{id}/runs"),
+        json!({"assistant_id": "agent", "input": ask("delete task pay rent")}),
+    )
+    .await;
+    let (_, runs) = app.get(&format!("/threads/{id}/runs")).await;
+    let newest = runs[0]["run_id"].as_str().unwrap();
+    let (_, values) = app.get(&format!("/threads/{id}/runs/{newest}/join")).await;
+    assert_eq!(values["__interrupt__"][0]["value"]["action"], "delete_task");
+    assert_eq!(
+        app.get(&format!("/threads/{id}/runs/{}/join", uuid::Uuid::new_v4()))
+            .await
+            .0,
+        404
+    );
+    let (s, stateless) = app
+        .post(
+            "/runs",
+            json!({"assistant_id": "legacy", "input": ask("hello")}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(stateless["thread_id"].is_string());
     app.stop().await;
 }
