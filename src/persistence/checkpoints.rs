@@ -11,7 +11,7 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Map, Value, json};
 
-use super::{DbError, DbPool, with_conn};
+use super::{DbError, DbPool, ensure_thread, with_conn};
 use crate::graphs::{self, Graph};
 use crate::model::{
     Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, PendingWrite, RawWrite,
@@ -181,26 +181,6 @@ macro_rules! load_page {
                 .await?
         };
         assemble(rows, blobs, writes)
-    }};
-}
-
-/// Inserts the thread row unless it exists, so raw checkpointer callers need not create it.
-macro_rules! ensure_thread {
-    ($conn:expr, $s:ident, $thread_id:expr, $now:expr) => {{
-        use $s::threads as t;
-        diesel::insert_into(t::table)
-            .values((
-                t::thread_id.eq($thread_id),
-                t::metadata.eq(json!({})),
-                t::status.eq("idle"),
-                t::config.eq(json!({})),
-                t::created_at.eq($now),
-                t::updated_at.eq($now),
-                t::state_updated_at.eq($now),
-            ))
-            .on_conflict_do_nothing()
-            .execute($conn)
-            .await?;
     }};
 }
 

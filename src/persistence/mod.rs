@@ -56,6 +56,28 @@ macro_rules! with_conn {
 }
 pub(crate) use with_conn;
 
+/// Inserts an empty idle thread row unless it exists (raw checkpointer writes and
+/// `if_not_exists: create` runs need not create their thread first).
+macro_rules! ensure_thread {
+    ($conn:expr, $s:ident, $thread_id:expr, $now:expr) => {{
+        use $s::threads as t;
+        diesel::insert_into(t::table)
+            .values((
+                t::thread_id.eq($thread_id),
+                t::metadata.eq(serde_json::json!({})),
+                t::status.eq("idle"),
+                t::config.eq(serde_json::json!({})),
+                t::created_at.eq($now),
+                t::updated_at.eq($now),
+                t::state_updated_at.eq($now),
+            ))
+            .on_conflict_do_nothing()
+            .execute($conn)
+            .await?;
+    }};
+}
+pub(crate) use ensure_thread;
+
 /// Declares the persistence operations: for each, a message type, the actor's handler (a future
 /// over a cloned pool) and the handle's `async fn`.
 macro_rules! operations {

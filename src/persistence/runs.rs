@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use super::{DbError, DbPool, with_conn};
+use super::{DbError, DbPool, ensure_thread, with_conn};
 use crate::model::{NewRun, Run};
 
 type Row = (
@@ -72,19 +72,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<Run, DbError> {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
             if new.create_thread {
-                diesel::insert_into(t::table)
-                    .values((
-                        t::thread_id.eq(&new.thread_id),
-                        t::metadata.eq(json!({})),
-                        t::status.eq("idle"),
-                        t::config.eq(json!({})),
-                        t::created_at.eq(now),
-                        t::updated_at.eq(now),
-                        t::state_updated_at.eq(now),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
+                ensure_thread!(conn, s, &new.thread_id, now);
             }
             // the write first: it locks the thread row until this transaction ends
             let locked: Option<(Value, String)> = diesel::update(t::table.find(&new.thread_id))
