@@ -167,6 +167,7 @@ impl Handler<Shutdown> for PersistenceActor {
                 for _ in 0..10 {
                     tokio::task::yield_now().await;
                 }
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 ShutdownReport {
                     size_before,
                     size_after: db.status().size,

@@ -132,6 +132,22 @@ impl TestDb {
         .get::<_, i64>(0)
     }
 
+    /// Connections Postgres still shows once mnemo has stopped. A backend leaves
+    /// `pg_stat_activity` a moment after its client closed the socket (Postgres notices the close
+    /// and the process exits on its own schedule), so this waits up to one second for zero; an
+    /// idle timeout, which is what a leak would wait for, is far longer.
+    pub async fn pg_connections_after_stop(&self) -> i64 {
+        let mut n = self.pg_connections().await;
+        for _ in 0..20 {
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            n = self.pg_connections().await;
+        }
+        n
+    }
+
     pub fn config(&self) -> Config {
         let mut c = Config::from_env().expect("config");
         c.database_url = self.url.clone();

@@ -154,7 +154,7 @@ async fn postgres_connections_never_exceed_the_pool_and_are_closed_on_stop() {
     assert!((1..=4).contains(&peak), "peak connections {peak}");
     app.stop().await;
     assert_eq!(
-        db.pg_connections().await,
+        db.pg_connections_after_stop().await,
         0,
         "no connection left right after stop"
     );

@@ -96,7 +96,7 @@ async fn stops_on(kind: Kind, signal: &str) {
     assert!(line.contains("after 0"), "{line}");
     if kind == Kind::Postgres {
         assert_eq!(
-            db.pg_connections().await,
+            db.pg_connections_after_stop().await,
             0,
             "no connection from mnemo after exit"
         );
