@@ -184,15 +184,19 @@ macro_rules! load_page {
     }};
 }
 
-/// On Postgres a batch of checkpoint puts is one statement (one round trip, one commit): the
-/// thread rows, the blobs and the checkpoint rows are written by data-modifying CTEs over arrays.
-/// The foreign keys are checked at the end of the statement, when the thread rows exist.
-const PG_PUT_CHECKPOINTS: &str = "\
+/// The start of every Postgres batch write: the thread rows `$2` names, created unless they
+/// exist (timestamps `$1`). The foreign keys are checked at the end of the statement, when the
+/// thread rows exist.
+const PG_ENSURE_THREADS: &str = "\
 WITH thread AS (
     INSERT INTO threads (thread_id, metadata, status, config, created_at, updated_at, state_updated_at)
     SELECT DISTINCT t, '{}'::jsonb, 'idle', '{}'::jsonb, $1, $1, $1 FROM unnest($2::text[]) AS t
     ON CONFLICT DO NOTHING
-), blobs AS (
+)";
+
+/// On Postgres a batch of checkpoint puts is one statement (one round trip, one commit): the
+/// thread rows, the blobs and the checkpoint rows are written by data-modifying CTEs over arrays.
+const PG_PUT_CHECKPOINTS: &str = ", blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
     ON CONFLICT DO NOTHING
@@ -243,7 +247,7 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
         };
         let of_items = |f: fn(&NewCheckpoint) -> String| items.iter().map(f).collect::<Vec<_>>();
         let mut conn = pool.get().await?;
-        diesel::sql_query(PG_PUT_CHECKPOINTS)
+        diesel::sql_query(format!("{PG_ENSURE_THREADS}{PG_PUT_CHECKPOINTS}"))
             .bind::<Timestamptz, _>(now)
             .bind::<Array<Text>, _>(of_items(|c| c.thread_id.clone()))
             .bind::<Array<Text>, _>(of_blobs(|c, _| c.thread_id.clone()))
@@ -322,14 +326,9 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
     })
 }
 
-/// Pending writes on Postgres: one statement per conflict rule for a whole batch.
-/// `{conflict}` is the first-write-wins or the replace clause.
-const PG_PUT_WRITES: &str = "\
-WITH thread AS (
-    INSERT INTO threads (thread_id, metadata, status, config, created_at, updated_at, state_updated_at)
-    SELECT DISTINCT t, '{}'::jsonb, 'idle', '{}'::jsonb, $1, $1, $1 FROM unnest($2::text[]) AS t
-    ON CONFLICT DO NOTHING
-)
+/// Pending writes on Postgres: one statement per conflict rule for a whole batch, after
+/// `PG_ENSURE_THREADS`; then comes the first-write-wins or the replace clause.
+const PG_PUT_WRITES: &str = "
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
 SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[])
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) ";
@@ -414,7 +413,7 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
                 continue;
             }
             let col = |f: fn(&WriteRowIn) -> String| rows.iter().map(f).collect::<Vec<_>>();
-            diesel::sql_query(format!("{PG_PUT_WRITES}{conflict}"))
+            diesel::sql_query(format!("{PG_ENSURE_THREADS}{PG_PUT_WRITES}{conflict}"))
                 .bind::<Timestamptz, _>(now)
                 .bind::<Array<Text>, _>(col(|r| r.task.thread_id.clone()))
                 .bind::<Array<Text>, _>(col(|r| r.task.checkpoint_ns.clone()))

@@ -59,11 +59,17 @@ async fn wait(
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (run, values) = run_to_end(db, request(thread_id, body, stateless)?).await?;
-    let base = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
-    Ok(HttpResponse::Ok()
+    Ok(final_values(&run.thread_id, &run.run_id, values))
+}
+
+/// A run's final values, with the headers the SDKs read (`Location` to join it again,
+/// `Content-Location` naming the run).
+fn final_values(thread_id: &str, run_id: &str, values: Value) -> HttpResponse {
+    let base = format!("/threads/{thread_id}/runs/{run_id}");
+    HttpResponse::Ok()
         .insert_header(("Location", format!("{base}/join")))
         .insert_header(("Content-Location", base))
-        .json(values))
+        .json(values)
 }
 
 /// The stream modes mnemo emits, by the SSE event name they produce.
@@ -331,11 +337,7 @@ pub async fn join(
     if !interrupts.is_empty() {
         values["__interrupt__"] = json!(interrupts);
     }
-    let base = format!("/threads/{thread_id}/runs/{run_id}");
-    Ok(HttpResponse::Ok()
-        .insert_header(("Location", format!("{base}/join")))
-        .insert_header(("Content-Location", base))
-        .json(values))
+    Ok(final_values(&thread_id, &run_id, values))
 }
 
 #[post("/threads/{thread_id}/runs/wait")]

@@ -35,6 +35,20 @@ async fn wait(app: &TestApp, thread: &str, body: Value) -> (u16, Value, Option<S
     (s, v, location)
 }
 
+/// A thread of `user` (in its metadata), who has one task titled `task`.
+async fn user_thread(app: &TestApp, user: &str, task: &str) -> String {
+    assert_eq!(
+        app.post("/tasks", json!({"user_id": user, "title": task}))
+            .await
+            .0,
+        201
+    );
+    let (_, t) = app
+        .post("/threads", json!({"metadata": {"user_id": user}}))
+        .await;
+    t["thread_id"].as_str().unwrap().to_string()
+}
+
 fn last_text(values: &Value) -> String {
     values["messages"].as_array().unwrap().last().unwrap()["content"]
         .as_str()
@@ -284,12 +298,8 @@ async fn deleting_a_task_waits_for_approval(kind: Kind) {
     let Some((app, _db)) = spawn_app(kind).await else {
         return;
     };
-    app.post("/tasks", json!({"user_id": "u3", "title": "old plan"}))
-        .await;
-    let (_, t) = app
-        .post("/threads", json!({"metadata": {"user_id": "u3"}}))
-        .await;
-    let id = t["thread_id"].as_str().unwrap();
+    let thread = user_thread(&app, "u3", "old plan").await;
+    let id = thread.as_str();
 
     let (s, values, location) = wait(
         &app,
@@ -402,15 +412,8 @@ async fn runs_stream_over_sse(kind: Kind) {
     let Some((app, _db)) = spawn_app(kind).await else {
         return;
     };
-    app.post(
-        "/tasks",
-        json!({"user_id": "s1", "title": "write the report"}),
-    )
-    .await;
-    let (_, t) = app
-        .post("/threads", json!({"metadata": {"user_id": "s1"}}))
-        .await;
-    let id = t["thread_id"].as_str().unwrap();
+    let thread = user_thread(&app, "s1", "write the report").await;
+    let id = thread.as_str();
     let body = json!({"assistant_id": "agent", "input": ask("get tasks"),
                       "stream_mode": ["values", "updates", "messages-tuple"]});
     let resp = app
@@ -612,12 +615,8 @@ async fn background_runs_and_join(kind: Kind) {
     let Some((app, _db)) = spawn_app(kind).await else {
         return;
     };
-    app.post("/tasks", json!({"user_id": "bg", "title": "pay rent"}))
-        .await;
-    let (_, t) = app
-        .post("/threads", json!({"metadata": {"user_id": "bg"}}))
-        .await;
-    let id = t["thread_id"].as_str().unwrap();
+    let thread = user_thread(&app, "bg", "pay rent").await;
+    let id = thread.as_str();
     let resp = app
         .client
         .post(app.url(&format!("/threads/{id}/runs")))
