@@ -10,6 +10,14 @@
 //! - `MNEMO_SHUTDOWN_TIMEOUT_S` (default 10): how long in-flight requests may run after SIGTERM.
 //! - `MNEMO_MAX_BODY_BYTES` (default 10 MiB): larger request bodies get 413.
 //! - `MNEMO_STORE_SWEEP_INTERVAL_S` (default 60): how often expired store items are deleted.
+//! - `MNEMO_LLM` (default `builtin`): the agent's model, `builtin` (offline, deterministic) or
+//!   `openai` (any OpenAI-compatible chat-completions endpoint).
+//! - `MNEMO_LLM_BASE_URL` (default `https://api.openai.com/v1`), `MNEMO_LLM_API_KEY`,
+//!   `MNEMO_LLM_MODEL` (default `gpt-4o-mini`): the endpoint `openai` calls.
+//! - `MNEMO_LLM_CONNECT_TIMEOUT_MS` (default 5000), `MNEMO_LLM_READ_TIMEOUT_MS` (default 60000):
+//!   connecting, and the longest silence while a response streams.
+//! - `MNEMO_LLM_MAX_RETRIES` (default 3): retries, with backoff, on 429, 5xx and failed connects.
+//! - `MNEMO_RUN_TIMEOUT_S` (default 600): a run still going after this long ends as `timeout`.
 //! - `RUST_LOG` (default `info`): env_logger filter.
 
 use std::time::Duration;
@@ -58,6 +66,38 @@ pub struct Config {
     /// Seconds between two sweeps of expired store items.
     #[arg(long, env = "MNEMO_STORE_SWEEP_INTERVAL_S", default_value_t = 60)]
     pub store_sweep_interval_s: u64,
+
+    /// The agent's model: `builtin` (offline, deterministic) or `openai` (OpenAI-compatible).
+    #[arg(long, env = "MNEMO_LLM", default_value = "builtin", value_parser = ["builtin", "openai"])]
+    pub llm: String,
+
+    /// Base URL of the OpenAI-compatible API (`…/chat/completions` is appended).
+    #[arg(long, env = "MNEMO_LLM_BASE_URL", default_value = "https://api.openai.com/v1")]
+    pub llm_base_url: String,
+
+    /// Bearer token for the OpenAI-compatible API.
+    #[arg(long, env = "MNEMO_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+
+    /// Model name sent to the OpenAI-compatible API.
+    #[arg(long, env = "MNEMO_LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+
+    /// How long connecting to the model's endpoint may take.
+    #[arg(long, env = "MNEMO_LLM_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
+    pub llm_connect_timeout_ms: u64,
+
+    /// The longest silence while waiting for or reading the model's response.
+    #[arg(long, env = "MNEMO_LLM_READ_TIMEOUT_MS", default_value_t = 60_000)]
+    pub llm_read_timeout_ms: u64,
+
+    /// Retries (with exponential backoff) on 429, 5xx and failed connects.
+    #[arg(long, env = "MNEMO_LLM_MAX_RETRIES", default_value_t = 3)]
+    pub llm_max_retries: u32,
+
+    /// A run still going after this many seconds is stopped and ends as `timeout`.
+    #[arg(long, env = "MNEMO_RUN_TIMEOUT_S", default_value_t = 600)]
+    pub run_timeout_s: u64,
 }
 
 impl Config {
