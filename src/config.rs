@@ -72,7 +72,11 @@ pub struct Config {
     pub llm: String,
 
     /// Base URL of the OpenAI-compatible API (`…/chat/completions` is appended).
-    #[arg(long, env = "MNEMO_LLM_BASE_URL", default_value = "https://api.openai.com/v1")]
+    #[arg(
+        long,
+        env = "MNEMO_LLM_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
     pub llm_base_url: String,
 
     /// Bearer token for the OpenAI-compatible API.
@@ -121,6 +125,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_s)
+    }
+
+    pub fn run_timeout(&self) -> Duration {
+        Duration::from_secs(self.run_timeout_s.max(1))
     }
 
     pub fn store_sweep_interval(&self) -> Duration {

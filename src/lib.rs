@@ -12,3 +12,9 @@ pub mod persistence;
 pub mod routes;
 pub mod runner;
 pub mod startup;
+
+/// Picks rustls' crypto provider (ring) for every HTTP client of the process; reqwest is built
+/// without a default one. Idempotent; `main` and [`startup::Application::build`] call it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -497,4 +497,22 @@ pub struct NewRun {
     pub kwargs: Value,
     /// Create the thread when it does not exist (`if_not_exists: "create"`).
     pub create_thread: bool,
+    /// What to do when the thread is busy: `reject`, `enqueue`, `interrupt` or `rollback`.
+    pub multitask_strategy: String,
+}
+
+/// A created run: `running` when it took its thread at once, else `pending` behind `to_cancel`
+/// (the runs a `interrupt`/`rollback` strategy stops) or the runs queued before it.
+#[derive(Debug, Clone)]
+pub struct StartedRun {
+    pub run: Run,
+    pub to_cancel: Vec<String>,
+}
+
+/// One event of a run's stream: `seq` is its SSE id.
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    pub seq: i64,
+    pub event: String,
+    pub data: String,
 }

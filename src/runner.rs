@@ -1,18 +1,32 @@
-//! Runs a graph on a thread to the end: model → tools → model, one checkpoint per step, as a
-//! LangGraph ReAct agent does. The thread is busy for the run's length and idle (or `error`)
-//! after it, whatever happens. No connection is held across a model call or a tool.
+//! Runs: a graph executed on a thread to its end, model → tools → model, one checkpoint per
+//! step, as a LangGraph ReAct agent does.
+//!
+//! The [`Runner`] keeps one [`Live`] per run this process executes: the run's stream of events
+//! (numbered, so a client can rejoin with `Last-Event-ID`; written to the database as well when
+//! the run is resumable, so any replica can replay them), its stop signal (cancel, timeout,
+//! shutdown) and its outcome. A run's thread is busy for the run's length and idle, interrupted
+//! or in error after it, whatever happens; no connection is held across a model call or a tool.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use crate::agent::{ToolCall, Turn, builtin, tools};
+use crate::agent::{Delta, Model, ToolCall, Turn, tools};
 use crate::error::ApiError;
 use crate::graphs::Graph;
-use crate::model::{NewRun, NewWrites, Run, StateUpdate};
+use crate::model::{NewRun, NewWrites, Run, RunEvent, StateUpdate};
 use crate::persistence::Persistence;
 
 /// Most model turns in one run (LangGraph's default recursion limit).
 const RECURSION_LIMIT: usize = 25;
+
+/// How often a queued run looks whether its thread is free.
+const CLAIM_POLL: Duration = Duration::from_millis(50);
 
 /// A run to execute.
 pub struct RunRequest {
@@ -25,7 +39,162 @@ pub struct RunRequest {
     pub create_thread: bool,
     /// `command.resume`: the answer to the interrupt the thread is waiting on.
     pub resume: Option<Value>,
+    /// Start from this checkpoint instead of the latest (fork, regenerate).
+    pub checkpoint_id: Option<String>,
+    pub multitask_strategy: String,
+    /// The SSE event names the run's stream carries (from its `stream_mode`).
+    pub events: Vec<&'static str>,
+    /// Keep the stream's events in the database (`stream_resumable`).
+    pub resumable: bool,
 }
+
+/// Why a run was stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Cancelled: keep what it wrote.
+    Interrupt,
+    /// Cancelled: undo what it wrote and delete it.
+    Rollback,
+    /// The server is shutting down.
+    Shutdown,
+    /// It outlived `MNEMO_RUN_TIMEOUT_S`.
+    Timeout,
+}
+
+impl Stop {
+    pub fn of_action(action: &str) -> Result<Stop, ApiError> {
+        match action {
+            "interrupt" => Ok(Stop::Interrupt),
+            "rollback" => Ok(Stop::Rollback),
+            other => Err(ApiError::validation(format!(
+                "action must be interrupt or rollback, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The events of a live run and who listens to them.
+#[derive(Default)]
+struct Log {
+    events: Vec<Arc<RunEvent>>,
+    subscribers: Vec<mpsc::UnboundedSender<Arc<RunEvent>>>,
+    persist: Option<mpsc::UnboundedSender<RunEvent>>,
+    ended: bool,
+}
+
+/// A run this process executes.
+pub struct Live {
+    pub run: Run,
+    pub resumable: bool,
+    events: Vec<&'static str>,
+    running: AtomicBool,
+    log: Mutex<Log>,
+    stop: watch::Sender<Option<Stop>>,
+    outcome: watch::Sender<Option<(Run, Value)>>,
+}
+
+impl Live {
+    fn log(&self) -> MutexGuard<'_, Log> {
+        // a panic while holding the lock cannot leave the log half-written
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `running` once the run has its thread, `pending` before.
+    pub fn status(&self) -> &'static str {
+        if self.running.load(Ordering::Relaxed) {
+            "running"
+        } else {
+            "pending"
+        }
+    }
+
+    /// Whether the run's stream carries events of this name.
+    pub fn wants(&self, name: &str) -> bool {
+        name == "metadata" || name == "error" || self.events.contains(&name)
+    }
+
+    fn emit(&self, name: &'static str, data: &Value) {
+        if !self.wants(name) {
+            return;
+        }
+        let mut log = self.log();
+        if log.ended {
+            return;
+        }
+        let event = RunEvent {
+            seq: log.events.len() as i64 + 1,
+            event: name.to_string(),
+            data: data.to_string(),
+        };
+        if let Some(persist) = &log.persist {
+            let _ = persist.send(event.clone());
+        }
+        let event = Arc::new(event);
+        log.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        log.events.push(event);
+    }
+
+    /// The events after `after` and, unless the run has ended, a receiver of those to come.
+    pub fn subscribe(
+        &self,
+        after: i64,
+    ) -> (
+        Vec<Arc<RunEvent>>,
+        Option<mpsc::UnboundedReceiver<Arc<RunEvent>>>,
+    ) {
+        let mut log = self.log();
+        let past = log
+            .events
+            .iter()
+            .filter(|e| e.seq > after)
+            .cloned()
+            .collect();
+        if log.ended {
+            return (past, None);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        log.subscribers.push(tx);
+        (past, Some(rx))
+    }
+
+    /// The sequence number of the latest event.
+    pub fn last_seq(&self) -> i64 {
+        self.log().events.len() as i64
+    }
+
+    /// Asks the run to stop; the first reason given wins.
+    pub fn stop(&self, why: Stop) {
+        self.stop.send_if_modified(|s| {
+            let first = s.is_none();
+            if first {
+                *s = Some(why);
+            }
+            first
+        });
+    }
+
+    /// Waits for the run's end: the run as it ended and the values `wait` answers.
+    pub async fn outcome(&self) -> (Run, Value) {
+        let mut rx = self.outcome.subscribe();
+        let ended = rx.wait_for(Option::is_some).await;
+        match ended.ok().and_then(|o| o.clone()) {
+            Some(o) => o,
+            None => (self.run.clone(), json!({})),
+        }
+    }
+}
+
+struct Inner {
+    db: Persistence,
+    model: Model,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+    run_timeout: Duration,
+    stopping: watch::Sender<bool>,
+}
+
+/// Starts, tracks, cancels and stops this process's runs.
+#[derive(Clone)]
+pub struct Runner(Arc<Inner>);
 
 /// How a run's steps ended.
 enum Outcome {
@@ -35,106 +204,581 @@ enum Outcome {
     Interrupted(Value),
 }
 
-/// Whether a `command.resume` value approves: `true`, "yes"/"approve"/"accept", `{"approved": true}`,
-/// or agent-chat-ui's `{"decisions": [{"type": "approve"|"accept"}]}`.
-fn approves(decision: &Value) -> bool {
-    let word = |s: &str| {
-        matches!(
-            s.trim().to_lowercase().as_str(),
-            "yes" | "y" | "approve" | "approved" | "accept" | "ok"
-        )
-    };
-    match decision {
-        Value::Bool(b) => *b,
-        Value::String(s) => word(s),
-        Value::Object(o) => {
-            o.get("approved").is_some_and(approves)
-                || o.get("type").and_then(Value::as_str).is_some_and(word)
-                || o.get("decisions")
-                    .and_then(Value::as_array)
-                    .is_some_and(|d| !d.is_empty() && d.iter().all(approves))
+/// Why a run's steps did not reach an outcome.
+enum Halt {
+    Failed(String),
+    Stopped(Stop),
+}
+
+impl<E: std::fmt::Display> From<E> for Halt {
+    fn from(e: E) -> Halt {
+        Halt::Failed(e.to_string())
+    }
+}
+
+impl Runner {
+    pub fn new(db: Persistence, model: Model, run_timeout: Duration) -> Runner {
+        Runner(Arc::new(Inner {
+            db,
+            model,
+            live: Mutex::new(HashMap::new()),
+            run_timeout,
+            stopping: watch::channel(false).0,
+        }))
+    }
+
+    pub fn db(&self) -> &Persistence {
+        &self.0.db
+    }
+
+    fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<Live>>> {
+        self.0.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live run `run_id` of `thread_id`, when this process executes it.
+    pub fn live(&self, thread_id: &str, run_id: &str) -> Option<Arc<Live>> {
+        self.registry()
+            .get(run_id)
+            .filter(|l| l.run.thread_id == thread_id)
+            .cloned()
+    }
+
+    /// The runs this process executes.
+    pub fn lives(&self) -> Vec<Arc<Live>> {
+        self.registry().values().cloned().collect()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopping(&self) {
+        let mut rx = self.0.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Creates a run and executes it in the background: errors (404, 409) come back before
+    /// anything runs. Runs the strategy stops are told to stop; a queued run waits its turn.
+    pub async fn launch(&self, req: RunRequest) -> Result<Arc<Live>, ApiError> {
+        if *self.0.stopping.borrow() {
+            return Err(ApiError::Unavailable("mnemo is shutting down".into()));
         }
-        Value::Array(items) => !items.is_empty() && items.iter().all(approves),
-        _ => false,
+        let started = self
+            .0
+            .db
+            .start_run(NewRun {
+                thread_id: req.thread_id.clone(),
+                assistant_id: req.graph.assistant_id().to_string(),
+                graph_id: req.graph.id.into(),
+                metadata: req.metadata.clone(),
+                kwargs: req.kwargs.clone(),
+                create_thread: req.create_thread,
+                multitask_strategy: req.multitask_strategy.clone(),
+            })
+            .await?;
+        let run = started.run;
+        let mut log = Log::default();
+        let persister = req.resumable.then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            log.persist = Some(tx);
+            actix_web::rt::spawn(persist(self.0.db.clone(), run.run_id.clone(), rx))
+        });
+        let live = Arc::new(Live {
+            run: run.clone(),
+            resumable: req.resumable,
+            events: req.events.clone(),
+            running: AtomicBool::new(run.status == "running"),
+            log: Mutex::new(log),
+            stop: watch::channel(None).0,
+            outcome: watch::channel(None).0,
+        });
+        // `thread_id` beyond LangGraph's fields: a stream that created its thread says which
+        live.emit(
+            "metadata",
+            &json!({ "run_id": run.run_id, "attempt": 1, "thread_id": run.thread_id }),
+        );
+        self.registry().insert(run.run_id.clone(), live.clone());
+        log::info!(
+            "run {} created on thread {} ({}, {})",
+            run.run_id,
+            run.thread_id,
+            req.graph.id,
+            run.status
+        );
+        let stop = if req.multitask_strategy == "rollback" {
+            Stop::Rollback
+        } else {
+            Stop::Interrupt
+        };
+        for other in started.to_cancel {
+            if let Err(e) = self.cancel(&run.thread_id, &other, stop).await {
+                log::warn!("could not cancel run {other}: {e}");
+            }
+        }
+        let runner = self.clone();
+        let running = live.clone();
+        actix_web::rt::spawn(async move {
+            runner.execute(&running, &req, persister).await;
+        });
+        Ok(live)
+    }
+
+    /// Stops a run: at once when this process executes it; a run left behind by another
+    /// process is marked `interrupted` (and rolled back when asked). Answers the run as it is.
+    pub async fn cancel(&self, thread_id: &str, run_id: &str, how: Stop) -> Result<Run, ApiError> {
+        if let Some(live) = self.live(thread_id, run_id) {
+            live.stop(how);
+            return Ok(live.run.clone());
+        }
+        let db = &self.0.db;
+        let run = db.get_run(thread_id.into(), run_id.into()).await?;
+        if run.status != "pending" && run.status != "running" {
+            return Ok(run);
+        }
+        let thread_status = (run.status == "running").then(|| "idle".to_string());
+        let run = db
+            .finish_run(run_id.into(), "interrupted".into(), thread_status)
+            .await?;
+        if how == Stop::Rollback {
+            db.rollback_run(thread_id.into(), run_id.into()).await?;
+        }
+        Ok(run)
+    }
+
+    /// Stops every run (they end `interrupted`, their streams close) and waits for them to
+    /// finish, at most `timeout`. New runs are refused from now on.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.0.stopping.send_replace(true);
+        let lives = self.lives();
+        if lives.is_empty() {
+            return;
+        }
+        log::info!("stopping {} run(s)", lives.len());
+        for live in &lives {
+            live.stop(Stop::Shutdown);
+        }
+        let deadline = Instant::now() + timeout;
+        while !self.registry().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Executes a created run to its end and records how it ended.
+    async fn execute(
+        &self,
+        live: &Live,
+        req: &RunRequest,
+        persister: Option<actix_web::rt::task::JoinHandle<()>>,
+    ) {
+        let db = &self.0.db;
+        let began = std::time::Instant::now();
+        let mut stop = live.stop.subscribe();
+        let deadline = Instant::now() + self.0.run_timeout;
+        let mut claimed = live.run.status == "running";
+        let result = match self.wait_turn(live, &mut stop, deadline).await {
+            Ok(()) => {
+                claimed = true;
+                live.running.store(true, Ordering::Relaxed);
+                self.steps(live, req, &mut stop, deadline).await
+            }
+            Err(halt) => Err(halt),
+        };
+        let (status, thread_status, values) = match result {
+            Ok(Outcome::Done(values)) => ("success", "idle", values),
+            Ok(Outcome::Interrupted(values)) => ("interrupted", "interrupted", values),
+            Err(Halt::Failed(message)) => {
+                live.emit("error", &json!({ "error": "RunError", "message": message }));
+                let error = json!({ "__error__": { "error": "RunError", "message": message } });
+                ("error", "error", error)
+            }
+            Err(Halt::Stopped(why)) => {
+                let (status, error, message) = match why {
+                    Stop::Timeout => (
+                        "timeout",
+                        "TimeoutError",
+                        "the run took longer than MNEMO_RUN_TIMEOUT_S",
+                    ),
+                    Stop::Shutdown => (
+                        "interrupted",
+                        "ServerShutdown",
+                        "mnemo is shutting down; the run was interrupted",
+                    ),
+                    Stop::Interrupt | Stop::Rollback => ("interrupted", "", ""),
+                };
+                if !error.is_empty() {
+                    live.emit("error", &json!({ "error": error, "message": message }));
+                }
+                let values = db
+                    .get_checkpoint(live.run.thread_id.clone(), String::new(), None)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| json!({}), |c| c.values());
+                (status, "idle", values)
+            }
+        };
+        // the events are in the database before the run reads as ended
+        live.log().persist = None;
+        if let Some(persister) = persister {
+            let _ = persister.await;
+        }
+        let thread_status = claimed.then(|| thread_status.to_string());
+        let ended = match db
+            .finish_run(live.run.run_id.clone(), status.into(), thread_status)
+            .await
+        {
+            Ok(run) => run,
+            Err(e) => {
+                log::error!("run {} could not be marked {status}: {e}", live.run.run_id);
+                live.run.clone()
+            }
+        };
+        let stopped = *stop.borrow();
+        if stopped == Some(Stop::Rollback)
+            && let Err(e) = db
+                .rollback_run(live.run.thread_id.clone(), live.run.run_id.clone())
+                .await
+        {
+            log::error!("run {} could not be rolled back: {e}", live.run.run_id);
+        }
+        log::info!(
+            "run {} ended {status} in {} ms",
+            live.run.run_id,
+            began.elapsed().as_millis()
+        );
+        {
+            let mut log = live.log();
+            log.ended = true;
+            log.subscribers.clear();
+        }
+        live.outcome.send_replace(Some((ended, values)));
+        self.registry().remove(&live.run.run_id);
+    }
+
+    /// Waits until a queued run may take its thread.
+    async fn wait_turn(
+        &self,
+        live: &Live,
+        stop: &mut watch::Receiver<Option<Stop>>,
+        deadline: Instant,
+    ) -> Result<(), Halt> {
+        if live.run.status == "running" {
+            return Ok(());
+        }
+        loop {
+            if let Some(why) = *stop.borrow() {
+                return Err(Halt::Stopped(why));
+            }
+            if self
+                .0
+                .db
+                .claim_run(live.run.run_id.clone())
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(CLAIM_POLL) => {}
+                why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
+            }
+        }
+    }
+
+    async fn steps(
+        &self,
+        live: &Live,
+        req: &RunRequest,
+        stop: &mut watch::Receiver<Option<Stop>>,
+        deadline: Instant,
+    ) -> Result<Outcome, Halt> {
+        let db = &self.0.db;
+        let run = &live.run;
+        let thread = db.get_thread(run.thread_id.clone()).await?;
+        let user_id = user_of(&req.config, &thread.metadata);
+        let mut meta = Map::new();
+        meta.insert("run_id".into(), json!(run.run_id));
+        meta.insert("graph_id".into(), json!(req.graph.id));
+        meta.insert("assistant_id".into(), json!(run.assistant_id));
+        meta.insert("user_id".into(), json!(user_id));
+        // the first write goes on top of the checkpoint asked for (a fork), the others chain
+        let mut base = req.checkpoint_id.clone();
+        let mut write = async |values: Value, node: &str, source: &'static str| {
+            let update = StateUpdate {
+                thread_id: run.thread_id.clone(),
+                values,
+                as_node: Some(node.to_string()),
+                checkpoint_id: base.take(),
+                source,
+                metadata: meta.clone(),
+            };
+            let written = update.values.clone();
+            let record = db.update_state(update).await?;
+            live.emit("values", &record.values());
+            if node != "__input__" {
+                live.emit("updates", &json!({ node: written }));
+            }
+            if let Some(messages) = written.get("messages").and_then(Value::as_array) {
+                for m in messages.iter().filter(|m| m["type"] == "tool") {
+                    legacy_complete(live, m, &chunk_metadata(&meta, 0));
+                }
+            }
+            Ok::<_, Halt>(record)
+        };
+        let start = match &req.checkpoint_id {
+            Some(id) => Some(
+                db.get_checkpoint(run.thread_id.clone(), String::new(), Some(id.clone()))
+                    .await?
+                    .ok_or_else(|| Halt::Failed(format!("Checkpoint {id} not found")))?,
+            ),
+            None => {
+                db.get_checkpoint(run.thread_id.clone(), String::new(), None)
+                    .await?
+            }
+        };
+        let mut values = if let Some(decision) = &req.resume {
+            // resuming: answer the waiting tool calls, then go on
+            let Some(start) = start.filter(|s| !s.interrupts().is_empty()) else {
+                return Err(Halt::Failed("The thread has no interrupt to resume".into()));
+            };
+            let calls = pending_calls(&start.values());
+            let results = run_tools(db, &user_id, &calls, approves(decision)).await;
+            write(json!({ "messages": results }), "tools", "loop")
+                .await?
+                .values()
+        } else {
+            match &req.input {
+                Value::Null => start.map_or_else(|| json!({}), |s| s.values()),
+                Value::Object(_) => write(req.input.clone(), "__input__", "input")
+                    .await?
+                    .values(),
+                other => {
+                    return Err(Halt::Failed(format!(
+                        "Expected an object as input, got {other}"
+                    )));
+                }
+            }
+        };
+        for step in 0..RECURSION_LIMIT {
+            values = match self
+                .turn(live, req, &user_id, &meta, step, &values, stop, deadline)
+                .await?
+            {
+                Turn::Answer(text) => {
+                    let ai = json!({ "type": "ai", "id": message_id(run, step), "content": text, "tool_calls": [] });
+                    let record =
+                        write(json!({ "messages": [ai.clone()] }), "agent", "loop").await?;
+                    legacy_complete(live, &ai, &chunk_metadata(&meta, step));
+                    return Ok(Outcome::Done(record.values()));
+                }
+                Turn::Call(calls) => {
+                    let tool_calls: Vec<Value> = calls
+                        .iter()
+                        .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
+                        .collect();
+                    let ai = json!({ "type": "ai", "id": message_id(run, step), "content": "", "tool_calls": tool_calls });
+                    let asked = write(json!({ "messages": [ai.clone()] }), "agent", "loop").await?;
+                    legacy_complete(live, &ai, &chunk_metadata(&meta, step));
+                    if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
+                        return Ok(Outcome::Interrupted(
+                            self.ask_approval(live, run, delete, asked).await?,
+                        ));
+                    }
+                    if let Some(why) = *stop.borrow() {
+                        return Err(Halt::Stopped(why));
+                    }
+                    let results = run_tools(db, &user_id, &calls, false).await;
+                    write(json!({ "messages": results }), "tools", "loop")
+                        .await?
+                        .values()
+                }
+            };
+        }
+        Err(Halt::Failed(format!(
+            "Recursion limit of {RECURSION_LIMIT} reached without an answer"
+        )))
+    }
+
+    /// One model turn, its fragments streamed as they come; a stop or the deadline cuts it short.
+    #[allow(clippy::too_many_arguments)]
+    async fn turn(
+        &self,
+        live: &Live,
+        req: &RunRequest,
+        user_id: &str,
+        meta: &Map<String, Value>,
+        step: usize,
+        values: &Value,
+        stop: &mut watch::Receiver<Option<Stop>>,
+        deadline: Instant,
+    ) -> Result<Turn, Halt> {
+        if let Some(why) = *stop.borrow() {
+            return Err(Halt::Stopped(why));
+        }
+        let messages = values
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut stream = MessageStream::new(
+            live,
+            message_id(&live.run, step),
+            chunk_metadata(meta, step),
+        );
+        let mut on_delta = |d| stream.push(d);
+        let turn = tokio::select! {
+            turn = self.0.model.turn(req.graph, user_id, &messages, &mut on_delta) => turn,
+            why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
+        };
+        stream.finish();
+        turn.map_err(Halt::Failed)
+    }
+
+    /// Stops on a `delete_task` call: an interrupt waits for the user's approval, as a pending
+    /// `__interrupt__` write on the checkpoint that asked. Answers the values with it.
+    async fn ask_approval(
+        &self,
+        live: &Live,
+        run: &Run,
+        delete: &ToolCall,
+        asked: crate::model::CheckpointRecord,
+    ) -> Result<Value, Halt> {
+        let task = delete
+            .args
+            .get("task")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let interrupt = json!({
+            "id": uuid::Uuid::new_v4().simple().to_string(),
+            "value": {
+                "action": "delete_task",
+                "args": delete.args,
+                "description": format!("Delete the task \"{task}\"? Resume with true to delete it, false to keep it."),
+            },
+        });
+        let writes = NewWrites {
+            thread_id: run.thread_id.clone(),
+            checkpoint_ns: String::new(),
+            checkpoint_id: asked.checkpoint_id.clone(),
+            task_id: delete.id.clone(),
+            task_path: "tools".into(),
+            writes: vec![(
+                "__interrupt__".into(),
+                "json".into(),
+                json!([interrupt]).to_string().into_bytes(),
+            )],
+        };
+        self.0.db.put_writes(writes).await?;
+        let mut values = asked.values();
+        values["__interrupt__"] = json!([interrupt]);
+        live.emit("values", &values);
+        live.emit("updates", &json!({ "__interrupt__": [interrupt] }));
+        Ok(values)
     }
 }
 
-/// Where a run's stream events go (LangGraph stream modes: `values`, `updates`, `messages`);
-/// `None` when nobody streams.
-pub type Events = Option<mpsc::UnboundedSender<(&'static str, Value)>>;
-
-fn emit(events: &Events, name: &'static str, data: Value) {
-    if let Some(tx) = events {
-        // a stream that went away does not stop the run
-        let _ = tx.send((name, data));
+/// Resolves with the reason once the run is asked to stop or its deadline passes.
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>, deadline: Instant) -> Stop {
+    tokio::select! {
+        why = stop.wait_for(Option::is_some) => why.ok().and_then(|w| *w).unwrap_or(Stop::Shutdown),
+        _ = tokio::time::sleep_until(deadline) => Stop::Timeout,
     }
 }
 
-/// Starts a run: the thread is checked (404, or 409 when busy) and marked busy.
-pub async fn start(db: &Persistence, req: &RunRequest) -> Result<Run, ApiError> {
-    let run = db
-        .start_run(NewRun {
-            thread_id: req.thread_id.clone(),
-            assistant_id: req.graph.assistant_id().to_string(),
-            graph_id: req.graph.id.into(),
-            metadata: req.metadata.clone(),
-            kwargs: req.kwargs.clone(),
-            create_thread: req.create_thread,
-        })
-        .await?;
-    log::info!(
-        "run {} started on thread {} ({})",
-        run.run_id,
-        run.thread_id,
-        req.graph.id
-    );
-    Ok(run)
+/// Writes a resumable run's events to the database in batches, as they come.
+async fn persist(db: Persistence, run_id: String, mut rx: mpsc::UnboundedReceiver<RunEvent>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 256
+            && let Ok(next) = rx.try_recv()
+        {
+            batch.push(next);
+        }
+        if let Err(e) = db.put_run_events(run_id.clone(), batch).await {
+            log::warn!("events of run {run_id} could not be stored: {e}");
+        }
+    }
 }
 
-/// Executes a started run to its end; returns the run as it ended and the thread's final values
-/// (or, when the graph failed, `{"__error__": {error, message}}` as the LangGraph server
-/// answers `wait`). The thread is left idle, interrupted or in error, never busy.
-pub async fn execute(
-    db: &Persistence,
-    run: Run,
-    req: &RunRequest,
-    events: Events,
-) -> Result<(Run, Value), ApiError> {
-    let started = std::time::Instant::now();
-    let outcome = steps(db, &run, req, &events).await;
-    let (status, thread_status) = match &outcome {
-        Ok(Outcome::Done(_)) => ("success", "idle"),
-        Ok(Outcome::Interrupted(_)) => ("interrupted", "interrupted"),
-        Err(_) => ("error", "error"),
-    };
-    let run = db
-        .finish_run(run.run_id.clone(), status.into(), thread_status.into())
-        .await?;
-    log::info!(
-        "run {} ended {status} in {} ms",
-        run.run_id,
-        started.elapsed().as_millis()
-    );
-    match outcome {
-        Ok(Outcome::Done(values) | Outcome::Interrupted(values)) => Ok((run, values)),
-        Err(message) => {
-            emit(
-                &events,
-                "error",
-                json!({ "error": "RunError", "message": message }),
+/// The id of the AI message a run's `step` writes.
+fn message_id(run: &Run, step: usize) -> String {
+    format!("run-{}-{step}", run.run_id)
+}
+
+/// A model turn as it streams: `messages` events of `AIMessageChunk`s sharing the message id
+/// (the last one marked `chunk_position: "last"`), and the legacy `messages/metadata` and
+/// `messages/partial` events when the run's stream asked for mode `messages`.
+struct MessageStream<'a> {
+    live: &'a Live,
+    id: String,
+    meta: Value,
+    held: Option<Value>,
+    text: String,
+    started: bool,
+}
+
+impl<'a> MessageStream<'a> {
+    fn new(live: &'a Live, id: String, meta: Value) -> MessageStream<'a> {
+        MessageStream {
+            live,
+            id,
+            meta,
+            held: None,
+            text: String::new(),
+            started: false,
+        }
+    }
+
+    fn push(&mut self, delta: Delta) {
+        let (content, chunks) = match delta {
+            Delta::Text(t) => (t, json!([])),
+            Delta::ToolCall {
+                index,
+                id,
+                name,
+                args,
+            } => {
+                let field = |s: String| if s.is_empty() { Value::Null } else { json!(s) };
+                let chunk = json!({ "id": field(id), "name": field(name), "args": args, "index": index, "type": "tool_call_chunk" });
+                (String::new(), json!([chunk]))
+            }
+        };
+        if self.live.wants("messages/partial") {
+            if !self.started {
+                self.started = true;
+                self.live.emit(
+                    "messages/metadata",
+                    &json!({ &self.id: { "metadata": self.meta } }),
+                );
+            }
+            self.text.push_str(&content);
+            self.live.emit(
+                "messages/partial",
+                &json!([{ "type": "ai", "id": self.id, "content": self.text, "tool_calls": [] }]),
             );
-            Ok((
-                run,
-                json!({ "__error__": { "error": "RunError", "message": message } }),
-            ))
+        }
+        let chunk = json!({ "type": "AIMessageChunk", "id": self.id, "content": content, "tool_call_chunks": chunks });
+        if let Some(previous) = self.held.replace(chunk) {
+            self.live.emit("messages", &json!([previous, self.meta]));
+        }
+    }
+
+    fn finish(mut self) {
+        if let Some(mut last) = self.held.take() {
+            last["chunk_position"] = json!("last");
+            self.live.emit("messages", &json!([last, self.meta]));
         }
     }
 }
 
-/// Starts and executes a run, for `runs/wait`.
-pub async fn run_to_end(db: &Persistence, req: RunRequest) -> Result<(Run, Value), ApiError> {
-    let run = start(db, &req).await?;
-    execute(db, run, &req, None).await
+/// A whole message in the legacy `messages` mode.
+fn legacy_complete(live: &Live, message: &Value, meta: &Value) {
+    if !live.wants("messages/complete") {
+        return;
+    }
+    if message["type"] == "tool"
+        && let Some(id) = message["id"].as_str()
+    {
+        live.emit("messages/metadata", &json!({ id: { "metadata": meta } }));
+    }
+    live.emit("messages/complete", &json!([message]));
 }
 
 /// The user a run acts for: `config.configurable.user_id`, else the thread's
@@ -158,23 +802,27 @@ fn chunk_metadata(meta: &Map<String, Value>, step: usize) -> Value {
     Value::Object(m)
 }
 
-/// The answer word by word, as `messages` events of `AIMessageChunk`s sharing the message id.
-fn stream_tokens(events: &Events, id: &str, text: &str, meta: &Map<String, Value>, step: usize) {
-    if events.is_none() {
-        return;
-    }
-    let words: Vec<&str> = text.split_inclusive(char::is_whitespace).collect();
-    for (i, word) in words.iter().enumerate() {
-        let mut chunk =
-            json!({ "type": "AIMessageChunk", "id": id, "content": word, "tool_call_chunks": [] });
-        if i + 1 == words.len() {
-            chunk["chunk_position"] = json!("last");
+/// Whether a `command.resume` value approves: `true`, "yes"/"approve"/"accept", `{"approved": true}`,
+/// or agent-chat-ui's `{"decisions": [{"type": "approve"|"accept"}]}`.
+fn approves(decision: &Value) -> bool {
+    let word = |s: &str| {
+        matches!(
+            s.trim().to_lowercase().as_str(),
+            "yes" | "y" | "approve" | "approved" | "accept" | "ok"
+        )
+    };
+    match decision {
+        Value::Bool(b) => *b,
+        Value::String(s) => word(s),
+        Value::Object(o) => {
+            o.get("approved").is_some_and(approves)
+                || o.get("type").and_then(Value::as_str).is_some_and(word)
+                || o.get("decisions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| !d.is_empty() && d.iter().all(approves))
         }
-        emit(
-            events,
-            "messages",
-            json!([chunk, chunk_metadata(meta, step)]),
-        );
+        Value::Array(items) => !items.is_empty() && items.iter().all(approves),
+        _ => false,
     }
 }
 
@@ -202,175 +850,27 @@ async fn run_tools(
 
 /// The tool calls of the conversation's last AI message.
 fn pending_calls(values: &Value) -> Vec<ToolCall> {
+    let text = |c: &Value, k: &str| {
+        c.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     values
         .get("messages")
         .and_then(Value::as_array)
-        .and_then(|m| {
-            m.iter()
-                .rev()
-                .find(|m| m.get("type").and_then(Value::as_str) == Some("ai"))
-        })
+        .and_then(|m| m.iter().rev().find(|m| m["type"] == "ai"))
         .and_then(|ai| ai.get("tool_calls"))
         .and_then(Value::as_array)
         .map(|calls| {
             calls
                 .iter()
                 .map(|c| ToolCall {
-                    id: c
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    name: c
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
+                    id: text(c, "id"),
+                    name: text(c, "name"),
                     args: c.get("args").cloned().unwrap_or_else(|| json!({})),
                 })
                 .collect()
         })
         .unwrap_or_default()
-}
-
-async fn steps(
-    db: &Persistence,
-    run: &Run,
-    req: &RunRequest,
-    events: &Events,
-) -> Result<Outcome, String> {
-    let thread = db
-        .get_thread(run.thread_id.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let user_id = user_of(&req.config, &thread.metadata);
-    let mut meta = Map::new();
-    meta.insert("run_id".into(), json!(run.run_id));
-    meta.insert("graph_id".into(), json!(req.graph.id));
-    meta.insert("assistant_id".into(), json!(run.assistant_id));
-    meta.insert("user_id".into(), json!(user_id));
-    let write = |values: Value, node: &str, source: &'static str| {
-        let update = StateUpdate {
-            thread_id: run.thread_id.clone(),
-            values,
-            as_node: Some(node.to_string()),
-            checkpoint_id: None,
-            source,
-            metadata: meta.clone(),
-        };
-        let node = node.to_string();
-        let update_values = update.values.clone();
-        async move {
-            let record = db.update_state(update).await.map_err(|e| e.to_string())?;
-            emit(events, "values", record.values());
-            if node != "__input__" {
-                emit(events, "updates", json!({ node: update_values }));
-            }
-            Ok::<_, String>(record)
-        }
-    };
-    let mut values = if let Some(decision) = &req.resume {
-        // resuming: answer the waiting tool calls, then go on
-        let latest = db
-            .get_checkpoint(run.thread_id.clone(), String::new(), None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(latest) = latest.filter(|c| !c.interrupts().is_empty()) else {
-            return Err("The thread has no interrupt to resume".into());
-        };
-        let calls = pending_calls(&latest.values());
-        let results = run_tools(db, &user_id, &calls, approves(decision)).await;
-        write(json!({ "messages": results }), "tools", "loop")
-            .await?
-            .values()
-    } else {
-        match &req.input {
-            Value::Null => thread.values.unwrap_or_else(|| json!({})),
-            Value::Object(_) => write(req.input.clone(), "__input__", "input")
-                .await?
-                .values(),
-            other => return Err(format!("Expected an object as input, got {other}")),
-        }
-    };
-    for step in 0..RECURSION_LIMIT {
-        let messages = values
-            .get("messages")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let id = format!("run-{}-{step}", run.run_id);
-        match builtin::respond(req.graph, &messages) {
-            Turn::Answer(text) => {
-                stream_tokens(events, &id, &text, &meta, step);
-                let ai = json!({ "type": "ai", "id": id, "content": text, "tool_calls": [] });
-                return Ok(Outcome::Done(
-                    write(json!({ "messages": [ai] }), "agent", "loop")
-                        .await?
-                        .values(),
-                ));
-            }
-            Turn::Call(calls) => {
-                let tool_calls: Vec<Value> = calls
-                    .iter()
-                    .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
-                    .collect();
-                let chunks: Vec<Value> = calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| json!({ "id": c.id, "name": c.name, "args": c.args.to_string(), "index": i, "type": "tool_call_chunk" }))
-                    .collect();
-                emit(
-                    events,
-                    "messages",
-                    json!([
-                        { "type": "AIMessageChunk", "id": id, "content": "", "tool_call_chunks": chunks, "chunk_position": "last" },
-                        chunk_metadata(&meta, step),
-                    ]),
-                );
-                let ai = json!({ "type": "ai", "id": id, "content": "", "tool_calls": tool_calls });
-                let asked = write(json!({ "messages": [ai] }), "agent", "loop").await?;
-                if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
-                    // deleting needs the user's approval: stop here, waiting on an interrupt
-                    let task = delete
-                        .args
-                        .get("task")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let interrupt = json!({
-                        "id": uuid::Uuid::new_v4().simple().to_string(),
-                        "value": {
-                            "action": "delete_task",
-                            "args": delete.args,
-                            "description": format!("Delete the task \"{task}\"? Resume with true to delete it, false to keep it."),
-                        },
-                    });
-                    let writes = NewWrites {
-                        thread_id: run.thread_id.clone(),
-                        checkpoint_ns: String::new(),
-                        checkpoint_id: asked.checkpoint_id.clone(),
-                        task_id: delete.id.clone(),
-                        task_path: "tools".into(),
-                        writes: vec![(
-                            "__interrupt__".into(),
-                            "json".into(),
-                            json!([interrupt]).to_string().into_bytes(),
-                        )],
-                    };
-                    db.put_writes(writes).await.map_err(|e| e.to_string())?;
-                    let mut values = asked.values();
-                    values["__interrupt__"] = json!([interrupt]);
-                    emit(events, "values", values.clone());
-                    emit(events, "updates", json!({ "__interrupt__": [interrupt] }));
-                    return Ok(Outcome::Interrupted(values));
-                }
-                let results = run_tools(db, &user_id, &calls, false).await;
-                values = write(json!({ "messages": results }), "tools", "loop")
-                    .await?
-                    .values();
-            }
-        }
-    }
-    Err(format!(
-        "Recursion limit of {RECURSION_LIMIT} reached without an answer"
-    ))
 }

@@ -13,17 +13,20 @@ use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use tokio::sync::watch;
 
+use crate::agent::Model;
 use crate::config::{Config, redact_url};
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
 use crate::persistence::{Backend, DbPool, Persistence, PersistenceActor, run_migrations};
 use crate::routes;
+use crate::runner::Runner;
 
 /// A built, bound, not yet serving mnemo.
 pub struct Application {
     port: u16,
     server: Server,
     persistence: Persistence,
+    runner: Runner,
     arbiter: Arbiter,
     config: Config,
     stop_background: watch::Sender<bool>,
@@ -32,6 +35,7 @@ pub struct Application {
 impl Application {
     /// Migrates the database, starts the actor and binds the listener (`port` 0 picks one).
     pub async fn build(config: Config) -> Result<Application, String> {
+        crate::install_crypto_provider();
         let backend = Backend::of_url(&config.database_url)?;
         let applied = run_migrations(&config.database_url)
             .await
@@ -45,17 +49,23 @@ impl Application {
             PersistenceActor::new(pool)
         });
         let persistence = Persistence::new(addr, backend);
+        let model = Model::from_config(&config)?;
+        let runner = Runner::new(persistence.clone(), model, config.run_timeout());
+        // runs left pending or running by a process that is gone (a graceful stop ends its runs)
+        recover_runs(&persistence, config.run_timeout()).await;
 
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .map_err(|e| format!("while binding {}:{}: {e}", config.host, config.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
 
         let data = web::Data::new(persistence.clone());
+        let runs = web::Data::new(runner.clone());
         let metrics = web::Data::new(Metrics::default());
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(runs.clone())
                 .app_data(metrics.clone())
                 .app_data(
                     web::JsonConfig::default()
@@ -87,12 +97,18 @@ impl Application {
         .run();
 
         let (stop_background, stop_rx) = watch::channel(false);
-        spawn_store_sweeper(persistence.clone(), config.store_sweep_interval(), stop_rx);
+        spawn_sweeper(
+            persistence.clone(),
+            config.store_sweep_interval(),
+            config.run_timeout(),
+            stop_rx,
+        );
 
         Ok(Application {
             port,
             server,
             persistence,
+            runner,
             arbiter,
             config,
             stop_background,
@@ -112,24 +128,30 @@ impl Application {
             port,
             server,
             persistence,
+            runner,
             arbiter,
             config,
             stop_background,
         } = self;
         let stats = persistence.pool_stats().await.ok();
         log::info!(
-            "mnemo listening on {}:{port} (backend {}, database {}, pool max {})",
+            "mnemo listening on {}:{port} (backend {}, database {}, pool max {}, model {})",
             config.host,
             persistence.backend().name(),
             redact_url(&config.database_url),
             stats.map_or(config.pool_max, |s| s.max_size),
+            config.llm,
         );
         let handle = server.handle();
+        let grace = config.shutdown_timeout();
         actix_web::rt::spawn(async move {
             shutdown.await;
             log::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stop_background.send(true);
-            handle.stop(true).await;
+            let stopping = handle.stop(true);
+            // runs end (marked interrupted) and their streams close before the pool does
+            runner.shutdown(grace).await;
+            stopping.await;
         });
         let served = server.await;
         match persistence.shutdown(config.shutdown_timeout()).await {
@@ -172,10 +194,25 @@ fn cors() -> Cors {
         .max_age(3600)
 }
 
-/// Deletes expired store items every `interval` until told to stop.
-fn spawn_store_sweeper(
+/// Ends runs that a vanished process left pending or running: a run lives at most the run
+/// timeout, so any older one has no process executing it.
+async fn recover_runs(db: &Persistence, run_timeout: std::time::Duration) {
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(run_timeout + std::time::Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::MAX);
+    match db.recover_runs(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => log::warn!("{n} run(s) left behind by a stopped process marked as error"),
+        Err(e) => log::warn!("recovering runs: {e}"),
+    }
+}
+
+/// Every `interval` until told to stop: deletes expired store items and recovers runs left
+/// behind.
+fn spawn_sweeper(
     db: Persistence,
     interval: std::time::Duration,
+    run_timeout: std::time::Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     actix_web::rt::spawn(async move {
@@ -183,11 +220,14 @@ fn spawn_store_sweeper(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => match db.sweep_expired().await {
-                    Ok(0) => {}
-                    Ok(n) => log::info!("store sweeper deleted {n} expired item(s)"),
-                    Err(e) => log::warn!("store sweeper: {e}"),
-                },
+                _ = tick.tick() => {
+                    match db.sweep_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("store sweeper deleted {n} expired item(s)"),
+                        Err(e) => log::warn!("store sweeper: {e}"),
+                    }
+                    recover_runs(&db, run_timeout).await;
+                }
                 _ = stop.changed() => break,
             }
         }

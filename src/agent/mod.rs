@@ -2,10 +2,12 @@
 //! answer; the run loop (model → tools → model) executes the calls and checkpoints each step.
 
 pub mod builtin;
+pub mod openai;
 pub mod tools;
 
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::graphs::Graph;
 
 /// A tool the model asks to run.
@@ -23,6 +25,79 @@ pub enum Turn {
     Call(Vec<ToolCall>),
     /// The final answer of this run.
     Answer(String),
+}
+
+/// A fragment of a model's turn as it streams: some text, or part of a tool call (the call's
+/// `index` ties its fragments together; `id` and `name` come with the first one).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    Text(String),
+    ToolCall {
+        index: u64,
+        id: String,
+        name: String,
+        args: String,
+    },
+}
+
+/// The agent's model (`MNEMO_LLM`).
+pub enum Model {
+    /// Deterministic and offline.
+    Builtin,
+    /// An OpenAI-compatible chat-completions endpoint.
+    OpenAi(openai::OpenAi),
+}
+
+impl Model {
+    pub fn from_config(config: &Config) -> Result<Model, String> {
+        match config.llm.as_str() {
+            "builtin" => Ok(Model::Builtin),
+            "openai" => openai::OpenAi::new(config).map(Model::OpenAi),
+            other => Err(format!(
+                "unknown model {other:?} (MNEMO_LLM is builtin or openai)"
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Model::Builtin => "builtin",
+            Model::OpenAi(_) => "openai",
+        }
+    }
+
+    /// The model's next turn for this conversation; its fragments go to `on_delta` as they come.
+    pub async fn turn(
+        &self,
+        graph: &Graph,
+        user_id: &str,
+        messages: &[Value],
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<Turn, String> {
+        match self {
+            Model::OpenAi(m) => m.turn(graph, user_id, messages, on_delta).await,
+            Model::Builtin => {
+                let turn = builtin::respond(graph, messages);
+                // the built-in model streams like a real one: word by word, whole calls
+                match &turn {
+                    Turn::Answer(text) => text
+                        .split_inclusive(char::is_whitespace)
+                        .for_each(|w| on_delta(Delta::Text(w.to_string()))),
+                    Turn::Call(calls) => {
+                        for (index, c) in calls.iter().enumerate() {
+                            on_delta(Delta::ToolCall {
+                                index: index as u64,
+                                id: c.id.clone(),
+                                name: c.name.clone(),
+                                args: c.args.to_string(),
+                            });
+                        }
+                    }
+                }
+                Ok(turn)
+            }
+        }
+    }
 }
 
 /// The tools a graph offers, as OpenAI-style function definitions.

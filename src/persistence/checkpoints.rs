@@ -736,3 +736,73 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
         .await
     })
 }
+
+/// Undoes a run: deletes the checkpoints it wrote (they carry its `run_id`) with their pending
+/// writes, then the run itself; the thread's values become its latest remaining checkpoint's.
+pub async fn rollback_run(db: &DbPool, thread_id: String, run_id: String) -> Result<(), DbError> {
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{checkpoint_writes as w, checkpoints as c, runs as r, threads as t};
+            let since: Option<DateTime<Utc>> = r::table
+                .find(&run_id)
+                .select(r::created_at)
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(since) = since else {
+                return Ok(());
+            };
+            let written: Vec<(String, Value)> = c::table
+                .filter(c::thread_id.eq(&thread_id))
+                .filter(c::created_at.ge(since))
+                .select((c::checkpoint_id, c::metadata))
+                .load(conn)
+                .await?;
+            let ids: Vec<String> = written
+                .into_iter()
+                .filter(|(_, m)| m.get("run_id").and_then(Value::as_str) == Some(&run_id))
+                .map(|(id, _)| id)
+                .collect();
+            diesel::delete(
+                w::table
+                    .filter(w::thread_id.eq(&thread_id))
+                    .filter(w::checkpoint_id.eq_any(&ids)),
+            )
+            .execute(conn)
+            .await?;
+            diesel::delete(
+                c::table
+                    .filter(c::thread_id.eq(&thread_id))
+                    .filter(c::checkpoint_id.eq_any(&ids)),
+            )
+            .execute(conn)
+            .await?;
+            diesel::delete(r::table.find(&run_id)).execute(conn).await?;
+            let latest: Option<Row> = c::table
+                .filter(c::thread_id.eq(&thread_id))
+                .filter(c::checkpoint_ns.eq(""))
+                .order(c::checkpoint_id.desc())
+                .select(columns!(c))
+                .first(conn)
+                .await
+                .optional()?;
+            let latest = match latest {
+                Some(row) => load_page!(conn, s, &thread_id, vec![row])
+                    .pop()
+                    .map(|r| r.values()),
+                None => None,
+            };
+            diesel::update(t::table.find(&thread_id))
+                .set((
+                    t::state_values.eq(latest),
+                    t::updated_at.eq(now),
+                    t::state_updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    })
+}

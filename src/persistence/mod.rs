@@ -223,13 +223,25 @@ operations! {
     /// Deletes a thread's checkpoints, blobs and writes (and the thread); idempotent.
     DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
     /// Starts a run on a thread that is not busy, and marks the thread busy.
-    StartRun => fn start_run(new: NewRun) -> Run = runs::start;
-    /// Ends a run and sets its thread's status.
-    FinishRun => fn finish_run(run_id: String, status: String, thread_status: String) -> Run = runs::finish;
+    StartRun => fn start_run(new: NewRun) -> StartedRun = runs::start;
+    /// Lets a pending run take its thread once it is its turn.
+    ClaimRun => fn claim_run(run_id: String) -> Option<Run> = runs::claim;
+    /// Ends a run and, when it held its thread, sets the thread's status.
+    FinishRun => fn finish_run(run_id: String, status: String, thread_status: Option<String>) -> Run = runs::finish;
+    /// Deletes a run and the checkpoints it wrote.
+    RollbackRun => fn rollback_run(thread_id: String, run_id: String) -> () = checkpoints::rollback_run;
+    /// Deletes a run that has ended.
+    DeleteRun => fn delete_run(thread_id: String, run_id: String) -> () = runs::delete;
+    /// Ends the runs a vanished process left pending or running.
+    RecoverRuns => fn recover_runs(before: chrono::DateTime<chrono::Utc>) -> usize = runs::recover;
     /// Reads one run of a thread.
     GetRun => fn get_run(thread_id: String, run_id: String) -> Run = runs::get;
     /// Lists a thread's runs, newest first.
-    ListRuns => fn list_runs(thread_id: String, limit: i64, offset: i64) -> Vec<Run> = runs::list;
+    ListRuns => fn list_runs(thread_id: String, status: Option<String>, limit: i64, offset: i64) -> Vec<Run> = runs::list;
+    /// Appends events to a run's stream.
+    PutRunEvents => fn put_run_events(run_id: String, events: Vec<RunEvent>) -> () = runs::put_events;
+    /// Reads a run's stream events after a sequence number.
+    GetRunEvents => fn get_run_events(run_id: String, after: i64) -> Vec<RunEvent> = runs::events;
     /// Creates a task on a user's list.
     CreateTask => fn create_task(new: NewTask) -> Task = tasks::create;
     /// Reads one of a user's tasks.

@@ -7,7 +7,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
 use super::{DbError, DbPool, ensure_thread, with_conn};
-use crate::model::{NewRun, Run};
+use crate::model::{NewRun, Run, RunEvent, StartedRun};
 
 type Row = (
     String,
@@ -63,9 +63,12 @@ fn run(
     }
 }
 
-/// Starts a run: the thread (created when asked) must not be busy; it becomes busy, and its
-/// metadata gets the run's `graph_id` and `assistant_id` (agent-chat-ui finds threads by them).
-pub async fn start(db: &DbPool, new: NewRun) -> Result<Run, DbError> {
+/// Creates a run. When its thread is free (not busy, no run queued before it) the run takes it
+/// at once: `running`, the thread `busy`. Otherwise `reject` answers 409, and the other
+/// strategies leave the run `pending`, `interrupt`/`rollback` naming the runs to stop. The
+/// thread's metadata gets the run's `graph_id` and `assistant_id` (agent-chat-ui finds threads by
+/// them).
+pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
     let now = Utc::now();
     let run_id = uuid::Uuid::now_v7().to_string();
     with_conn!(db, |conn, s| {
@@ -87,19 +90,33 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<Run, DbError> {
                     new.thread_id
                 )));
             };
-            if status == "busy" {
-                return Err(DbError::Conflict(format!(
-                    "Thread {} is busy with another run",
-                    new.thread_id
-                )));
-            }
+            let ahead: Vec<String> = r::table
+                .filter(r::thread_id.eq(&new.thread_id))
+                .filter(r::status.eq_any(["pending", "running"]))
+                .select(r::run_id)
+                .order(r::run_id.asc())
+                .load(conn)
+                .await?;
+            let free = status != "busy" && ahead.is_empty();
+            let to_cancel = match new.multitask_strategy.as_str() {
+                _ if free => Vec::new(),
+                "reject" => {
+                    return Err(DbError::Conflict(format!(
+                        "Thread {} is busy with another run",
+                        new.thread_id
+                    )));
+                }
+                "interrupt" | "rollback" => ahead,
+                _ => Vec::new(),
+            };
             if let Some(m) = metadata.as_object_mut() {
                 m.entry("graph_id").or_insert_with(|| json!(new.graph_id));
                 m.entry("assistant_id")
                     .or_insert_with(|| json!(new.assistant_id));
             }
+            let thread_status = if free { "busy" } else { status.as_str() };
             diesel::update(t::table.find(&new.thread_id))
-                .set((t::status.eq("busy"), t::metadata.eq(&metadata)))
+                .set((t::status.eq(thread_status), t::metadata.eq(&metadata)))
                 .execute(conn)
                 .await?;
             let row: Row = diesel::insert_into(r::table)
@@ -107,45 +124,223 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<Run, DbError> {
                     r::run_id.eq(&run_id),
                     r::thread_id.eq(&new.thread_id),
                     r::assistant_id.eq(&new.assistant_id),
-                    r::status.eq("running"),
+                    r::status.eq(if free { "running" } else { "pending" }),
                     r::metadata.eq(&new.metadata),
                     r::kwargs.eq(&new.kwargs),
-                    r::multitask_strategy.eq("reject"),
+                    r::multitask_strategy.eq(&new.multitask_strategy),
                     r::created_at.eq(now),
                     r::updated_at.eq(now),
                 ))
                 .returning(columns!(r))
                 .get_result(conn)
                 .await?;
+            Ok(StartedRun {
+                run: run(row),
+                to_cancel,
+            })
+        })
+        .await
+    })
+}
+
+/// A pending run takes its thread once the thread is free and no run was queued before it.
+/// `None` while it must wait; an error when the run is gone (deleted with its thread).
+pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> {
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{runs as r, threads as t};
+            let thread_id: String = r::table
+                .find(&run_id)
+                .select(r::thread_id)
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))?;
+            let status: String = diesel::update(t::table.find(&thread_id))
+                .set(t::updated_at.eq(now))
+                .returning(t::status)
+                .get_result(conn)
+                .await?;
+            let first: Option<String> = r::table
+                .filter(r::thread_id.eq(&thread_id))
+                .filter(r::status.eq_any(["pending", "running"]))
+                .select(r::run_id)
+                .order(r::run_id.asc())
+                .first(conn)
+                .await
+                .optional()?;
+            if status == "busy" || first.as_deref() != Some(run_id.as_str()) {
+                return Ok(None);
+            }
+            diesel::update(t::table.find(&thread_id))
+                .set(t::status.eq("busy"))
+                .execute(conn)
+                .await?;
+            let row: Row = diesel::update(r::table.find(&run_id))
+                .set((r::status.eq("running"), r::updated_at.eq(now)))
+                .returning(columns!(r))
+                .get_result(conn)
+                .await?;
+            Ok(Some(run(row)))
+        })
+        .await
+    })
+}
+
+/// Ends a run with `status`; a run that held its thread leaves it with `thread_status`, in the
+/// same transaction. A run that already ended keeps its status.
+pub async fn finish(
+    db: &DbPool,
+    run_id: String,
+    status: String,
+    thread_status: Option<String>,
+) -> Result<Run, DbError> {
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{runs as r, threads as t};
+            let row: Option<Row> = diesel::update(r::table.find(&run_id))
+                .filter(r::status.eq_any(["pending", "running"]))
+                .set((r::status.eq(&status), r::updated_at.eq(now)))
+                .returning(columns!(r))
+                .get_result(conn)
+                .await
+                .optional()?;
+            let row = match row {
+                Some(row) => row,
+                None => r::table
+                    .find(&run_id)
+                    .select(columns!(r))
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))?,
+            };
+            if let Some(thread_status) = thread_status {
+                diesel::update(t::table.find(&row.1))
+                    .set((t::status.eq(&thread_status), t::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
             Ok(run(row))
         })
         .await
     })
 }
 
-/// Ends a run with `status` and leaves its thread with `thread_status`, in one transaction.
-pub async fn finish(
-    db: &DbPool,
-    run_id: String,
-    status: String,
-    thread_status: String,
-) -> Result<Run, DbError> {
+/// Deletes a run that has ended (409 while it is pending or running).
+pub async fn delete(db: &DbPool, thread_id: String, run_id: String) -> Result<(), DbError> {
+    with_conn!(db, |conn, s| {
+        use s::runs as r;
+        let status: Option<String> = r::table
+            .filter(r::run_id.eq(&run_id))
+            .filter(r::thread_id.eq(&thread_id))
+            .select(r::status)
+            .first(&mut conn)
+            .await
+            .optional()?;
+        match status.as_deref() {
+            None => Err(DbError::NotFound(format!("Run {run_id} not found"))),
+            Some("pending" | "running") => Err(DbError::Conflict(format!(
+                "Run {run_id} has not ended; cancel it first"
+            ))),
+            Some(_) => {
+                diesel::delete(r::table.find(&run_id))
+                    .execute(&mut conn)
+                    .await?;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Ends runs still pending or running that were created before `before` (their process is
+/// gone: a run lives at most `MNEMO_RUN_TIMEOUT_S`), as `error`, and frees their threads.
+pub async fn recover(db: &DbPool, before: DateTime<Utc>) -> Result<usize, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
-            let row: Row = diesel::update(r::table.find(&run_id))
-                .set((r::status.eq(&status), r::updated_at.eq(now)))
-                .returning(columns!(r))
-                .get_result(conn)
-                .await?;
-            diesel::update(t::table.find(&row.1))
-                .set((t::status.eq(&thread_status), t::updated_at.eq(now)))
-                .execute(conn)
-                .await?;
-            Ok(run(row))
+            let stale: Vec<(String, String)> = diesel::update(
+                r::table
+                    .filter(r::status.eq_any(["pending", "running"]))
+                    .filter(r::created_at.lt(before)),
+            )
+            .set((r::status.eq("error"), r::updated_at.eq(now)))
+            .returning((r::run_id, r::thread_id))
+            .get_results(conn)
+            .await?;
+            let threads: Vec<&String> = stale.iter().map(|(_, t)| t).collect();
+            diesel::update(
+                t::table
+                    .filter(t::thread_id.eq_any(threads))
+                    .filter(t::status.eq("busy")),
+            )
+            .set((t::status.eq("idle"), t::updated_at.eq(now)))
+            .execute(conn)
+            .await?;
+            Ok(stale.len())
         })
         .await
+    })
+}
+
+/// Appends events to a run's stream: one statement on Postgres, one transaction on SQLite.
+pub async fn put_events(db: &DbPool, run_id: String, events: Vec<RunEvent>) -> Result<(), DbError> {
+    macro_rules! row {
+        ($e:ident, $ev:expr) => {
+            (
+                $e::run_id.eq(&run_id),
+                $e::seq.eq($ev.seq),
+                $e::event.eq(&$ev.event),
+                $e::data.eq(&$ev.data),
+            )
+        };
+    }
+    match db {
+        DbPool::Pg(pool) => {
+            use super::schema::pg::run_events as e;
+            let mut conn = pool.get().await?;
+            let rows: Vec<_> = events.iter().map(|ev| row!(e, ev)).collect();
+            diesel::insert_into(e::table)
+                .values(rows)
+                .execute(&mut conn)
+                .await?;
+            Ok(())
+        }
+        DbPool::Sqlite(pool) => {
+            use super::schema::sqlite::run_events as e;
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, DbError, _>(async |conn| {
+                for ev in &events {
+                    diesel::insert_into(e::table)
+                        .values(row!(e, ev))
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+/// A run's stream events after `after`, in order.
+pub async fn events(db: &DbPool, run_id: String, after: i64) -> Result<Vec<RunEvent>, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::run_events as e;
+        let rows: Vec<(i64, String, String)> = e::table
+            .filter(e::run_id.eq(&run_id))
+            .filter(e::seq.gt(after))
+            .order(e::seq.asc())
+            .select((e::seq, e::event, e::data))
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, event, data)| RunEvent { seq, event, data })
+            .collect())
     })
 }
 
@@ -168,13 +363,17 @@ pub async fn get(db: &DbPool, thread_id: String, run_id: String) -> Result<Run, 
 pub async fn list(
     db: &DbPool,
     thread_id: String,
+    status: Option<String>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Run>, DbError> {
     with_conn!(db, |conn, s| {
         use s::runs as r;
-        let rows: Vec<Row> = r::table
-            .filter(r::thread_id.eq(&thread_id))
+        let mut query = r::table.filter(r::thread_id.eq(&thread_id)).into_boxed();
+        if let Some(status) = &status {
+            query = query.filter(r::status.eq(status));
+        }
+        let rows: Vec<Row> = query
             .order(r::run_id.desc())
             .limit(limit)
             .offset(offset)

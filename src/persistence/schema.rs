@@ -95,6 +95,15 @@ pub mod pg {
         }
     }
 
+    diesel::table! {
+        run_events (run_id, seq) {
+            run_id -> Text,
+            seq -> BigInt,
+            event -> Text,
+            data -> Text,
+        }
+    }
+
     diesel::joinable!(checkpoints -> threads (thread_id));
     diesel::allow_tables_to_appear_in_same_query!(
         threads,
@@ -194,6 +203,15 @@ pub mod sqlite {
             multitask_strategy -> Text,
             created_at -> TimestamptzSqlite,
             updated_at -> TimestamptzSqlite,
+        }
+    }
+
+    diesel::table! {
+        run_events (run_id, seq) {
+            run_id -> Text,
+            seq -> BigInt,
+            event -> Text,
+            data -> Text,
         }
     }
 

@@ -1,6 +1,8 @@
-//! Runs: `runs/wait` (stateful and stateless), and reading a thread's runs.
+//! Runs: streamed (SSE), waited for, or in the background; joined, rejoined, cancelled, listed.
 
-use actix_web::{HttpResponse, Responder, get, post, web};
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, Responder, delete, get, post, web};
 use actix_web_lab::sse;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -9,11 +11,10 @@ use tokio::sync::mpsc;
 use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
 use crate::graphs;
-use crate::model::NewThread;
-use crate::persistence::Persistence;
-use crate::runner::{self, RunRequest, run_to_end};
+use crate::model::{NewThread, RunEvent};
+use crate::runner::{Live, RunRequest, Runner, Stop};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct RunBody {
     assistant_id: String,
     input: Option<Value>,
@@ -22,9 +23,15 @@ pub struct RunBody {
     if_not_exists: Option<String>,
     command: Option<Value>,
     stream_mode: Option<Value>,
+    #[serde(default)]
+    stream_resumable: bool,
+    multitask_strategy: Option<String>,
+    on_disconnect: Option<String>,
+    checkpoint: Option<Value>,
+    checkpoint_id: Option<String>,
 }
 
-/// The run a request body asks for (422 for an unknown assistant or an unsupported command).
+/// The run a request body asks for (422 for an unknown assistant, strategy or command).
 fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunRequest, ApiError> {
     let graph = graphs::resolve(&body.assistant_id).map_err(ApiError::Validation)?;
     let resume = match body.command {
@@ -36,10 +43,28 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
             ));
         }
     };
+    let strategy = body.multitask_strategy.as_deref().unwrap_or("reject");
+    if !["reject", "enqueue", "interrupt", "rollback"].contains(&strategy) {
+        return Err(ApiError::validation(format!(
+            "multitask_strategy must be reject, enqueue, interrupt or rollback, not {strategy:?}"
+        )));
+    }
+    let checkpoint_id = body.checkpoint_id.or_else(|| {
+        body.checkpoint
+            .as_ref()
+            .and_then(|c| c.get("checkpoint_id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let input = body.input.unwrap_or(Value::Null);
     without_nul(&input, "input")?;
+    let events = events_of(&body.stream_mode)?;
     let command = resume.as_ref().map(|r| json!({ "resume": r }));
-    let kwargs = json!({ "input": input, "config": body.config, "command": command, "stream_mode": body.stream_mode });
+    let kwargs = json!({
+        "input": input, "config": body.config, "command": command, "stream_mode": body.stream_mode,
+        "stream_resumable": body.stream_resumable, "checkpoint_id": checkpoint_id,
+        "on_disconnect": body.on_disconnect,
+    });
     Ok(RunRequest {
         thread_id,
         graph,
@@ -49,17 +74,78 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
         kwargs,
         create_thread: stateless || body.if_not_exists.as_deref() == Some("create"),
         resume,
+        checkpoint_id,
+        multitask_strategy: strategy.to_string(),
+        events,
+        resumable: body.stream_resumable,
     })
 }
 
-async fn wait(
-    db: &Persistence,
-    thread_id: String,
-    body: RunBody,
-    stateless: bool,
-) -> Result<HttpResponse, ApiError> {
-    let (run, values) = run_to_end(db, request(thread_id, body, stateless)?).await?;
-    Ok(final_values(&run.thread_id, &run.run_id, values))
+/// Whether a client that goes away cancels the run (`on_disconnect`, default `continue`).
+fn cancels_on_disconnect(on_disconnect: &Option<String>) -> Result<bool, ApiError> {
+    match on_disconnect.as_deref() {
+        None | Some("continue") => Ok(false),
+        Some("cancel") => Ok(true),
+        Some(other) => Err(ApiError::validation(format!(
+            "on_disconnect must be cancel or continue, not {other:?}"
+        ))),
+    }
+}
+
+/// The SSE event names a `stream_mode` asks for.
+fn events_of(stream_mode: &Option<Value>) -> Result<Vec<&'static str>, ApiError> {
+    let asked: Vec<&str> = match stream_mode {
+        None | Some(Value::Null) => vec!["values"],
+        Some(Value::String(m)) => vec![m.as_str()],
+        Some(Value::Array(ms)) if ms.iter().all(Value::is_string) => {
+            ms.iter().filter_map(Value::as_str).collect()
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "stream_mode must be a string or a list of strings",
+            ));
+        }
+    };
+    let mut events = Vec::new();
+    for m in asked {
+        match m {
+            "values" => events.push("values"),
+            "updates" => events.push("updates"),
+            "messages-tuple" => events.push("messages"),
+            "messages" => {
+                events.extend(["messages/metadata", "messages/partial", "messages/complete"])
+            }
+            // mnemo's graphs write no custom events; the mode is accepted as LangGraph does
+            "custom" => events.push("custom"),
+            // accepted; mnemo's graphs emit nothing in these modes
+            "events" | "debug" | "tasks" | "checkpoints" | "tools" | "lifecycle" => {}
+            other => {
+                return Err(ApiError::validation(format!(
+                    "unknown stream_mode {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Cancels a run if the request waiting on it is dropped (its client went away) before the
+/// run ended.
+struct CancelOnDrop(Option<Arc<Live>>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(live) = self.0.take() {
+            log::info!("client left: cancelling run {}", live.run.run_id);
+            live.stop(Stop::Interrupt);
+        }
+    }
 }
 
 /// A run's final values, with the headers the SDKs read (`Location` to join it again,
@@ -72,84 +158,115 @@ fn final_values(thread_id: &str, run_id: &str, values: Value) -> HttpResponse {
         .json(values)
 }
 
-/// The stream modes mnemo emits, by the SSE event name they produce.
-fn modes(stream_mode: &Option<Value>) -> Result<Vec<&'static str>, ApiError> {
-    let asked: Vec<String> = match stream_mode {
-        None | Some(Value::Null) => vec!["values".into()],
-        Some(Value::String(m)) => vec![m.clone()],
-        Some(Value::Array(ms)) => ms
-            .iter()
-            .filter_map(|m| m.as_str().map(str::to_string))
-            .collect(),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "stream_mode must be a string or a list of strings",
-            ));
-        }
-    };
-    let mut events = Vec::new();
-    for m in &asked {
-        match m.as_str() {
-            "values" => events.push("values"),
-            "updates" => events.push("updates"),
-            "messages-tuple" => events.push("messages"),
-            // accepted; mnemo's graphs emit nothing in these modes yet
-            "custom" | "messages" | "events" | "debug" | "tasks" | "checkpoints" | "tools"
-            | "lifecycle" => {}
-            other => {
-                return Err(ApiError::validation(format!(
-                    "unknown stream_mode {other:?}"
-                )));
-            }
-        }
-    }
-    Ok(events)
+async fn wait(
+    runner: &Runner,
+    thread_id: String,
+    body: RunBody,
+    stateless: bool,
+) -> Result<HttpResponse, ApiError> {
+    let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
+    let live = runner.launch(request(thread_id, body, stateless)?).await?;
+    let guard = CancelOnDrop(cancel_later.then(|| live.clone()));
+    let (run, values) = live.outcome().await;
+    guard.disarm();
+    Ok(final_values(&run.thread_id, &run.run_id, values))
+}
+
+#[post("/threads/{thread_id}/runs/wait")]
+pub async fn wait_on_thread(
+    runner: web::Data<Runner>,
+    path: web::Path<String>,
+    body: web::Json<RunBody>,
+) -> Result<HttpResponse, ApiError> {
+    wait(&runner, path.into_inner(), body.into_inner(), false).await
+}
+
+/// A run on a new thread of its own.
+#[post("/runs/wait")]
+pub async fn wait_stateless(
+    runner: web::Data<Runner>,
+    body: web::Json<RunBody>,
+) -> Result<HttpResponse, ApiError> {
+    let thread_id = uuid::Uuid::now_v7().to_string();
+    wait(&runner, thread_id, body.into_inner(), true).await
 }
 
 /// Time between `: heartbeat` comments (the JS SDK arms its reconnect timer from their interval).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn stream(
-    db: Persistence,
-    thread_id: String,
-    body: RunBody,
-    stateless: bool,
-) -> Result<impl Responder, ApiError> {
-    let wanted = modes(&body.stream_mode)?;
-    let req = request(thread_id, body, stateless)?;
-    // errors (404, 409) are answered as JSON, before any byte of the stream
-    let run = runner::start(&db, &req).await?;
-    let base = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
-    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+/// How often a rejoined stream of a run executed elsewhere looks for new events.
+const STORED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Where a stream's events come from.
+enum Source {
+    /// A run this process executes.
+    Live(Arc<Live>),
+    /// A run read from the database: ended, or executed by another process.
+    Stored { thread_id: String, run_id: String },
+}
+
+/// Streams a run's events after `after` as SSE: each event keeps its name, and its sequence
+/// number as `id` when the run is resumable; `: heartbeat` comments while idle. The stream ends
+/// with the run (or at shutdown). With `cancel_on_disconnect`, a client that leaves cancels the
+/// run at once: the server notices the closed connection, not a failed write.
+fn event_stream(
+    runner: Runner,
+    source: Source,
+    after: i64,
+    only: Option<Vec<String>>,
+    cancel_on_disconnect: bool,
+) -> impl Responder {
+    let (thread_id, run_id) = match &source {
+        Source::Live(live) => (live.run.thread_id.clone(), live.run.run_id.clone()),
+        Source::Stored { thread_id, run_id } => (thread_id.clone(), run_id.clone()),
+    };
+    let base = format!("/threads/{thread_id}/runs/{run_id}");
     let (sse_tx, sse_rx) = mpsc::channel::<sse::Event>(64);
-    // `thread_id` beyond LangGraph's fields: a stream that created its thread says which
-    let metadata = json!({ "run_id": run.run_id, "attempt": 1, "thread_id": run.thread_id });
-    // the run goes on to its end even when the client leaves
     actix_web::rt::spawn(async move {
-        if let Err(e) = runner::execute(&db, run, &req, Some(event_tx)).await {
-            log::warn!("run failed to finish: {e}");
-        }
-    });
-    actix_web::rt::spawn(async move {
-        let event = |name: &'static str, data: Value| {
-            sse::Data::new_json(data)
-                .ok()
-                .map(|d| sse::Event::from(d.event(name)))
+        let (ids, past, mut rx) = match &source {
+            Source::Live(live) => {
+                let (past, rx) = live.subscribe(after);
+                (live.resumable, past, rx)
+            }
+            Source::Stored { .. } => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                actix_web::rt::spawn(poll_stored(
+                    runner.clone(),
+                    run_id.clone(),
+                    thread_id.clone(),
+                    after,
+                    tx,
+                ));
+                (true, Vec::new(), Some(rx))
+            }
         };
-        if let Some(e) = event("metadata", metadata)
-            && sse_tx.send(e).await.is_err()
-        {
-            return;
+        let wanted = |e: &RunEvent| {
+            only.as_ref()
+                .is_none_or(|o| o.contains(&e.event) || e.event == "metadata" || e.event == "error")
+        };
+        let event = |e: &RunEvent| {
+            let data = sse::Data::new(e.data.clone()).event(e.event.clone());
+            sse::Event::from(if ids {
+                data.id(e.seq.to_string())
+            } else {
+                data
+            })
+        };
+        for e in past.iter().filter(|e| wanted(e)) {
+            if sse_tx.send(event(e)).await.is_err() {
+                return;
+            }
         }
+        let Some(rx) = rx.as_mut() else {
+            return;
+        };
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         loop {
             tokio::select! {
-                next = event_rx.recv() => match next {
-                    Some((name, data)) if name == "error" || wanted.contains(&name) => {
-                        if let Some(e) = event(name, data)
-                            && sse_tx.send(e).await.is_err()
-                        {
+                next = rx.recv() => match next {
+                    Some(e) if wanted(&e) => {
+                        if sse_tx.send(event(&e)).await.is_err() {
                             break;
                         }
                     }
@@ -161,25 +278,89 @@ async fn stream(
                         break;
                     }
                 }
-                _ = sse_tx.closed() => break,
+                _ = sse_tx.closed() => {
+                    if cancel_on_disconnect {
+                        log::info!("client left: cancelling run {run_id}");
+                        if let Err(e) = runner.cancel(&thread_id, &run_id, Stop::Interrupt).await {
+                            log::warn!("could not cancel run {run_id}: {e}");
+                        }
+                    }
+                    break;
+                }
             }
         }
     });
-    Ok(sse::Sse::from_infallible_receiver(sse_rx)
+    sse::Sse::from_infallible_receiver(sse_rx)
         .customize()
         .insert_header(("Location", format!("{base}/stream")))
         .insert_header(("Content-Location", base))
-        .insert_header(("Cache-Control", "no-store")))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+}
+
+/// Feeds a stored run's events after `after` into `tx` until the run has ended (or the stream
+/// is gone, or mnemo stops).
+async fn poll_stored(
+    runner: Runner,
+    run_id: String,
+    thread_id: String,
+    mut after: i64,
+    tx: mpsc::UnboundedSender<Arc<RunEvent>>,
+) {
+    let db = runner.db();
+    loop {
+        // the status first: a run that had ended before this read has all its events stored
+        let ended = match db.get_run(thread_id.clone(), run_id.clone()).await {
+            Ok(run) => run.status != "pending" && run.status != "running",
+            Err(_) => true,
+        };
+        let events = db
+            .get_run_events(run_id.clone(), after)
+            .await
+            .unwrap_or_default();
+        for e in events {
+            after = e.seq;
+            if tx.send(Arc::new(e)).is_err() {
+                return;
+            }
+        }
+        if ended {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STORED_POLL) => {}
+            _ = tx.closed() => return,
+            _ = runner.stopping() => return,
+        }
+    }
+}
+
+async fn stream(
+    runner: Runner,
+    thread_id: String,
+    body: RunBody,
+    stateless: bool,
+) -> Result<impl Responder, ApiError> {
+    let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
+    // errors (404, 409, 422) are answered as JSON, before any byte of the stream
+    let live = runner.launch(request(thread_id, body, stateless)?).await?;
+    Ok(event_stream(
+        runner,
+        Source::Live(live),
+        0,
+        None,
+        cancel_later,
+    ))
 }
 
 #[post("/threads/{thread_id}/runs/stream")]
 pub async fn stream_on_thread(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     path: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<impl Responder, ApiError> {
     stream(
-        db.get_ref().clone(),
+        runner.get_ref().clone(),
         path.into_inner(),
         body.into_inner(),
         false,
@@ -190,16 +371,86 @@ pub async fn stream_on_thread(
 /// A streamed run on a new thread of its own.
 #[post("/runs/stream")]
 pub async fn stream_stateless(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     body: web::Json<RunBody>,
 ) -> Result<impl Responder, ApiError> {
     stream(
-        db.get_ref().clone(),
+        runner.get_ref().clone(),
         uuid::Uuid::now_v7().to_string(),
         body.into_inner(),
         true,
     )
     .await
+}
+
+#[derive(Deserialize)]
+pub struct JoinQuery {
+    stream_mode: Option<String>,
+    #[serde(default)]
+    cancel_on_disconnect: bool,
+}
+
+/// Rejoins a run's stream. With `Last-Event-ID`, every event after it is sent again first
+/// (events of resumable runs are kept in the database, so this works on any replica and after
+/// the run has ended); without it, only the events still to come.
+#[get("/threads/{thread_id}/runs/{run_id}/stream")]
+pub async fn join_stream(
+    runner: web::Data<Runner>,
+    path: web::Path<(String, String)>,
+    q: web::Query<JoinQuery>,
+    http: HttpRequest,
+) -> Result<impl Responder, ApiError> {
+    let (thread_id, run_id) = path.into_inner();
+    let last_event_id = match http.headers().get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::validation("Last-Event-ID must be an event id this server sent")
+                })?,
+        ),
+    };
+    let only = q
+        .stream_mode
+        .as_deref()
+        .map(|m| {
+            let modes: Vec<Value> = m.split(',').map(|s| json!(s.trim())).collect();
+            events_of(&Some(Value::Array(modes)))
+        })
+        .transpose()?
+        .map(|events| events.into_iter().map(str::to_string).collect());
+    let runner = runner.get_ref().clone();
+    let (source, after) = match runner.live(&thread_id, &run_id) {
+        Some(live) => {
+            let after = last_event_id.unwrap_or_else(|| live.last_seq());
+            (Source::Live(live), after)
+        }
+        None => {
+            runner
+                .db()
+                .get_run(thread_id.clone(), run_id.clone())
+                .await?;
+            let after = match last_event_id {
+                Some(id) => id,
+                None => runner
+                    .db()
+                    .get_run_events(run_id.clone(), 0)
+                    .await?
+                    .last()
+                    .map_or(0, |e| e.seq),
+            };
+            (Source::Stored { thread_id, run_id }, after)
+        }
+    };
+    Ok(event_stream(
+        runner,
+        source,
+        after,
+        only,
+        q.cancel_on_disconnect,
+    ))
 }
 
 fn default_true() -> bool {
@@ -221,7 +472,7 @@ pub struct AgentStreamBody {
 /// is created for the user, and the first event (`metadata`) names it.
 #[post("/agent/stream")]
 pub async fn agent_stream(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     body: web::Json<AgentStreamBody>,
 ) -> Result<impl Responder, ApiError> {
     let body = body.into_inner();
@@ -238,83 +489,72 @@ pub async fn agent_stream(
                 metadata: json!({ "user_id": body.user_id }),
                 do_nothing_if_exists: false,
             };
-            db.create_thread(new).await?.thread_id
+            runner.db().create_thread(new).await?.thread_id
         }
     };
     let run = RunBody {
         assistant_id: if body.use_v2_agent { "agent" } else { "legacy" }.into(),
         input: Some(json!({ "messages": [{ "role": "user", "content": body.message }] })),
         config: Some(json!({ "configurable": { "user_id": body.user_id } })),
-        metadata: None,
-        if_not_exists: None,
-        command: None,
         stream_mode: Some(json!(["values", "messages-tuple"])),
+        ..RunBody::default()
     };
-    stream(db.get_ref().clone(), thread_id, run, false).await
+    stream(runner.get_ref().clone(), thread_id, run, false).await
 }
 
-/// Starts a run in the background: answers with the run at once, its status then follows it.
+/// Starts a run in the background: answers with the run at once (`pending` while it waits for
+/// its thread), its status then follows it.
 async fn background(
-    db: Persistence,
+    runner: &Runner,
     thread_id: String,
     body: RunBody,
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let req = request(thread_id, body, stateless)?;
-    let run = runner::start(&db, &req).await?;
-    let location = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
-    let started = run.clone();
-    actix_web::rt::spawn(async move {
-        if let Err(e) = runner::execute(&db, started, &req, None).await {
-            log::warn!("background run failed to finish: {e}");
-        }
-    });
+    let live = runner.launch(request(thread_id, body, stateless)?).await?;
+    let location = format!("/threads/{}/runs/{}", live.run.thread_id, live.run.run_id);
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Location", location))
-        .json(run))
+        .json(&live.run))
 }
 
 #[post("/threads/{thread_id}/runs")]
 pub async fn create_on_thread(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     path: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    background(
-        db.get_ref().clone(),
-        path.into_inner(),
-        body.into_inner(),
-        false,
-    )
-    .await
+    background(&runner, path.into_inner(), body.into_inner(), false).await
 }
 
 /// A background run on a new thread of its own.
 #[post("/runs")]
 pub async fn create_stateless(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    background(
-        db.get_ref().clone(),
-        uuid::Uuid::now_v7().to_string(),
-        body.into_inner(),
-        true,
-    )
-    .await
+    let thread_id = uuid::Uuid::now_v7().to_string();
+    background(&runner, thread_id, body.into_inner(), true).await
 }
 
-/// How often `join` looks at a running run (it holds no connection in between).
+/// How often `join` looks at a run executed elsewhere (it holds no connection in between).
 const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Waits for a run to end, then answers the thread's values (with `__interrupt__` when the run
 /// stopped on one).
 #[get("/threads/{thread_id}/runs/{run_id}/join")]
 pub async fn join(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
+    q: web::Query<JoinQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (thread_id, run_id) = path.into_inner();
+    if let Some(live) = runner.live(&thread_id, &run_id) {
+        let guard = CancelOnDrop(q.cancel_on_disconnect.then(|| live.clone()));
+        let (_, values) = live.outcome().await;
+        guard.disarm();
+        return Ok(final_values(&thread_id, &run_id, values));
+    }
+    let db = runner.db();
     loop {
         let run = db.get_run(thread_id.clone(), run_id.clone()).await?;
         if run.status != "running" && run.status != "pending" {
@@ -340,37 +580,119 @@ pub async fn join(
     Ok(final_values(&thread_id, &run_id, values))
 }
 
-#[post("/threads/{thread_id}/runs/wait")]
-pub async fn wait_on_thread(
-    db: web::Data<Persistence>,
-    path: web::Path<String>,
-    body: web::Json<RunBody>,
-) -> Result<HttpResponse, ApiError> {
-    wait(&db, path.into_inner(), body.into_inner(), false).await
+#[derive(Deserialize)]
+pub struct CancelQuery {
+    #[serde(default)]
+    wait: WaitFlag,
+    action: Option<String>,
 }
 
-/// A run on a new thread of its own.
-#[post("/runs/wait")]
-pub async fn wait_stateless(
-    db: web::Data<Persistence>,
-    body: web::Json<RunBody>,
+/// `wait=1|true|0|false` (the SDKs send both spellings).
+#[derive(Deserialize, Default)]
+#[serde(try_from = "String")]
+struct WaitFlag(bool);
+
+impl TryFrom<String> for WaitFlag {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "1" | "true" | "True" => Ok(WaitFlag(true)),
+            "0" | "false" | "False" => Ok(WaitFlag(false)),
+            other => Err(format!("wait must be true or false, not {other:?}")),
+        }
+    }
+}
+
+/// Cancels a run: `action=interrupt` (the default) keeps what it wrote, `rollback` deletes the
+/// run and its checkpoints. With `wait=1`, answers once the run has stopped (200), else at once
+/// (202). A run that has already ended is answered as it is.
+#[post("/threads/{thread_id}/runs/{run_id}/cancel")]
+pub async fn cancel(
+    runner: web::Data<Runner>,
+    path: web::Path<(String, String)>,
+    q: web::Query<CancelQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    wait(
-        &db,
-        uuid::Uuid::now_v7().to_string(),
-        body.into_inner(),
-        true,
-    )
-    .await
+    let (thread_id, run_id) = path.into_inner();
+    let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
+    let live = runner.live(&thread_id, &run_id);
+    let run = runner.cancel(&thread_id, &run_id, how).await?;
+    match live {
+        Some(live) if q.wait.0 => Ok(HttpResponse::Ok().json(live.outcome().await.0)),
+        Some(_) => Ok(HttpResponse::Accepted().json(run)),
+        None => Ok(HttpResponse::Ok().json(run)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CancelManyBody {
+    thread_id: Option<String>,
+    run_ids: Option<Vec<String>>,
+    status: Option<String>,
+}
+
+/// Cancels several runs: `{thread_id, run_ids}`, or every run of this process with `status`
+/// `pending`, `running` or `all`.
+#[post("/runs/cancel")]
+pub async fn cancel_many(
+    runner: web::Data<Runner>,
+    q: web::Query<CancelQuery>,
+    body: web::Json<CancelManyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
+    let body = body.into_inner();
+    let targets: Vec<(String, String)> = match (body.thread_id, body.run_ids, body.status) {
+        (Some(thread_id), Some(run_ids), None) => run_ids
+            .into_iter()
+            .map(|r| (thread_id.clone(), r))
+            .collect(),
+        (None, None, Some(status)) => {
+            let wanted: &[&str] = match status.as_str() {
+                "pending" => &["pending"],
+                "running" => &["running"],
+                "all" => &["pending", "running"],
+                other => {
+                    return Err(ApiError::validation(format!(
+                        "status must be pending, running or all, not {other:?}"
+                    )));
+                }
+            };
+            runner
+                .lives()
+                .into_iter()
+                .filter(|l| wanted.contains(&l.status()))
+                .map(|l| (l.run.thread_id.clone(), l.run.run_id.clone()))
+                .collect()
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "give either thread_id and run_ids, or status",
+            ));
+        }
+    };
+    for (thread_id, run_id) in targets {
+        runner.cancel(&thread_id, &run_id, how).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a run that has ended (409 while it is pending or running).
+#[delete("/threads/{thread_id}/runs/{run_id}")]
+pub async fn delete_run(
+    runner: web::Data<Runner>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (thread_id, run_id) = path.into_inner();
+    runner.db().delete_run(thread_id, run_id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[get("/threads/{thread_id}/runs/{run_id}")]
 pub async fn get(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (thread_id, run_id) = path.into_inner();
-    Ok(HttpResponse::Ok().json(db.get_run(thread_id, run_id).await?))
+    Ok(HttpResponse::Ok().json(runner.db().get_run(thread_id, run_id).await?))
 }
 
 fn default_limit() -> i64 {
@@ -383,17 +705,21 @@ pub struct ListQuery {
     limit: i64,
     #[serde(default)]
     offset: i64,
+    status: Option<String>,
 }
 
 #[get("/threads/{thread_id}/runs")]
 pub async fn list(
-    db: web::Data<Persistence>,
+    runner: web::Data<Runner>,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = page(q.limit, q.offset, 1000)?;
     let thread_id = path.into_inner();
-    let runs = db.list_runs(thread_id.clone(), limit, offset).await?;
+    let db = runner.db();
+    let runs = db
+        .list_runs(thread_id.clone(), q.status.clone(), limit, offset)
+        .await?;
     if runs.is_empty() {
         db.get_thread(thread_id).await?;
     }

@@ -64,6 +64,7 @@ async fn stops_on(kind: Kind, signal: &str) {
         port,
         stopped,
     } = start(&db);
+    mnemo::install_crypto_provider();
     let client = reqwest::Client::new();
     for i in 0..20 {
         let body = serde_json::json!({"namespace": ["p"], "key": format!("k{i}"), "value": {}});

@@ -1,0 +1,2 @@
+DROP TABLE run_events;
+DROP INDEX runs_unfinished_idx;
