@@ -744,6 +744,11 @@ pub async fn rollback_run(db: &DbPool, thread_id: String, run_id: String) -> Res
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{checkpoint_writes as w, checkpoints as c, runs as r, threads as t};
+            // a write first, so SQLite takes its write lock now (an upgrade later could fail)
+            diesel::update(t::table.find(&thread_id))
+                .set(t::updated_at.eq(now))
+                .execute(conn)
+                .await?;
             let since: Option<DateTime<Utc>> = r::table
                 .find(&run_id)
                 .select(r::created_at)

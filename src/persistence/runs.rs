@@ -150,10 +150,11 @@ pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> 
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
-            let thread_id: String = r::table
-                .find(&run_id)
-                .select(r::thread_id)
-                .first(conn)
+            // a write first, so SQLite takes its write lock now (an upgrade later could fail)
+            let thread_id: String = diesel::update(r::table.find(&run_id))
+                .set(r::updated_at.eq(now))
+                .returning(r::thread_id)
+                .get_result(conn)
                 .await
                 .optional()?
                 .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))?;

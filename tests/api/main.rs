@@ -5,11 +5,15 @@
 mod agent;
 mod assistants;
 mod checkpoints;
+mod fake_llm;
 mod helpers;
 mod lifecycle;
+mod models;
 mod ops;
 mod process;
+mod run_control;
 mod runs;
+mod sse;
 mod store;
 mod tasks;
 mod threads;

@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{Kind, TestApp, TestDb, spawn_app};
+use crate::sse::sse_events;
 
 both_backends!(
     get_tasks_runs_end_to_end_with_the_builtin_model,
@@ -15,11 +16,11 @@ both_backends!(
     background_runs_and_join,
 );
 
-fn ask(text: &str) -> Value {
+pub fn ask(text: &str) -> Value {
     json!({"messages": [{"role": "user", "content": text}]})
 }
 
-async fn wait(app: &TestApp, thread: &str, body: Value) -> (u16, Value, Option<String>) {
+pub async fn wait(app: &TestApp, thread: &str, body: Value) -> (u16, Value, Option<String>) {
     let resp = app
         .client
         .post(app.url(&format!("/threads/{thread}/runs/wait")))
@@ -36,7 +37,7 @@ async fn wait(app: &TestApp, thread: &str, body: Value) -> (u16, Value, Option<S
 }
 
 /// A thread of `user` (in its metadata), who has one task titled `task`.
-async fn user_thread(app: &TestApp, user: &str, task: &str) -> String {
+pub async fn user_thread(app: &TestApp, user: &str, task: &str) -> String {
     assert_eq!(
         app.post("/tasks", json!({"user_id": user, "title": task}))
             .await
@@ -49,7 +50,7 @@ async fn user_thread(app: &TestApp, user: &str, task: &str) -> String {
     t["thread_id"].as_str().unwrap().to_string()
 }
 
-fn last_text(values: &Value) -> String {
+pub fn last_text(values: &Value) -> String {
     values["messages"].as_array().unwrap().last().unwrap()["content"]
         .as_str()
         .unwrap()
@@ -387,25 +388,6 @@ async fn deleting_a_task_waits_for_approval(kind: Kind) {
     .await;
     assert_eq!(s, 422);
     app.stop().await;
-}
-
-/// The events of an SSE body: (event name, JSON data).
-fn sse_events(body: &str) -> Vec<(String, Value)> {
-    body.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter_map(|block| {
-            let mut name = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(n) = line.strip_prefix("event:") {
-                    name = Some(n.trim().to_string());
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data.push_str(d.trim_start());
-                }
-            }
-            Some((name?, serde_json::from_str(&data).ok()?))
-        })
-        .collect()
 }
 
 async fn runs_stream_over_sse(kind: Kind) {
