@@ -3,13 +3,27 @@
 //! The workload follows `shared/bench` (the baseline): store values of ~500 bytes under
 //! `("users", <id>, "memories")`, a search filter on one field over 10,000 items, and a chat
 //! checkpoint whose `messages` channel holds 10 messages of ~200 characters.
+//!
+//! The agent operations run only when named in `--ops`; each client has a thread of its own
+//! (a thread runs one run at a time), and sends "get tasks" (a `list_tasks` call, then the
+//! answer):
+//! - `chat_wait`: `runs/wait`, timed to the final values.
+//! - `agent_stream`: `POST /agent/stream`, timed to the first chunk of the SSE body
+//!   (`agent_stream_first`) and to its end (`agent_stream_last`).
+//! - `idle_streams`: the memory of a mnemo holding `--streams` open streams whose runs wait on
+//!   a model that never answers. That mnemo is a child process (so its memory is its own),
+//!   started on `DATABASE_URL` with `MNEMO_LLM=openai` pointed at a fake endpoint here that
+//!   reads each request and leaves it unanswered; `--url` does not apply.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::startup::Application;
@@ -17,6 +31,10 @@ use crate::startup::Application;
 /// Reads first, on the data the setup wrote; writes last, as the baseline orders them.
 const ALL_OPS: &str =
     "store_get,store_search_ns,store_search,state_get,history10,ckpt_put,ckpt_writes,store_put";
+/// Operations on the agent, run only when named in `--ops`.
+const AGENT_OPS: &str = "chat_wait,agent_stream,idle_streams";
+/// The user the agent operations chat as.
+const USER: &str = "u1";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -29,12 +47,15 @@ pub struct BenchArgs {
     /// Seconds per operation.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Comma-separated operations to run.
+    /// Comma-separated operations to run (besides these: chat_wait, agent_stream, idle_streams).
     #[arg(long, default_value = ALL_OPS)]
     ops: String,
     /// Store items to search over.
     #[arg(long, default_value_t = 10_000)]
     items: usize,
+    /// Streams `idle_streams` holds open.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
 }
 
 /// Threads the checkpoint operations use.
@@ -76,17 +97,26 @@ fn checkpoint_body(id: &str, parent: &str, blob: &str, version: u64) -> Value {
     })
 }
 
+/// One request's outcome: whether it succeeded and, for a stream, when its first chunk came.
+struct Sample {
+    ok: bool,
+    first: Option<Duration>,
+}
+
 struct Run {
     latencies: Vec<Duration>,
+    /// Times to the first chunk, of the requests that report one.
+    firsts: Vec<Duration>,
     errors: u64,
     elapsed: Duration,
 }
 
-/// Runs `op(client, n)` from `clients` tasks for `seconds`; `n` is a global request counter.
+/// Runs `op(client, n, i)` from `clients` tasks for `seconds`; `n` is a global request counter,
+/// `i` the index of the task sending it.
 async fn drive<F, Fut>(clients: usize, seconds: u64, op: F) -> Run
 where
-    F: Fn(reqwest::Client, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<reqwest::StatusCode, reqwest::Error>> + Send,
+    F: Fn(reqwest::Client, u64, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Sample, reqwest::Error>> + Send,
 {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -97,31 +127,36 @@ where
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
+        .map(|i| {
             let (client, op, counter) = (client.clone(), op.clone(), counter.clone());
             tokio::spawn(async move {
-                let mut lat = Vec::new();
+                let (mut lat, mut firsts) = (Vec::new(), Vec::new());
                 let mut errors = 0u64;
                 while Instant::now() < deadline {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
                     let t = Instant::now();
-                    match op(client.clone(), n).await {
-                        Ok(s) if s.is_success() => lat.push(t.elapsed()),
+                    match op(client.clone(), n, i).await {
+                        Ok(s) if s.ok => {
+                            lat.push(t.elapsed());
+                            firsts.extend(s.first);
+                        }
                         _ => errors += 1,
                     }
                 }
-                (lat, errors)
+                (lat, firsts, errors)
             })
         })
         .collect();
     let mut run = Run {
         latencies: Vec::new(),
+        firsts: Vec::new(),
         errors: 0,
         elapsed: Duration::ZERO,
     };
     for t in tasks {
-        if let Ok((lat, errors)) = t.await {
+        if let Ok((lat, firsts, errors)) = t.await {
             run.latencies.extend(lat);
+            run.firsts.extend(firsts);
             run.errors += errors;
         }
     }
@@ -129,34 +164,61 @@ where
     run
 }
 
-fn report(name: &str, mut run: Run) {
-    run.latencies.sort();
+/// One line of figures: successes per second, their p50 and p99, and the errors.
+fn report(name: &str, mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) {
+    latencies.sort();
     let pct = |p: f64| {
-        let i = ((run.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        run.latencies
-            .get(i)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
-    let ops = run.latencies.len() as f64 / run.elapsed.as_secs_f64();
+    let ops = latencies.len() as f64 / elapsed.as_secs_f64();
     println!(
         "{name:<18} {ops:>10.0} {:>9.2} {:>9.2} {:>8}",
         pct(0.50),
         pct(0.99),
-        run.errors
+        errors
     );
 }
 
-async fn ok(r: reqwest::RequestBuilder) -> Result<reqwest::StatusCode, reqwest::Error> {
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends a request and reads its body: the status.
+async fn status(r: reqwest::RequestBuilder) -> Result<reqwest::StatusCode, reqwest::Error> {
     let resp = r.send().await?;
     let status = resp.status();
     resp.bytes().await?;
     Ok(status)
 }
 
+async fn ok(r: reqwest::RequestBuilder) -> Result<Sample, reqwest::Error> {
+    let ok = status(r).await?.is_success();
+    Ok(Sample { ok, first: None })
+}
+
+/// Reads an SSE body to its end, noting when its first chunk came; a run that failed (an
+/// `error` event) counts as an error.
+async fn streamed(r: reqwest::RequestBuilder) -> Result<Sample, reqwest::Error> {
+    let t = Instant::now();
+    let mut resp = r.send().await?;
+    let (mut body, mut first) = (Vec::new(), None);
+    while let Some(chunk) = resp.chunk().await? {
+        first.get_or_insert_with(|| t.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let ok = resp.status().is_success() && find(&body, b"\nevent: error\n").is_none();
+    Ok(Sample { ok, first })
+}
+
+/// "get tasks", as a run's input.
+fn get_tasks() -> Value {
+    json!({"messages": [{"role": "user", "content": "get tasks"}]})
+}
+
 /// Sends every request of `reqs` with `clients` in flight; fails on the first non-2xx.
 async fn setup(clients: usize, reqs: Vec<reqwest::RequestBuilder>) -> Result<(), String> {
-    use futures_util::StreamExt;
-    let results: Vec<_> = futures_util::stream::iter(reqs.into_iter().map(ok))
+    let results: Vec<_> = futures_util::stream::iter(reqs.into_iter().map(status))
         .buffer_unordered(clients)
         .collect()
         .await;
@@ -170,44 +232,73 @@ async fn setup(clients: usize, reqs: Vec<reqwest::RequestBuilder>) -> Result<(),
     Ok(())
 }
 
-async fn load(base: String, args: BenchArgs) -> Result<(), String> {
+/// `clients` new threads of `USER`, one per client.
+async fn user_threads(base: &str, clients: usize) -> Result<Arc<Vec<String>>, String> {
+    let c = reqwest::Client::new();
+    let ids: Vec<String> = (0..clients)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let reqs = ids
+        .iter()
+        .map(|id| {
+            let body = json!({"thread_id": id, "metadata": {"user_id": USER}});
+            c.post(format!("{base}/threads")).json(&body)
+        })
+        .collect();
+    setup(clients, reqs).await?;
+    Ok(Arc::new(ids))
+}
+
+async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), String> {
     let ops: Vec<String> = args
         .ops
         .split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    let known = format!("{ALL_OPS},{AGENT_OPS}");
+    if let Some(other) = ops.iter().find(|o| !known.split(',').any(|k| k == *o)) {
+        return Err(format!("unknown operation {other:?}; known: {known}"));
+    }
+    if args.url.is_some() && ops.iter().any(|o| o == "idle_streams") {
+        return Err(
+            "idle_streams starts a mnemo of its own on DATABASE_URL: run it without --url".into(),
+        );
+    }
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let blob = base64::engine::general_purpose::STANDARD.encode(messages().to_string());
     let c = reqwest::Client::new();
 
-    let t = Instant::now();
-    let mut reqs = Vec::new();
-    for n in 0..args.items {
-        let body = json!({"namespace": ["users", format!("u{}", n % 100), "memories"], "key": format!("mem-{n}"), "value": store_value(n)});
-        reqs.push(c.put(format!("{base}/store/items")).json(&body));
-    }
-    for thread in 0..THREADS {
-        for step in 0..12u64 {
-            let id = format!("1f1e9aab-0000-6000-8000-{step:012}");
-            let parent = if step == 0 {
-                String::new()
-            } else {
-                format!("1f1e9aab-0000-6000-8000-{:012}", step - 1)
-            };
-            let url = format!("{base}/threads/bench-{tag}-{thread}/checkpoints");
-            reqs.push(
-                c.put(url)
-                    .json(&checkpoint_body(&id, &parent, &blob, step + 1)),
-            );
+    // the store and checkpoint data, when an operation reads it
+    if ops.iter().any(|o| ALL_OPS.split(',').any(|k| k == o)) {
+        let t = Instant::now();
+        let mut reqs = Vec::new();
+        for n in 0..args.items {
+            let body = json!({"namespace": ["users", format!("u{}", n % 100), "memories"], "key": format!("mem-{n}"), "value": store_value(n)});
+            reqs.push(c.put(format!("{base}/store/items")).json(&body));
         }
+        for thread in 0..THREADS {
+            for step in 0..12u64 {
+                let id = format!("1f1e9aab-0000-6000-8000-{step:012}");
+                let parent = if step == 0 {
+                    String::new()
+                } else {
+                    format!("1f1e9aab-0000-6000-8000-{:012}", step - 1)
+                };
+                let url = format!("{base}/threads/bench-{tag}-{thread}/checkpoints");
+                reqs.push(
+                    c.put(url)
+                        .json(&checkpoint_body(&id, &parent, &blob, step + 1)),
+                );
+            }
+        }
+        setup(args.clients, reqs).await?;
+        println!(
+            "# setup: {} store items, {THREADS} threads x 12 checkpoints in {:.1}s",
+            args.items,
+            t.elapsed().as_secs_f64()
+        );
     }
-    setup(args.clients, reqs).await?;
-    println!(
-        "# setup: {} store items, {THREADS} threads x 12 checkpoints in {:.1}s",
-        args.items,
-        t.elapsed().as_secs_f64()
-    );
     println!(
         "# {} clients, {} s per operation, against {base}",
         args.clients, args.seconds
@@ -224,49 +315,263 @@ async fn load(base: String, args: BenchArgs) -> Result<(), String> {
         let (b, tag, blob) = (base.clone(), tag.clone(), blob.clone());
         let items = args.items as u64;
         let run = match op.as_str() {
-            "store_put" => drive(args.clients, args.seconds, move |c, n| {
+            "store_put" => drive(args.clients, args.seconds, move |c, n, _| {
                 let body = json!({"namespace": ["bench", format!("u{}", n % 100), "memories"], "key": format!("{tag}-{n}"), "value": store_value(n as usize)});
                 let r = c.put(format!("{b}/store/items")).json(&body);
                 ok(r)
             }).await,
-            "store_get" => drive(args.clients, args.seconds, move |c, n| {
+            "store_get" => drive(args.clients, args.seconds, move |c, n, _| {
                 let k = (n * 7919) % items;
                 ok(c.get(format!("{b}/store/items?namespace=users.u{}.memories&key=mem-{k}", k % 100)))
             }).await,
-            "store_search" => drive(args.clients, args.seconds, move |c, n| {
+            "store_search" => drive(args.clients, args.seconds, move |c, n, _| {
                 let body = json!({"namespace_prefix": ["users"], "filter": {"category": format!("cat{}", n % 10)}, "limit": 10, "offset": (n * 31) % 100});
                 ok(c.post(format!("{b}/store/items/search")).json(&body))
             }).await,
-            "store_search_ns" => drive(args.clients, args.seconds, move |c, n| {
+            "store_search_ns" => drive(args.clients, args.seconds, move |c, n, _| {
                 let body = json!({"namespace_prefix": ["users", format!("u{}", n % 100), "memories"], "filter": {"category": format!("cat{}", (n / 100) % 10)}, "limit": 10});
                 ok(c.post(format!("{b}/store/items/search")).json(&body))
             }).await,
-            "ckpt_put" => drive(args.clients, args.seconds, move |c, n| {
+            "ckpt_put" => drive(args.clients, args.seconds, move |c, n, _| {
                 let id = format!("1f1e9aab-{:04x}-6000-9000-{n:012}", (n / 1_000_000) % 0xffff);
                 let body = checkpoint_body(&id, "1f1e9aab-0000-6000-8000-000000000011", &blob, 100 + n);
                 ok(c.put(format!("{b}/threads/bench-{tag}-{}/checkpoints", n % THREADS as u64)).json(&body))
             }).await,
-            "ckpt_writes" => drive(args.clients, args.seconds, move |c, n| {
+            "ckpt_writes" => drive(args.clients, args.seconds, move |c, n, _| {
                 let body = json!({"task_id": format!("task-{n}"), "task_path": "~__pregel_pull, agent", "writes": [
                     {"channel": "messages", "type": "json", "data": blob.as_str()},
                     {"channel": "branch:to:agent", "type": "null", "data": ""}]});
                 let url = format!("{b}/threads/bench-{tag}-{}/checkpoints/1f1e9aab-0000-6000-8000-000000000011/writes", n % THREADS as u64);
                 ok(c.put(url).json(&body))
             }).await,
-            "state_get" => drive(args.clients, args.seconds, move |c, n| {
+            "state_get" => drive(args.clients, args.seconds, move |c, n, _| {
                 ok(c.get(format!("{b}/threads/bench-{tag}-{}/state", n % THREADS as u64)))
             }).await,
-            "history10" => drive(args.clients, args.seconds, move |c, n| {
+            "history10" => drive(args.clients, args.seconds, move |c, n, _| {
                 ok(c.post(format!("{b}/threads/bench-{tag}-{}/history", n % THREADS as u64)).json(&json!({"limit": 10})))
             }).await,
-            other => return Err(format!("unknown operation {other:?}; known: {ALL_OPS}")),
+            "chat_wait" => {
+                let threads = user_threads(&b, args.clients).await?;
+                drive(args.clients, args.seconds, move |c, _, i| {
+                    let body = json!({"assistant_id": "agent", "input": get_tasks(), "config": {"configurable": {"user_id": USER}}});
+                    ok(c.post(format!("{b}/threads/{}/runs/wait", threads[i])).json(&body))
+                }).await
+            }
+            "agent_stream" => {
+                let threads = user_threads(&b, args.clients).await?;
+                drive(args.clients, args.seconds, move |c, _, i| {
+                    let body = json!({"user_id": USER, "message": "get tasks", "thread_id": threads[i]});
+                    streamed(c.post(format!("{b}/agent/stream")).json(&body))
+                }).await
+            }
+            // idle_streams, the one left (the names were checked above)
+            _ => {
+                idle_streams(&config, args.streams).await?;
+                continue;
+            }
         };
-        report(&op, run);
+        let Run {
+            latencies,
+            firsts,
+            errors,
+            elapsed,
+        } = run;
+        if op == "agent_stream" {
+            report("agent_stream_first", firsts, errors, elapsed);
+            report("agent_stream_last", latencies, errors, elapsed);
+        } else {
+            report(&op, latencies, errors, elapsed);
+        }
     }
     Ok(())
 }
 
+/// The mnemo `idle_streams` measures, killed if still running when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Child {
+    /// A `Vm…` line of its `/proc/<pid>/status`, in MB.
+    fn vm_mb(&self, field: &str) -> Result<f64, String> {
+        let path = format!("/proc/{}/status", self.0.id());
+        let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| {
+                let kb = l.strip_prefix(field)?.strip_prefix(':')?.trim();
+                kb.strip_suffix("kB")?.trim().parse::<f64>().ok()
+            })
+            .map(|kb| kb / 1024.0)
+            .ok_or_else(|| format!("no {field} in {path}"))
+    }
+
+    /// Waits until it has exited, at most `within`.
+    async fn exited(
+        &mut self,
+        within: Duration,
+    ) -> Result<Option<std::process::ExitStatus>, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.0.try_wait() {
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                done => return done.map_err(|e| format!("the mnemo under test: {e}")),
+            }
+        }
+    }
+}
+
+/// A model endpoint that reads every request and never answers; its sockets close when the
+/// returned task is aborted.
+async fn silent_model() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("fake model endpoint: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("fake model endpoint: {e}"))?
+        .port();
+    let task = tokio::spawn(async move {
+        let mut held = tokio::task::JoinSet::new();
+        loop {
+            match listener.accept().await {
+                Ok((mut s, _)) => {
+                    held.spawn(async move {
+                        let mut buf = [0u8; 4096];
+                        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    Ok((port, task))
+}
+
+/// Sends `request` on a socket of its own and reads the response headers and the first event;
+/// the socket is then left unread, its stream idle.
+async fn open_stream(port: u16, request: &str) -> Result<TcpStream, String> {
+    let io = |e: std::io::Error| format!("a stream: {e}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.map_err(io)?;
+    s.write_all(request.as_bytes()).await.map_err(io)?;
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    loop {
+        let n = s.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            return Err(format!("a stream closed after {} bytes", got.len()));
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = find(&got, b"\r\n\r\n") {
+            if !got.starts_with(b"HTTP/1.1 200") {
+                let answer = String::from_utf8_lossy(&got);
+                return Err(format!(
+                    "a stream was answered {}",
+                    answer.lines().next().unwrap_or("")
+                ));
+            }
+            if find(&got[end..], b"\n\n").is_some() {
+                return Ok(s);
+            }
+        }
+    }
+}
+
+/// Starts a mnemo child on `config`'s database, its model a silent endpoint, and prints its
+/// memory before and while it holds `n` open streams.
+async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
+    let (model_port, model) = silent_model().await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let exe = std::env::current_exe().map_err(|e| format!("mnemo's own path: {e}"))?;
+    let mut child = std::process::Command::new(exe)
+        .arg("serve")
+        .env("DATABASE_URL", &config.database_url)
+        .env("MNEMO_POOL_MAX", config.pool_max.to_string())
+        .env("MNEMO_HOST", "127.0.0.1")
+        .env("MNEMO_PORT", port.to_string())
+        .env("MNEMO_LLM", "openai")
+        .env(
+            "MNEMO_LLM_BASE_URL",
+            format!("http://127.0.0.1:{model_port}/v1"),
+        )
+        .env("MNEMO_LLM_API_KEY", "unused")
+        .env("MNEMO_LLM_READ_TIMEOUT_MS", "600000")
+        .env("MNEMO_LLM_MAX_RETRIES", "0")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(Child)
+        .map_err(|e| format!("starting the mnemo under test: {e}"))?;
+
+    let ready = format!("http://127.0.0.1:{port}/ready");
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.exited(Duration::ZERO).await? {
+            return Err(format!("the mnemo under test exited at start ({status})"));
+        }
+        if matches!(c.get(&ready).send().await, Ok(r) if r.status().is_success()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{ready} did not answer 200 within 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = child.vm_mb("VmRSS")?;
+
+    let body = json!({"assistant_id": "agent", "input": get_tasks(), "stream_mode": ["values", "messages-tuple"]}).to_string();
+    let request = format!(
+        "POST /runs/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let opened: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|_| async {
+            tokio::time::timeout(Duration::from_secs(30), open_stream(port, &request))
+                .await
+                .map_err(|_| "a stream did not start within 30 s".to_string())?
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let streams = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (with, peak) = (child.vm_mb("VmRSS")?, child.vm_mb("VmHWM")?);
+    println!(
+        "# idle_streams: {} streams open, server RSS before {before:.1} MB, with streams {with:.1} MB, peak (VmHWM) {peak:.1} MB",
+        streams.len()
+    );
+
+    drop(streams);
+    model.abort();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .map_err(|e| format!("kill -TERM: {e}"))?;
+    let wait = Duration::from_secs(config.shutdown_timeout_s + 10);
+    match child.exited(wait).await? {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!("the mnemo under test ended with {status}")),
+        None => Err(format!(
+            "the mnemo under test was still running {}s after SIGTERM",
+            wait.as_secs()
+        )),
+    }
+}
+
 pub async fn run(config: Config, args: BenchArgs) -> Result<(), String> {
+    let settings = config.clone();
     let (base, app) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_string(), None),
         None => {
@@ -288,7 +593,7 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<(), String> {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(load(base, args)))
+            .and_then(|rt| rt.block_on(load(base, args, settings)))
     });
     let result = loop {
         if generator.is_finished() {
