@@ -4,9 +4,9 @@
 //! `("users", <id>, "memories")`, a search filter on one field over 10,000 items, and a chat
 //! checkpoint whose `messages` channel holds 10 messages of ~200 characters.
 //!
-//! The agent operations run only when named in `--ops`; each client has a thread of its own
-//! (a thread runs one run at a time), and sends "get tasks" (a `list_tasks` call, then the
-//! answer):
+//! The agent operations run only when named in `--ops`; each client holds conversations of its
+//! own (a thread runs one run at a time) of 10 turns each, and sends "get tasks" (a `list_tasks`
+//! call, then the answer):
 //! - `chat_wait`: `runs/wait`, timed to the final values.
 //! - `agent_stream`: `POST /agent/stream`, timed to the first chunk of the SSE body
 //!   (`agent_stream_first`) and to its end (`agent_stream_last`).
@@ -233,20 +233,31 @@ async fn setup(clients: usize, reqs: Vec<reqwest::RequestBuilder>) -> Result<(),
 }
 
 /// `clients` new threads of `USER`, one per client.
-async fn user_threads(base: &str, clients: usize) -> Result<Arc<Vec<String>>, String> {
-    let c = reqwest::Client::new();
-    let ids: Vec<String> = (0..clients)
-        .map(|_| uuid::Uuid::new_v4().to_string())
-        .collect();
-    let reqs = ids
-        .iter()
-        .map(|id| {
-            let body = json!({"thread_id": id, "metadata": {"user_id": USER}});
-            c.post(format!("{base}/threads")).json(&body)
+/// Turns per conversation: after this many runs a client starts a new thread, so runs do not
+/// slow down as one thread's history grows without end.
+const TURNS: u64 = 10;
+
+/// Each client's conversations: client `i`'s turn `t` is on thread `(i, t / TURNS)`.
+struct Conversations {
+    tag: String,
+    turns: Vec<AtomicU64>,
+}
+
+impl Conversations {
+    fn new(tag: &str, clients: usize) -> Arc<Conversations> {
+        Arc::new(Conversations {
+            tag: tag.to_string(),
+            turns: (0..clients).map(|_| AtomicU64::new(0)).collect(),
         })
-        .collect();
-    setup(clients, reqs).await?;
-    Ok(Arc::new(ids))
+    }
+
+    /// Client `i`'s thread for its next turn, and whether that turn starts the conversation.
+    fn next(&self, i: usize) -> (String, bool) {
+        let t = self.turns[i].fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{i}-{}", self.tag, t / TURNS);
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+        (id.to_string(), t.is_multiple_of(TURNS))
+    }
 }
 
 async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), String> {
@@ -351,17 +362,28 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
                 ok(c.post(format!("{b}/threads/bench-{tag}-{}/history", n % THREADS as u64)).json(&json!({"limit": 10})))
             }).await,
             "chat_wait" => {
-                let threads = user_threads(&b, args.clients).await?;
+                let chats = Conversations::new(&tag, args.clients);
                 drive(args.clients, args.seconds, move |c, _, i| {
-                    let body = json!({"assistant_id": "agent", "input": get_tasks(), "config": {"configurable": {"user_id": USER}}});
-                    ok(c.post(format!("{b}/threads/{}/runs/wait", threads[i])).json(&body))
+                    let (thread, _) = chats.next(i);
+                    let body = json!({"assistant_id": "agent", "input": get_tasks(), "if_not_exists": "create",
+                                      "config": {"configurable": {"user_id": USER}}});
+                    ok(c.post(format!("{b}/threads/{thread}/runs/wait")).json(&body))
                 }).await
             }
             "agent_stream" => {
-                let threads = user_threads(&b, args.clients).await?;
+                let chats = Conversations::new(&tag, args.clients);
                 drive(args.clients, args.seconds, move |c, _, i| {
-                    let body = json!({"user_id": USER, "message": "get tasks", "thread_id": threads[i]});
-                    streamed(c.post(format!("{b}/agent/stream")).json(&body))
+                    let (thread, new) = chats.next(i);
+                    let b = b.clone();
+                    async move {
+                        if new {
+                            // a conversation starts by creating its thread, as a client does
+                            let body = json!({"thread_id": thread, "metadata": {"user_id": USER}});
+                            status(c.post(format!("{b}/threads")).json(&body)).await?;
+                        }
+                        let body = json!({"user_id": USER, "message": "get tasks", "thread_id": thread});
+                        streamed(c.post(format!("{b}/agent/stream")).json(&body)).await
+                    }
                 }).await
             }
             // idle_streams, the one left (the names were checked above)

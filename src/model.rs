@@ -296,6 +296,20 @@ pub struct NewCheckpoint {
     pub blobs: Vec<Blob>,
 }
 
+impl From<&CheckpointRecord> for NewCheckpoint {
+    fn from(r: &CheckpointRecord) -> NewCheckpoint {
+        NewCheckpoint {
+            thread_id: r.thread_id.clone(),
+            checkpoint_ns: r.checkpoint_ns.clone(),
+            checkpoint_id: r.checkpoint_id.clone(),
+            parent_checkpoint_id: r.parent_checkpoint_id.clone(),
+            checkpoint: r.checkpoint.clone(),
+            metadata: r.metadata.clone(),
+            blobs: r.blobs.clone(),
+        }
+    }
+}
+
 /// One pending write as a caller sends it: (channel, type, data).
 pub type RawWrite = (String, String, Vec<u8>);
 
@@ -507,6 +521,7 @@ pub struct NewRun {
 pub struct StartedRun {
     pub run: Run,
     pub to_cancel: Vec<String>,
+    pub thread_metadata: Value,
 }
 
 /// One event of a run's stream: `seq` is its SSE id.

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use crate::agent::{Delta, Model, ToolCall, Turn, tools};
 use crate::error::ApiError;
 use crate::graphs::Graph;
-use crate::model::{NewRun, NewWrites, Run, RunEvent, StateUpdate};
-use crate::persistence::Persistence;
+use crate::model::{CheckpointRecord, NewCheckpoint, NewRun, NewWrites, Run, RunEvent};
+use crate::persistence::{DbError, Persistence, next_state};
 
 /// Most model turns in one run (LangGraph's default recursion limit).
 const RECURSION_LIMIT: usize = 25;
@@ -85,6 +85,8 @@ struct Log {
 /// A run this process executes.
 pub struct Live {
     pub run: Run,
+    /// The thread's metadata when the run was created (it names the run's user).
+    thread_metadata: Value,
     pub resumable: bool,
     events: Vec<&'static str>,
     running: AtomicBool,
@@ -282,6 +284,7 @@ impl Runner {
         });
         let live = Arc::new(Live {
             run: run.clone(),
+            thread_metadata: started.thread_metadata,
             resumable: req.resumable,
             events: req.events.clone(),
             running: AtomicBool::new(run.status == "running"),
@@ -333,12 +336,17 @@ impl Runner {
             return Ok(run);
         }
         let thread_status = (run.status == "running").then(|| "idle".to_string());
-        let run = db
-            .finish_run(run_id.into(), "interrupted".into(), thread_status)
-            .await?;
         if how == Stop::Rollback {
-            db.rollback_run(thread_id.into(), run_id.into()).await?;
+            db.rollback_run(thread_id.into(), run_id.into(), thread_status.is_some())
+                .await?;
+            return Ok(Run {
+                status: "interrupted".into(),
+                ..run
+            });
         }
+        let run = db
+            .finish_run(run_id.into(), "interrupted".into(), thread_status, None)
+            .await?;
         Ok(run)
     }
 
@@ -372,14 +380,22 @@ impl Runner {
         let mut stop = live.stop.subscribe();
         let deadline = Instant::now() + self.0.run_timeout;
         let mut claimed = live.run.status == "running";
-        let result = match self.wait_turn(live, &mut stop, deadline).await {
+        let mut progress = Progress::default();
+        let mut result = match self.wait_turn(live, &mut stop, deadline).await {
             Ok(()) => {
                 claimed = true;
                 live.running.store(true, Ordering::Relaxed);
-                self.steps(live, req, &mut stop, deadline).await
+                self.steps(live, req, &mut progress, &mut stop, deadline)
+                    .await
             }
             Err(halt) => Err(halt),
         };
+        if let Err(e) = progress.settle().await
+            && result.is_ok()
+        {
+            result = Err(Halt::Failed(e));
+        }
+        let latest = progress.latest.as_ref().map(CheckpointRecord::values);
         let (status, thread_status, values) = match result {
             Ok(Outcome::Done(values)) => ("success", "idle", values),
             Ok(Outcome::Interrupted(values)) => ("interrupted", "interrupted", values),
@@ -405,13 +421,7 @@ impl Runner {
                 if !error.is_empty() {
                     live.emit("error", &json!({ "error": error, "message": message }));
                 }
-                let values = db
-                    .get_checkpoint(live.run.thread_id.clone(), String::new(), None)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| json!({}), |c| c.values());
-                (status, "idle", values)
+                (status, "idle", latest.clone().unwrap_or_else(|| json!({})))
             }
         };
         // the events are in the database before the run reads as ended
@@ -420,24 +430,30 @@ impl Runner {
             let _ = persister.await;
         }
         let thread_status = claimed.then(|| thread_status.to_string());
-        let ended = match db
-            .finish_run(live.run.run_id.clone(), status.into(), thread_status)
-            .await
-        {
-            Ok(run) => run,
-            Err(e) => {
-                log::error!("run {} could not be marked {status}: {e}", live.run.run_id);
-                live.run.clone()
+        let thread_values = latest.filter(|_| progress.wrote);
+        let run_id = live.run.run_id.clone();
+        let ended = if *stop.borrow() == Some(Stop::Rollback) {
+            // undone and deleted in one transaction that also frees the thread, so a run
+            // waiting for the thread never starts from what is being undone
+            let undone = db
+                .rollback_run(live.run.thread_id.clone(), run_id.clone(), claimed)
+                .await;
+            if let Err(e) = undone {
+                log::error!("run {run_id} could not be rolled back: {e}");
             }
+            Run {
+                status: status.into(),
+                ..live.run.clone()
+            }
+        } else {
+            let finished = db
+                .finish_run(run_id.clone(), status.into(), thread_status, thread_values)
+                .await;
+            finished.unwrap_or_else(|e| {
+                log::error!("run {run_id} could not be marked {status}: {e}");
+                live.run.clone()
+            })
         };
-        let stopped = *stop.borrow();
-        if stopped == Some(Stop::Rollback)
-            && let Err(e) = db
-                .rollback_run(live.run.thread_id.clone(), live.run.run_id.clone())
-                .await
-        {
-            log::error!("run {} could not be rolled back: {e}", live.run.run_id);
-        }
         log::info!(
             "run {} ended {status} in {} ms",
             live.run.run_id,
@@ -482,56 +498,69 @@ impl Runner {
         }
     }
 
+    /// The run's steps. Each checkpoint is computed here, from the previous one held in memory,
+    /// and written in the background (group-committed with other runs' writes, as LangGraph's
+    /// `durability: "async"`); the run waits for its writes before it ends.
     async fn steps(
         &self,
         live: &Live,
         req: &RunRequest,
+        progress: &mut Progress,
         stop: &mut watch::Receiver<Option<Stop>>,
         deadline: Instant,
     ) -> Result<Outcome, Halt> {
         let db = &self.0.db;
         let run = &live.run;
-        let thread = db.get_thread(run.thread_id.clone()).await?;
-        let user_id = user_of(&req.config, &thread.metadata);
+        let user_id = user_of(&req.config, &live.thread_metadata);
         let mut meta = Map::new();
         meta.insert("run_id".into(), json!(run.run_id));
         meta.insert("graph_id".into(), json!(req.graph.id));
         meta.insert("assistant_id".into(), json!(run.assistant_id));
         meta.insert("user_id".into(), json!(user_id));
-        // the first write goes on top of the checkpoint asked for (a fork), the others chain
-        let mut base = req.checkpoint_id.clone();
-        let mut write = async |values: Value, node: &str, source: &'static str| {
-            let update = StateUpdate {
-                thread_id: run.thread_id.clone(),
-                values,
-                as_node: Some(node.to_string()),
-                checkpoint_id: base.take(),
-                source,
-                metadata: meta.clone(),
+        // the run goes on from the checkpoint asked for (a fork), else from the latest
+        let start = db
+            .get_checkpoint(
+                run.thread_id.clone(),
+                String::new(),
+                req.checkpoint_id.clone(),
+            )
+            .await?;
+        if let (None, Some(id)) = (&start, &req.checkpoint_id) {
+            return Err(Halt::Failed(format!("Checkpoint {id} not found")));
+        }
+        progress.latest = start.clone();
+        let mut write = |values: Value, node: &str, source: &'static str| {
+            let Value::Object(changes) = values else {
+                return Err(Halt::Failed(
+                    "a step wrote something other than an object".into(),
+                ));
             };
-            let written = update.values.clone();
-            let record = db.update_state(update).await?;
-            live.emit("values", &record.values());
+            let record = next_state(
+                &run.thread_id,
+                Some(req.graph),
+                progress.latest.take(),
+                changes.clone(),
+                Some(node.to_string()),
+                source,
+                meta.clone(),
+            )?;
+            let (db, new) = (db.clone(), NewCheckpoint::from(&record));
+            progress.writes.push(actix_web::rt::spawn(
+                async move { db.put_checkpoint(new).await },
+            ));
+            progress.wrote = true;
+            let values = record.values();
+            live.emit("values", &values);
             if node != "__input__" {
-                live.emit("updates", &json!({ node: written }));
+                live.emit("updates", &json!({ node: changes }));
             }
-            if let Some(messages) = written.get("messages").and_then(Value::as_array) {
+            if let Some(messages) = changes.get("messages").and_then(Value::as_array) {
                 for m in messages.iter().filter(|m| m["type"] == "tool") {
                     legacy_complete(live, m, &chunk_metadata(&meta, 0));
                 }
             }
-            Ok::<_, Halt>(record)
-        };
-        let start = match &req.checkpoint_id {
-            Some(id) => Some(
-                db.get_checkpoint(run.thread_id.clone(), String::new(), Some(id.clone()))
-                    .await?
-                    .ok_or_else(|| Halt::Failed(format!("Checkpoint {id} not found")))?,
-            ),
-            None => {
-                db.get_checkpoint(run.thread_id.clone(), String::new(), None)
-                    .await?
-            }
+            progress.latest = Some(record);
+            Ok::<_, Halt>(values)
         };
         let mut values = if let Some(decision) = &req.resume {
             // resuming: answer the waiting tool calls, then go on
@@ -540,15 +569,11 @@ impl Runner {
             };
             let calls = pending_calls(&start.values());
             let results = run_tools(db, &user_id, &calls, approves(decision)).await;
-            write(json!({ "messages": results }), "tools", "loop")
-                .await?
-                .values()
+            write(json!({ "messages": results }), "tools", "loop")?
         } else {
             match &req.input {
                 Value::Null => start.map_or_else(|| json!({}), |s| s.values()),
-                Value::Object(_) => write(req.input.clone(), "__input__", "input")
-                    .await?
-                    .values(),
+                Value::Object(_) => write(req.input.clone(), "__input__", "input")?,
                 other => {
                     return Err(Halt::Failed(format!(
                         "Expected an object as input, got {other}"
@@ -557,39 +582,35 @@ impl Runner {
             }
         };
         for step in 0..RECURSION_LIMIT {
-            values = match self
+            let turn = self
                 .turn(live, req, &user_id, &meta, step, &values, stop, deadline)
-                .await?
-            {
+                .await?;
+            let calls = match turn {
                 Turn::Answer(text) => {
                     let ai = json!({ "type": "ai", "id": message_id(run, step), "content": text, "tool_calls": [] });
-                    let record =
-                        write(json!({ "messages": [ai.clone()] }), "agent", "loop").await?;
+                    let values = write(json!({ "messages": [ai.clone()] }), "agent", "loop")?;
                     legacy_complete(live, &ai, &chunk_metadata(&meta, step));
-                    return Ok(Outcome::Done(record.values()));
+                    return Ok(Outcome::Done(values));
                 }
-                Turn::Call(calls) => {
-                    let tool_calls: Vec<Value> = calls
-                        .iter()
-                        .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
-                        .collect();
-                    let ai = json!({ "type": "ai", "id": message_id(run, step), "content": "", "tool_calls": tool_calls });
-                    let asked = write(json!({ "messages": [ai.clone()] }), "agent", "loop").await?;
-                    legacy_complete(live, &ai, &chunk_metadata(&meta, step));
-                    if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
-                        return Ok(Outcome::Interrupted(
-                            self.ask_approval(live, run, delete, asked).await?,
-                        ));
-                    }
-                    if let Some(why) = *stop.borrow() {
-                        return Err(Halt::Stopped(why));
-                    }
-                    let results = run_tools(db, &user_id, &calls, false).await;
-                    write(json!({ "messages": results }), "tools", "loop")
-                        .await?
-                        .values()
-                }
+                Turn::Call(calls) => calls,
             };
+            let tool_calls: Vec<Value> = calls
+                .iter()
+                .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
+                .collect();
+            let ai = json!({ "type": "ai", "id": message_id(run, step), "content": "", "tool_calls": tool_calls });
+            write(json!({ "messages": [ai.clone()] }), "agent", "loop")?;
+            legacy_complete(live, &ai, &chunk_metadata(&meta, step));
+            if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
+                return Ok(Outcome::Interrupted(
+                    self.ask_approval(live, delete, progress).await?,
+                ));
+            }
+            if let Some(why) = *stop.borrow() {
+                return Err(Halt::Stopped(why));
+            }
+            let results = run_tools(db, &user_id, &calls, false).await;
+            values = write(json!({ "messages": results }), "tools", "loop")?;
         }
         Err(Halt::Failed(format!(
             "Recursion limit of {RECURSION_LIMIT} reached without an answer"
@@ -636,10 +657,13 @@ impl Runner {
     async fn ask_approval(
         &self,
         live: &Live,
-        run: &Run,
         delete: &ToolCall,
-        asked: crate::model::CheckpointRecord,
+        progress: &mut Progress,
     ) -> Result<Value, Halt> {
+        progress.settle().await?;
+        let Some(asked) = &progress.latest else {
+            return Err(Halt::Failed("no checkpoint to interrupt on".into()));
+        };
         let task = delete
             .args
             .get("task")
@@ -654,7 +678,7 @@ impl Runner {
             },
         });
         let writes = NewWrites {
-            thread_id: run.thread_id.clone(),
+            thread_id: asked.thread_id.clone(),
             checkpoint_ns: String::new(),
             checkpoint_id: asked.checkpoint_id.clone(),
             task_id: delete.id.clone(),
@@ -671,6 +695,32 @@ impl Runner {
         live.emit("values", &values);
         live.emit("updates", &json!({ "__interrupt__": [interrupt] }));
         Ok(values)
+    }
+}
+
+/// What a run has written: its latest checkpoint (held in memory, the base of the next step)
+/// and the writes still in flight.
+#[derive(Default)]
+struct Progress {
+    latest: Option<CheckpointRecord>,
+    wrote: bool,
+    writes: Vec<actix_web::rt::task::JoinHandle<Result<(), DbError>>>,
+}
+
+impl Progress {
+    /// Waits for the writes in flight; the first failure is the run's.
+    async fn settle(&mut self) -> Result<(), String> {
+        let mut result = Ok(());
+        for write in self.writes.drain(..) {
+            let done = write
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if let (Ok(()), Err(e)) = (&result, done) {
+                result = Err(format!("a checkpoint could not be written: {e}"));
+            }
+        }
+        result
     }
 }
 

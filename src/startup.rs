@@ -88,6 +88,12 @@ impl Application {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         )
         .shutdown_timeout(config.shutdown_timeout().as_secs())
+        // a stream's small writes go out at once (else Nagle holds each for the client's ACK)
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         // mnemo handles SIGTERM/SIGINT itself so that the pool closes after the last request
         // notice an SSE client that leaves at once, not after writes fail
         .h1_allow_half_closed(false)

@@ -652,6 +652,26 @@ fn updated(
     })
 }
 
+/// The checkpoint a state update makes of `base` (none for a thread's first): `changes` applied
+/// through the graph's reducers, the next time-ordered id, `source` and `extra` in its metadata.
+/// Nothing is written.
+pub fn next_state(
+    thread_id: &str,
+    graph: Option<&Graph>,
+    base: Option<CheckpointRecord>,
+    changes: Map<String, Value>,
+    as_node: Option<String>,
+    source: &str,
+    extra: Map<String, Value>,
+) -> Result<CheckpointRecord, DbError> {
+    let mut record = updated(thread_id, graph, base, changes, as_node, Utc::now())?;
+    if let Some(m) = record.metadata.as_object_mut() {
+        m.insert("source".into(), json!(source));
+        m.extend(extra);
+    }
+    Ok(record)
+}
+
 /// Writes a new checkpoint on top of the latest (or the named) one. The thread row is locked
 /// first, so concurrent updates of one thread chain instead of forking.
 pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<CheckpointRecord, DbError> {
@@ -707,11 +727,7 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
                 }
                 None => None,
             };
-            let mut record = updated(&thread_id, graph, base, changes, as_node, now)?;
-            if let Some(m) = record.metadata.as_object_mut() {
-                m.insert("source".into(), json!(source));
-                m.extend(extra);
-            }
+            let record = next_state(&thread_id, graph, base, changes, as_node, source, extra)?;
             diesel::insert_into(c::table)
                 .values((
                     c::thread_id.eq(&record.thread_id),
@@ -738,8 +754,14 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
 }
 
 /// Undoes a run: deletes the checkpoints it wrote (they carry its `run_id`) with their pending
-/// writes, then the run itself; the thread's values become its latest remaining checkpoint's.
-pub async fn rollback_run(db: &DbPool, thread_id: String, run_id: String) -> Result<(), DbError> {
+/// writes, then the run itself; the thread's values become its latest remaining checkpoint's,
+/// and with `free_thread` (the run held it) the thread becomes idle.
+pub async fn rollback_run(
+    db: &DbPool,
+    thread_id: String,
+    run_id: String,
+    free_thread: bool,
+) -> Result<(), DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
@@ -806,6 +828,12 @@ pub async fn rollback_run(db: &DbPool, thread_id: String, run_id: String) -> Res
                 ))
                 .execute(conn)
                 .await?;
+            if free_thread {
+                diesel::update(t::table.find(&thread_id))
+                    .set(t::status.eq("idle"))
+                    .execute(conn)
+                    .await?;
+            }
             Ok(())
         })
         .await

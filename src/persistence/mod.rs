@@ -22,6 +22,7 @@ mod tasks;
 mod threads;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
+pub use checkpoints::next_state;
 pub use error::DbError;
 pub use migrate::run_migrations;
 pub use pool::{Backend, DbPool};
@@ -227,9 +228,9 @@ operations! {
     /// Lets a pending run take its thread once it is its turn.
     ClaimRun => fn claim_run(run_id: String) -> Option<Run> = runs::claim;
     /// Ends a run and, when it held its thread, sets the thread's status.
-    FinishRun => fn finish_run(run_id: String, status: String, thread_status: Option<String>) -> Run = runs::finish;
+    FinishRun => fn finish_run(run_id: String, status: String, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
     /// Deletes a run and the checkpoints it wrote.
-    RollbackRun => fn rollback_run(thread_id: String, run_id: String) -> () = checkpoints::rollback_run;
+    RollbackRun => fn rollback_run(thread_id: String, run_id: String, free_thread: bool) -> () = checkpoints::rollback_run;
     /// Deletes a run that has ended.
     DeleteRun => fn delete_run(thread_id: String, run_id: String) -> () = runs::delete;
     /// Ends the runs a vanished process left pending or running.

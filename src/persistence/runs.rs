@@ -137,6 +137,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
             Ok(StartedRun {
                 run: run(row),
                 to_cancel,
+                thread_metadata: metadata,
             })
         })
         .await
@@ -189,13 +190,15 @@ pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> 
     })
 }
 
-/// Ends a run with `status`; a run that held its thread leaves it with `thread_status`, in the
-/// same transaction. A run that already ended keeps its status.
+/// Ends a run with `status`; a run that held its thread leaves it with `thread_status` and,
+/// when given, the thread's `values` (its latest checkpoint's), in the same transaction. A run
+/// that already ended keeps its status.
 pub async fn finish(
     db: &DbPool,
     run_id: String,
     status: String,
     thread_status: Option<String>,
+    values: Option<Value>,
 ) -> Result<Run, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
@@ -221,6 +224,12 @@ pub async fn finish(
             if let Some(thread_status) = thread_status {
                 diesel::update(t::table.find(&row.1))
                     .set((t::status.eq(&thread_status), t::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(values) = values {
+                diesel::update(t::table.find(&row.1))
+                    .set((t::state_values.eq(values), t::state_updated_at.eq(now)))
                     .execute(conn)
                     .await?;
             }
