@@ -73,9 +73,16 @@ impl Stop {
     }
 }
 
+/// Events already sent, and a receiver of those to come (none once the run has ended).
+pub type Subscription = (
+    Vec<Arc<RunEvent>>,
+    Option<mpsc::UnboundedReceiver<Arc<RunEvent>>>,
+);
+
 /// The events of a live run and who listens to them.
 #[derive(Default)]
 struct Log {
+    seq: i64,
     events: Vec<Arc<RunEvent>>,
     subscribers: Vec<mpsc::UnboundedSender<Arc<RunEvent>>>,
     persist: Option<mpsc::UnboundedSender<RunEvent>>,
@@ -115,6 +122,10 @@ impl Live {
         name == "metadata" || name == "error" || self.events.contains(&name)
     }
 
+    /// Sends an event to the run's listeners. A resumable run also keeps it (in memory while
+    /// it runs, and in the database); other runs' events go only to whoever listens now (they
+    /// carry no id, so nobody can ask for them again), and are not even serialised when nobody
+    /// does.
     fn emit(&self, name: &'static str, data: &Value) {
         if !self.wants(name) {
             return;
@@ -123,27 +134,28 @@ impl Live {
         if log.ended {
             return;
         }
-        let event = RunEvent {
-            seq: log.events.len() as i64 + 1,
+        log.seq += 1;
+        log.subscribers.retain(|s| !s.is_closed());
+        if !self.resumable && log.subscribers.is_empty() {
+            return;
+        }
+        let event = Arc::new(RunEvent {
+            seq: log.seq,
             event: name.to_string(),
             data: data.to_string(),
-        };
+        });
         if let Some(persist) = &log.persist {
-            let _ = persist.send(event.clone());
+            let _ = persist.send(RunEvent::clone(&event));
         }
-        let event = Arc::new(event);
         log.subscribers.retain(|s| s.send(event.clone()).is_ok());
-        log.events.push(event);
+        if self.resumable {
+            log.events.push(event);
+        }
     }
 
-    /// The events after `after` and, unless the run has ended, a receiver of those to come.
-    pub fn subscribe(
-        &self,
-        after: i64,
-    ) -> (
-        Vec<Arc<RunEvent>>,
-        Option<mpsc::UnboundedReceiver<Arc<RunEvent>>>,
-    ) {
+    /// The events after `after` (a resumable run's) and, unless the run has ended, a receiver
+    /// of those to come.
+    pub fn subscribe(&self, after: i64) -> Subscription {
         let mut log = self.log();
         let past = log
             .events
@@ -161,7 +173,7 @@ impl Live {
 
     /// The sequence number of the latest event.
     pub fn last_seq(&self) -> i64 {
-        self.log().events.len() as i64
+        self.log().seq
     }
 
     /// Asks the run to stop; the first reason given wins.
@@ -257,8 +269,12 @@ impl Runner {
     }
 
     /// Creates a run and executes it in the background: errors (404, 409) come back before
-    /// anything runs. Runs the strategy stops are told to stop; a queued run waits its turn.
-    pub async fn launch(&self, req: RunRequest) -> Result<Arc<Live>, ApiError> {
+    /// anything runs. With `subscribe`, the caller gets the run's events from the first. Runs the strategy stops are told to stop; a queued run waits its turn.
+    pub async fn launch(
+        &self,
+        req: RunRequest,
+        subscribe: bool,
+    ) -> Result<(Arc<Live>, Option<Subscription>), ApiError> {
         if *self.0.stopping.borrow() {
             return Err(ApiError::Unavailable("mnemo is shutting down".into()));
         }
@@ -292,6 +308,8 @@ impl Runner {
             stop: watch::channel(None).0,
             outcome: watch::channel(None).0,
         });
+        // subscribed before the first event, so the caller's stream misses none
+        let subscription = subscribe.then(|| live.subscribe(0));
         // `thread_id` beyond LangGraph's fields: a stream that created its thread says which
         live.emit(
             "metadata",
@@ -320,7 +338,7 @@ impl Runner {
         actix_web::rt::spawn(async move {
             runner.execute(&running, &req, persister).await;
         });
-        Ok(live)
+        Ok((live, subscription))
     }
 
     /// Stops a run: at once when this process executes it; a run left behind by another
@@ -518,13 +536,12 @@ impl Runner {
         meta.insert("assistant_id".into(), json!(run.assistant_id));
         meta.insert("user_id".into(), json!(user_id));
         // the run goes on from the checkpoint asked for (a fork), else from the latest
-        let start = db
-            .get_checkpoint(
-                run.thread_id.clone(),
-                String::new(),
-                req.checkpoint_id.clone(),
-            )
-            .await?;
+        // pending writes matter only to a resume (the interrupt it answers)
+        let (thread_id, from) = (run.thread_id.clone(), req.checkpoint_id.clone());
+        let start = match req.resume {
+            Some(_) => db.get_checkpoint(thread_id, String::new(), from).await?,
+            None => db.checkpoint_head(thread_id, from).await?,
+        };
         if let (None, Some(id)) = (&start, &req.checkpoint_id) {
             return Err(Halt::Failed(format!("Checkpoint {id} not found")));
         }

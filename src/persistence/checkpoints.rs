@@ -129,7 +129,10 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
 
 /// Loads the blobs and pending writes of `rows` (all of one thread) and assembles them.
 macro_rules! load_page {
-    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr) => {{
+    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr) => {
+        load_page!($conn, $s, $thread_id, $rows, true)
+    };
+    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {{
         use $s::{checkpoint_blobs as b, checkpoint_writes as w};
         let rows: Vec<Row> = $rows;
         let mut channels = HashSet::new();
@@ -159,7 +162,7 @@ macro_rules! load_page {
                 .await?
         };
         let ids: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
-        let writes: Vec<WriteRow> = if ids.is_empty() {
+        let writes: Vec<WriteRow> = if ids.is_empty() || !$with_writes {
             Vec::new()
         } else {
             w::table
@@ -482,6 +485,25 @@ pub async fn get(
     checkpoint_ns: String,
     checkpoint_id: Option<String>,
 ) -> Result<Option<CheckpointRecord>, DbError> {
+    get_with(db, thread_id, checkpoint_ns, checkpoint_id, true).await
+}
+
+/// A checkpoint without its pending writes (what a new step builds on): one query fewer.
+pub async fn head(
+    db: &DbPool,
+    thread_id: String,
+    checkpoint_id: Option<String>,
+) -> Result<Option<CheckpointRecord>, DbError> {
+    get_with(db, thread_id, String::new(), checkpoint_id, false).await
+}
+
+async fn get_with(
+    db: &DbPool,
+    thread_id: String,
+    checkpoint_ns: String,
+    checkpoint_id: Option<String>,
+    with_writes: bool,
+) -> Result<Option<CheckpointRecord>, DbError> {
     with_conn!(db, |conn, s| {
         use s::checkpoints as c;
         // two fixed shapes rather than one boxed query: fixed shapes are prepared once per
@@ -505,7 +527,7 @@ pub async fn get(
         }
         .optional()?;
         let Some(row) = row else { return Ok(None) };
-        Ok(load_page!(&mut conn, s, &thread_id, vec![row]).pop())
+        Ok(load_page!(&mut conn, s, &thread_id, vec![row], with_writes).pop())
     })
 }
 

@@ -219,6 +219,8 @@ operations! {
 
     /// Reads one checkpoint (or the latest) with its blobs and pending writes.
     GetCheckpoint => fn get_checkpoint(thread_id: String, checkpoint_ns: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::get;
+    /// Reads a checkpoint (the latest without an id) without its pending writes.
+    CheckpointHead => fn checkpoint_head(thread_id: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::head;
     /// Lists checkpoints newest first, keyset-paginated by checkpoint id.
     ListCheckpoints => fn list_checkpoints(query: CheckpointQuery) -> Vec<CheckpointRecord> = checkpoints::list;
     /// Deletes a thread's checkpoints, blobs and writes (and the thread); idempotent.

@@ -2,7 +2,9 @@
 //! transaction that checks it was not, so two runs never execute on one thread at once.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
@@ -63,6 +65,22 @@ fn run(
     }
 }
 
+/// The number of runs pending or running on the thread row at hand (SQL).
+macro_rules! active_runs {
+    () => {
+        "(SELECT count(*) FROM runs WHERE runs.thread_id = threads.thread_id \
+         AND runs.status IN ('pending', 'running'))"
+    };
+}
+const ACTIVE_RUNS: &str = active_runs!();
+
+/// The thread's status once a new run asked for it: busy (taken) when no run is active on it.
+const TAKE_IF_FREE: &str = concat!(
+    "CASE WHEN ",
+    active_runs!(),
+    " = 0 THEN 'busy' ELSE status END"
+);
+
 /// Creates a run. When its thread is free (not busy, no run queued before it) the run takes it
 /// at once: `running`, the thread `busy`. Otherwise `reject` answers 409, and the other
 /// strategies leave the run `pending`, `interrupt`/`rollback` naming the runs to stop. The
@@ -77,27 +95,24 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
             if new.create_thread {
                 ensure_thread!(conn, s, &new.thread_id, now);
             }
-            // the write first: it locks the thread row until this transaction ends
-            let locked: Option<(Value, String)> = diesel::update(t::table.find(&new.thread_id))
-                .set(t::updated_at.eq(now))
-                .returning((t::metadata, t::status))
+            // the write first: it locks the thread row until this transaction ends. The thread
+            // is taken (busy) when no run is pending or running on it.
+            let locked: Option<(Value, i64)> = diesel::update(t::table.find(&new.thread_id))
+                .set((
+                    t::updated_at.eq(now),
+                    t::status.eq(sql::<Text>(TAKE_IF_FREE)),
+                ))
+                .returning((t::metadata, sql::<BigInt>(ACTIVE_RUNS)))
                 .get_result(conn)
                 .await
                 .optional()?;
-            let Some((mut metadata, status)) = locked else {
+            let Some((mut metadata, active)) = locked else {
                 return Err(DbError::NotFound(format!(
                     "Thread with ID {} not found",
                     new.thread_id
                 )));
             };
-            let ahead: Vec<String> = r::table
-                .filter(r::thread_id.eq(&new.thread_id))
-                .filter(r::status.eq_any(["pending", "running"]))
-                .select(r::run_id)
-                .order(r::run_id.asc())
-                .load(conn)
-                .await?;
-            let free = status != "busy" && ahead.is_empty();
+            let free = active == 0;
             let to_cancel = match new.multitask_strategy.as_str() {
                 _ if free => Vec::new(),
                 "reject" => {
@@ -106,19 +121,28 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                         new.thread_id
                     )));
                 }
-                "interrupt" | "rollback" => ahead,
+                "interrupt" | "rollback" => {
+                    r::table
+                        .filter(r::thread_id.eq(&new.thread_id))
+                        .filter(r::status.eq_any(["pending", "running"]))
+                        .select(r::run_id)
+                        .order(r::run_id.asc())
+                        .load(conn)
+                        .await?
+                }
                 _ => Vec::new(),
             };
-            if let Some(m) = metadata.as_object_mut() {
+            if let Some(m) = metadata.as_object_mut()
+                && !(m.contains_key("graph_id") && m.contains_key("assistant_id"))
+            {
                 m.entry("graph_id").or_insert_with(|| json!(new.graph_id));
                 m.entry("assistant_id")
                     .or_insert_with(|| json!(new.assistant_id));
+                diesel::update(t::table.find(&new.thread_id))
+                    .set(t::metadata.eq(&metadata))
+                    .execute(conn)
+                    .await?;
             }
-            let thread_status = if free { "busy" } else { status.as_str() };
-            diesel::update(t::table.find(&new.thread_id))
-                .set((t::status.eq(thread_status), t::metadata.eq(&metadata)))
-                .execute(conn)
-                .await?;
             let row: Row = diesel::insert_into(r::table)
                 .values((
                     r::run_id.eq(&run_id),
@@ -190,9 +214,50 @@ pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> 
     })
 }
 
+/// Ending a run on Postgres: one statement updates the run (unless it has ended already) and
+/// its thread. `$4` is the thread's new status, `$5` its new values (either may be null).
+const PG_FINISH: &str = "
+WITH r AS (
+    UPDATE runs SET status = $2, updated_at = $3
+    WHERE run_id = $1 AND status IN ('pending', 'running')
+    RETURNING run_id, thread_id, assistant_id, status, metadata, kwargs, multitask_strategy,
+              created_at, updated_at
+), t AS (
+    UPDATE threads SET
+        status = COALESCE($4, threads.status),
+        updated_at = $3,
+        state_values = COALESCE($5, threads.state_values),
+        state_updated_at = CASE WHEN $5 IS NULL THEN threads.state_updated_at ELSE $3 END
+    FROM r WHERE threads.thread_id = r.thread_id AND ($4 IS NOT NULL OR $5 IS NOT NULL)
+)
+SELECT * FROM r";
+
+/// A run row as `PG_FINISH` returns it.
+#[derive(QueryableByName)]
+struct PgRun {
+    #[diesel(sql_type = Text)]
+    run_id: String,
+    #[diesel(sql_type = Text)]
+    thread_id: String,
+    #[diesel(sql_type = Text)]
+    assistant_id: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    metadata: Value,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    kwargs: Value,
+    #[diesel(sql_type = Text)]
+    multitask_strategy: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
 /// Ends a run with `status`; a run that held its thread leaves it with `thread_status` and,
 /// when given, the thread's `values` (its latest checkpoint's), in the same transaction. A run
-/// that already ended keeps its status.
+/// that already ended keeps its status and leaves the thread alone.
 pub async fn finish(
     db: &DbPool,
     run_id: String,
@@ -201,6 +266,44 @@ pub async fn finish(
     values: Option<Value>,
 ) -> Result<Run, DbError> {
     let now = Utc::now();
+    if let DbPool::Pg(pool) = db {
+        use diesel::sql_types::{Jsonb, Nullable, Timestamptz};
+        let mut conn = pool.get().await?;
+        let ended: Option<PgRun> = diesel::sql_query(PG_FINISH)
+            .bind::<Text, _>(&run_id)
+            .bind::<Text, _>(&status)
+            .bind::<Timestamptz, _>(now)
+            .bind::<Nullable<Text>, _>(thread_status)
+            .bind::<Nullable<Jsonb>, _>(values)
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+        return match ended {
+            Some(r) => Ok(run((
+                r.run_id,
+                r.thread_id,
+                r.assistant_id,
+                r.status,
+                r.metadata,
+                r.kwargs,
+                r.multitask_strategy,
+                r.created_at,
+                r.updated_at,
+            ))),
+            // it had already ended: it keeps its status
+            None => {
+                use super::schema::pg::runs as r;
+                r::table
+                    .find(&run_id)
+                    .select(columns!(r))
+                    .first::<Row>(&mut conn)
+                    .await
+                    .optional()?
+                    .map(run)
+                    .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))
+            }
+        };
+    }
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
@@ -211,28 +314,44 @@ pub async fn finish(
                 .get_result(conn)
                 .await
                 .optional()?;
-            let row = match row {
-                Some(row) => row,
-                None => r::table
+            let Some(row) = row else {
+                // it had already ended: it keeps its status, and its thread is not its own
+                return r::table
                     .find(&run_id)
                     .select(columns!(r))
                     .first(conn)
                     .await
                     .optional()?
-                    .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))?,
+                    .map(run)
+                    .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")));
             };
-            if let Some(thread_status) = thread_status {
-                diesel::update(t::table.find(&row.1))
-                    .set((t::status.eq(&thread_status), t::updated_at.eq(now)))
-                    .execute(conn)
-                    .await?;
-            }
-            if let Some(values) = values {
-                diesel::update(t::table.find(&row.1))
-                    .set((t::state_values.eq(values), t::state_updated_at.eq(now)))
-                    .execute(conn)
-                    .await?;
-            }
+            let thread = t::table.find(&row.1);
+            match (thread_status, values) {
+                (Some(status), Some(values)) => {
+                    diesel::update(thread)
+                        .set((
+                            t::status.eq(status),
+                            t::updated_at.eq(now),
+                            t::state_values.eq(values),
+                            t::state_updated_at.eq(now),
+                        ))
+                        .execute(conn)
+                        .await?
+                }
+                (Some(status), None) => {
+                    diesel::update(thread)
+                        .set((t::status.eq(status), t::updated_at.eq(now)))
+                        .execute(conn)
+                        .await?
+                }
+                (None, Some(values)) => {
+                    diesel::update(thread)
+                        .set((t::state_values.eq(values), t::state_updated_at.eq(now)))
+                        .execute(conn)
+                        .await?
+                }
+                (None, None) => 0,
+            };
             Ok(run(row))
         })
         .await

@@ -12,7 +12,7 @@ use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{NewThread, RunEvent};
-use crate::runner::{Live, RunRequest, Runner, Stop};
+use crate::runner::{Live, RunRequest, Runner, Stop, Subscription};
 
 #[derive(Deserialize, Default)]
 pub struct RunBody {
@@ -165,7 +165,9 @@ async fn wait(
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
-    let live = runner.launch(request(thread_id, body, stateless)?).await?;
+    let (live, _) = runner
+        .launch(request(thread_id, body, stateless)?, false)
+        .await?;
     let guard = CancelOnDrop(cancel_later.then(|| live.clone()));
     let (run, values) = live.outcome().await;
     guard.disarm();
@@ -199,8 +201,8 @@ const STORED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Where a stream's events come from.
 enum Source {
-    /// A run this process executes.
-    Live(Arc<Live>),
+    /// A run this process executes, and the subscription its stream was created with.
+    Live(Arc<Live>, Option<Subscription>),
     /// A run read from the database: ended, or executed by another process.
     Stored { thread_id: String, run_id: String },
 }
@@ -217,15 +219,15 @@ fn event_stream(
     cancel_on_disconnect: bool,
 ) -> impl Responder {
     let (thread_id, run_id) = match &source {
-        Source::Live(live) => (live.run.thread_id.clone(), live.run.run_id.clone()),
+        Source::Live(live, _) => (live.run.thread_id.clone(), live.run.run_id.clone()),
         Source::Stored { thread_id, run_id } => (thread_id.clone(), run_id.clone()),
     };
     let base = format!("/threads/{thread_id}/runs/{run_id}");
     let (sse_tx, sse_rx) = mpsc::channel::<sse::Event>(64);
     actix_web::rt::spawn(async move {
-        let (ids, past, mut rx) = match &source {
-            Source::Live(live) => {
-                let (past, rx) = live.subscribe(after);
+        let (ids, past, mut rx) = match source {
+            Source::Live(live, subscription) => {
+                let (past, rx) = subscription.unwrap_or_else(|| live.subscribe(after));
                 (live.resumable, past, rx)
             }
             Source::Stored { .. } => {
@@ -343,10 +345,12 @@ async fn stream(
 ) -> Result<impl Responder, ApiError> {
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
     // errors (404, 409, 422) are answered as JSON, before any byte of the stream
-    let live = runner.launch(request(thread_id, body, stateless)?).await?;
+    let (live, subscription) = runner
+        .launch(request(thread_id, body, stateless)?, true)
+        .await?;
     Ok(event_stream(
         runner,
-        Source::Live(live),
+        Source::Live(live, subscription),
         0,
         None,
         cancel_later,
@@ -425,7 +429,7 @@ pub async fn join_stream(
     let (source, after) = match runner.live(&thread_id, &run_id) {
         Some(live) => {
             let after = last_event_id.unwrap_or_else(|| live.last_seq());
-            (Source::Live(live), after)
+            (Source::Live(live, None), after)
         }
         None => {
             runner
@@ -510,7 +514,9 @@ async fn background(
     body: RunBody,
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let live = runner.launch(request(thread_id, body, stateless)?).await?;
+    let (live, _) = runner
+        .launch(request(thread_id, body, stateless)?, false)
+        .await?;
     let location = format!("/threads/{}/runs/{}", live.run.thread_id, live.run.run_id);
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Location", location))
