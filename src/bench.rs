@@ -10,10 +10,12 @@
 //! - `chat_wait`: `runs/wait`, timed to the final values.
 //! - `agent_stream`: `POST /agent/stream`, timed to the first chunk of the SSE body
 //!   (`agent_stream_first`) and to its end (`agent_stream_last`).
-//! - `idle_streams`: the memory of a mnemo holding `--streams` open streams whose runs wait on
-//!   a model that never answers. That mnemo is a child process (so its memory is its own),
-//!   started on `DATABASE_URL` with `MNEMO_LLM=openai` pointed at a fake endpoint here that
-//!   reads each request and leaves it unanswered; `--url` does not apply.
+//! - `idle_streams`: the memory of a mnemo holding `--streams` open idle streams, twice: that
+//!   many clients on the stream of one run, then that many runs each streamed to its client.
+//!   The runs wait on a model that never answers (a fake endpoint here reads each request and
+//!   leaves it unanswered), so each of the latter also holds a connection to the model. That
+//!   mnemo is a child process (so its memory is its own), started on `DATABASE_URL` with
+//!   `MNEMO_LLM=openai`; `--url` does not apply.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -552,26 +554,58 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = child.vm_mb("VmRSS")?;
+    let open_all = |request: String| async move {
+        let opened: Vec<_> = futures_util::stream::iter(0..n)
+            .map(|_| async {
+                tokio::time::timeout(Duration::from_secs(30), open_stream(port, &request))
+                    .await
+                    .map_err(|_| "a stream did not start within 30 s".to_string())?
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        opened.into_iter().collect::<Result<Vec<_>, String>>()
+    };
 
+    // n clients on the stream of one run that waits on the model: the cost of a stream alone
+    let base = format!("http://127.0.0.1:{port}");
+    let run: Value = c
+        .post(format!("{base}/runs"))
+        .json(&json!({"assistant_id": "agent", "input": get_tasks(), "stream_resumable": true}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("starting a run: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("reading the run: {e}"))?;
+    let (thread_id, run_id) = (run["thread_id"].as_str(), run["run_id"].as_str());
+    let (Some(thread_id), Some(run_id)) = (thread_id, run_id) else {
+        return Err(format!("unexpected run: {run}"));
+    };
+    let rejoin = format!(
+        "GET /threads/{thread_id}/runs/{run_id}/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nLast-Event-ID: 0\r\n\r\n"
+    );
+    let streams = open_all(rejoin).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (with, peak) = (child.vm_mb("VmRSS")?, child.vm_mb("VmHWM")?);
+    println!(
+        "# idle_streams: {} clients on one run's stream: server RSS before {before:.1} MB, with them {with:.1} MB, peak (VmHWM) {peak:.1} MB",
+        streams.len()
+    );
+    drop(streams);
+
+    // n streams of n runs, each waiting on the model (with a connection to it of its own)
     let body = json!({"assistant_id": "agent", "input": get_tasks(), "stream_mode": ["values", "messages-tuple"]}).to_string();
     let request = format!(
         "POST /runs/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let opened: Vec<_> = futures_util::stream::iter(0..n)
-        .map(|_| async {
-            tokio::time::timeout(Duration::from_secs(30), open_stream(port, &request))
-                .await
-                .map_err(|_| "a stream did not start within 30 s".to_string())?
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let streams = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let streams = open_all(request).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (with, peak) = (child.vm_mb("VmRSS")?, child.vm_mb("VmHWM")?);
     println!(
-        "# idle_streams: {} streams open, server RSS before {before:.1} MB, with streams {with:.1} MB, peak (VmHWM) {peak:.1} MB",
+        "# idle_streams: {} streams of as many runs waiting on the model: server RSS {with:.1} MB, peak (VmHWM) {peak:.1} MB",
         streams.len()
     );
 

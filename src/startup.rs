@@ -150,16 +150,20 @@ impl Application {
         );
         let handle = server.handle();
         let grace = config.shutdown_timeout();
+        let stopping_runs = runner.clone();
         actix_web::rt::spawn(async move {
             shutdown.await;
             log::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stop_background.send(true);
             let stopping = handle.stop(true);
             // runs end (marked interrupted) and their streams close before the pool does
-            runner.shutdown(grace).await;
+            stopping_runs.shutdown(grace).await;
             stopping.await;
         });
         let served = server.await;
+        // the HTTP side may be done before the runs are (their clients had left): they end
+        // before the pool closes
+        runner.shutdown(config.shutdown_timeout()).await;
         match persistence.shutdown(config.shutdown_timeout()).await {
             Ok(r) => log::info!(
                 "mnemo stopped: pool closed (connections before {}, after {}, waited {} ms)",

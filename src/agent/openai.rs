@@ -51,13 +51,16 @@ impl OpenAi {
         messages: &[Value],
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Turn, String> {
-        let body = json!({
+        // bytes, not a `Value`, are kept for the call's length (and its retries): a JSON tree of
+        // the tools' schemas costs tens of KB per run waiting on the model
+        let body = serde_json::to_vec(&json!({
             "model": self.model,
             "messages": chat_messages(graph, user_id, messages),
             "tools": tool_specs(graph),
             "stream": true,
-        });
-        let mut response = self.send(&body).await?;
+        }))
+        .map_err(|e| e.to_string())?;
+        let mut response = self.send(body).await?;
         let json_body = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -99,10 +102,15 @@ impl OpenAi {
     }
 
     /// Sends the request, retrying failed connects, 429 and 5xx with backoff.
-    async fn send(&self, body: &Value) -> Result<reqwest::Response, String> {
+    async fn send(&self, body: Vec<u8>) -> Result<reqwest::Response, String> {
+        let body = actix_web::web::Bytes::from(body);
         let mut attempt = 0;
         loop {
-            let mut request = self.http.post(&self.url).json(body);
+            let mut request = self
+                .http
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
             if let Some(key) = &self.api_key {
                 request = request.bearer_auth(key);
             }
