@@ -57,7 +57,21 @@ pub async fn get(
     db: web::Data<Persistence>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(db.get_thread(path.into_inner()).await?))
+    let mut thread = db.get_thread(path.into_inner()).await?;
+    // an interrupted thread names what it waits on, by task, as LangGraph's `Thread.interrupts`
+    if thread.status == "interrupted"
+        && let Some(latest) = db
+            .get_checkpoint(thread.thread_id.clone(), String::new(), None)
+            .await?
+    {
+        let waiting: serde_json::Map<String, Value> = latest
+            .interrupts()
+            .into_iter()
+            .map(|(task, list)| (task, Value::Array(list)))
+            .collect();
+        thread.interrupts = Value::Object(waiting);
+    }
+    Ok(HttpResponse::Ok().json(thread))
 }
 
 #[derive(Deserialize)]

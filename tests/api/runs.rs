@@ -314,10 +314,16 @@ async fn deleting_a_task_waits_for_approval(kind: Kind) {
         "{values}"
     );
     assert_eq!(app.get(&location.unwrap()).await.1["status"], "interrupted");
-    assert_eq!(
-        app.get(&format!("/threads/{id}")).await.1["status"],
-        "interrupted"
-    );
+    let (_, thread) = app.get(&format!("/threads/{id}")).await;
+    assert_eq!(thread["status"], "interrupted");
+    let waiting: Vec<&Value> = thread["interrupts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|list| list.as_array().unwrap())
+        .collect();
+    assert_eq!(waiting.len(), 1, "{thread}");
+    assert_eq!(waiting[0]["value"]["action"], "delete_task");
     let (_, state) = app.get(&format!("/threads/{id}/state")).await;
     assert_eq!(state["next"], json!(["tools"]));
     assert_eq!(state["interrupts"][0]["value"]["action"], "delete_task");
