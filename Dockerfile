@@ -12,6 +12,9 @@ COPY migrations migrations
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
+# the CA roots the `openai` model verifies its endpoint's certificate with
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/mnemo mnemo
 COPY --from=build /src/target/release/mnemo /usr/local/bin/mnemo
 USER mnemo
