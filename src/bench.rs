@@ -366,8 +366,10 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
             "chat_wait" => {
                 let chats = Conversations::new(&tag, args.clients);
                 drive(args.clients, args.seconds, move |c, _, i| {
-                    let (thread, _) = chats.next(i);
-                    let body = json!({"assistant_id": "agent", "input": get_tasks(), "if_not_exists": "create",
+                    // the first turn of a conversation creates its thread
+                    let (thread, new) = chats.next(i);
+                    let create = if new { "create" } else { "reject" };
+                    let body = json!({"assistant_id": "agent", "input": get_tasks(), "if_not_exists": create,
                                       "config": {"configurable": {"user_id": USER}}});
                     ok(c.post(format!("{b}/threads/{thread}/runs/wait")).json(&body))
                 }).await

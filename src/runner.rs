@@ -532,6 +532,7 @@ impl Runner {
         let user_id = user_of(&req.config, &live.thread_metadata);
         let mut meta = Map::new();
         meta.insert("run_id".into(), json!(run.run_id));
+        meta.insert("thread_id".into(), json!(run.thread_id));
         meta.insert("graph_id".into(), json!(req.graph.id));
         meta.insert("assistant_id".into(), json!(run.assistant_id));
         meta.insert("user_id".into(), json!(user_id));
@@ -605,8 +606,7 @@ impl Runner {
             let calls = match turn {
                 Turn::Answer(text) => {
                     let ai = json!({ "type": "ai", "id": message_id(run, step), "content": text, "tool_calls": [] });
-                    let values = write(json!({ "messages": [ai.clone()] }), "agent", "loop")?;
-                    legacy_complete(live, &ai, &chunk_metadata(&meta, step));
+                    let values = write(json!({ "messages": [ai] }), "agent", "loop")?;
                     return Ok(Outcome::Done(values));
                 }
                 Turn::Call(calls) => calls,
@@ -616,8 +616,7 @@ impl Runner {
                 .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
                 .collect();
             let ai = json!({ "type": "ai", "id": message_id(run, step), "content": "", "tool_calls": tool_calls });
-            write(json!({ "messages": [ai.clone()] }), "agent", "loop")?;
-            legacy_complete(live, &ai, &chunk_metadata(&meta, step));
+            write(json!({ "messages": [ai] }), "agent", "loop")?;
             if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
                 return Ok(Outcome::Interrupted(
                     self.ask_approval(live, delete, progress).await?,
@@ -835,7 +834,8 @@ impl<'a> MessageStream<'a> {
     }
 }
 
-/// A whole message in the legacy `messages` mode.
+/// A message that was not streamed (a tool's) in the legacy `messages` mode: its metadata, then
+/// the whole message. Streamed messages get only `messages/partial`, as the reference sends.
 fn legacy_complete(live: &Live, message: &Value, meta: &Value) {
     if !live.wants("messages/complete") {
         return;
