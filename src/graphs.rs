@@ -153,11 +153,11 @@ fn normalise(message: &Value) -> Value {
 /// LangGraph's `add_messages` reducer: new messages are appended, a message with an id already
 /// in the list replaces it in place, `{"type": "remove", "id": …}` removes one (or all, with
 /// the id `__remove_all__`).
-pub fn add_messages(current: Option<&Value>, update: &Value) -> Value {
-    let mut list: Vec<Value> = current
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+pub fn add_messages(current: Option<Value>, update: &Value) -> Value {
+    let mut list: Vec<Value> = match current {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
     let updates: Vec<Value> = match update {
         Value::Array(items) => items.iter().map(normalise).collect(),
         Value::Null => Vec::new(),
@@ -182,7 +182,7 @@ pub fn add_messages(current: Option<&Value>, update: &Value) -> Value {
 
 impl Graph {
     /// The state after `changes`: `messages` through `add_messages`, every other key replaced.
-    pub fn reduce(&self, key: &str, current: Option<&Value>, change: &Value) -> Value {
+    pub fn reduce(&self, key: &str, current: Option<Value>, change: &Value) -> Value {
         match key {
             "messages" => add_messages(current, change),
             _ => change.clone(),

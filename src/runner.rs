@@ -652,8 +652,7 @@ impl Runner {
         let messages = values
             .get("messages")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+            .map_or(&[][..], Vec::as_slice);
         let mut stream = MessageStream::new(
             live,
             message_id(&live.run, step),
@@ -661,7 +660,7 @@ impl Runner {
         );
         let mut on_delta = |d| stream.push(d);
         let turn = tokio::select! {
-            turn = self.0.model.turn(req.graph, user_id, &messages, &mut on_delta) => turn,
+            turn = self.0.model.turn(req.graph, user_id, messages, &mut on_delta) => turn,
             why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
         };
         stream.finish();

@@ -273,13 +273,8 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
                     .map(|c| c.parent_checkpoint_id.clone())
                     .collect::<Vec<_>>(),
             )
-            .bind::<Array<Jsonb>, _>(
-                items
-                    .iter()
-                    .map(|c| c.checkpoint.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Jsonb>, _>(items.iter().map(|c| c.metadata.clone()).collect::<Vec<_>>())
+            .bind::<Array<Jsonb>, _>(items.iter().map(|c| &c.checkpoint).collect::<Vec<_>>())
+            .bind::<Array<Jsonb>, _>(items.iter().map(|c| &c.metadata).collect::<Vec<_>>())
             .execute(&mut conn)
             .await?;
         return Ok(());
@@ -597,7 +592,8 @@ fn next_version(versions: &Map<String, Value>) -> String {
     format!("{:032}.{:016}", max.saturating_add(1), 0)
 }
 
-/// The checkpoint an update writes on top of `base`: its values updated key by key.
+/// The checkpoint an update writes on top of `base`: its values updated key by key. `base` is
+/// taken apart, not copied: a chat's state is cloned once per step at most.
 fn updated(
     thread_id: &str,
     graph: Option<&Graph>,
@@ -606,66 +602,63 @@ fn updated(
     as_node: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<CheckpointRecord, DbError> {
-    let base_checkpoint = base
-        .as_ref()
-        .map(|b| b.checkpoint.clone())
-        .unwrap_or_else(|| json!({}));
-    let field = |name: &str| {
-        base_checkpoint
-            .get(name)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default()
+    let (base_id, base_step, mut base_checkpoint, base_blobs) = match base {
+        Some(b) => {
+            let step = b.metadata.get("step").and_then(Value::as_i64);
+            (Some(b.checkpoint_id), step, b.checkpoint, b.blobs)
+        }
+        None => (None, None, json!({}), Vec::new()),
+    };
+    let mut take = |name: &str| match base_checkpoint.get_mut(name).map(Value::take) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
     };
     let (mut channel_values, mut channel_versions) =
-        (field("channel_values"), field("channel_versions"));
+        (take("channel_values"), take("channel_versions"));
+    let versions_seen = take("versions_seen");
     let version = next_version(&channel_versions);
-    // a thread of one of mnemo's graphs applies its reducers; any other keeps values as given
-    let base_values = base
-        .as_ref()
-        .map(CheckpointRecord::values)
-        .unwrap_or_else(|| json!({}));
     for (k, v) in &changes {
-        let v = graph.map_or_else(|| v.clone(), |g| g.reduce(k, base_values.get(k), v));
+        // the channel's current value: inline, or a JSON blob of the base
+        let current = channel_values.remove(k).or_else(|| {
+            base_blobs
+                .iter()
+                .find(|b| b.channel == *k && b.type_ == "json")
+                .and_then(|b| b.data.as_deref())
+                .and_then(|d| serde_json::from_slice(d).ok())
+        });
+        // a thread of one of mnemo's graphs applies its reducers; any other keeps values as given
+        let v = match graph {
+            Some(g) => g.reduce(k, current, v),
+            None => v.clone(),
+        };
         channel_values.insert(k.clone(), v);
         // the value is inline now: no blob of this version exists, so reads keep the inline one
         channel_versions.insert(k.clone(), Value::String(version.clone()));
     }
-    let checkpoint_id = next_checkpoint_id(base.as_ref().map(|b| b.checkpoint_id.as_str()))
-        .ok_or_else(|| {
-            DbError::Conflict(
-                "the latest checkpoint's id sorts after any new time-ordered id".into(),
-            )
-        })?;
-    let step = base
-        .as_ref()
-        .and_then(|b| b.metadata.get("step"))
-        .and_then(Value::as_i64)
-        .unwrap_or(-1)
-        + 1;
+    let checkpoint_id = next_checkpoint_id(base_id.as_deref()).ok_or_else(|| {
+        DbError::Conflict("the latest checkpoint's id sorts after any new time-ordered id".into())
+    })?;
+    let step = base_step.unwrap_or(-1) + 1;
     let checkpoint = json!({
         "v": 4,
         "id": checkpoint_id,
         "ts": format_ts(&now),
         "channel_values": channel_values,
         "channel_versions": channel_versions,
-        "versions_seen": base_checkpoint.get("versions_seen").cloned().unwrap_or_else(|| json!({})),
+        "versions_seen": versions_seen,
         "updated_channels": changes.keys().collect::<Vec<_>>(),
     });
     // the base's blobs still hold the channels this update did not touch
-    let blobs = base.as_ref().map_or_else(Vec::new, |b| {
-        b.blobs
-            .iter()
-            .filter(|bl| !changes.contains_key(&bl.channel))
-            .cloned()
-            .collect()
-    });
+    let blobs = base_blobs
+        .into_iter()
+        .filter(|bl| !changes.contains_key(&bl.channel))
+        .collect();
     let as_node = as_node.unwrap_or_else(|| "__input__".into());
     Ok(CheckpointRecord {
         thread_id: thread_id.to_string(),
         checkpoint_ns: String::new(),
         checkpoint_id,
-        parent_checkpoint_id: base.map(|b| b.checkpoint_id),
+        parent_checkpoint_id: base_id,
         checkpoint,
         metadata: json!({ "source": "update", "step": step, "writes": { as_node: Value::Object(changes) }, "parents": {} }),
         created_at: now,

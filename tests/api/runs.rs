@@ -51,6 +51,7 @@ pub async fn user_thread(app: &TestApp, user: &str, task: &str) -> String {
 }
 
 pub fn last_text(values: &Value) -> String {
+    assert!(values["messages"].is_array(), "no messages in {values}");
     values["messages"].as_array().unwrap().last().unwrap()["content"]
         .as_str()
         .unwrap()
