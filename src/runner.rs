@@ -46,6 +46,8 @@ pub struct RunRequest {
     pub events: Vec<&'static str>,
     /// Keep the stream's events in the database (`stream_resumable`).
     pub resumable: bool,
+    /// Delete the thread once the run has ended (a stateless run's, by default).
+    pub delete_thread: bool,
 }
 
 /// Why a run was stopped before its end.
@@ -484,6 +486,11 @@ impl Runner {
         }
         live.outcome.send_replace(Some((ended, values)));
         self.registry().remove(&live.run.run_id);
+        if req.delete_thread
+            && let Err(e) = db.delete_thread(live.run.thread_id.clone()).await
+        {
+            log::warn!("the thread of stateless run {run_id} could not be deleted: {e}");
+        }
     }
 
     /// Waits until a queued run may take its thread.

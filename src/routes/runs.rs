@@ -29,6 +29,7 @@ pub struct RunBody {
     on_disconnect: Option<String>,
     checkpoint: Option<Value>,
     checkpoint_id: Option<String>,
+    on_completion: Option<String>,
 }
 
 /// The run a request body asks for (422 for an unknown assistant, strategy or command).
@@ -56,6 +57,16 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
             .and_then(Value::as_str)
             .map(str::to_string)
     });
+    // a stateless run's thread is deleted when the run ends, unless `on_completion: "keep"`
+    let delete_thread = match body.on_completion.as_deref() {
+        None | Some("delete") => stateless,
+        Some("keep") => false,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "on_completion must be delete or keep, not {other:?}"
+            )));
+        }
+    };
     let input = body.input.unwrap_or(Value::Null);
     without_nul(&input, "input")?;
     let events = events_of(&body.stream_mode)?;
@@ -78,6 +89,7 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
         multitask_strategy: strategy.to_string(),
         events,
         resumable: body.stream_resumable,
+        delete_thread,
     })
 }
 

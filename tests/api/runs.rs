@@ -274,7 +274,7 @@ async fn run_errors_are_json(kind: Kind) {
     let resp = app
         .client
         .post(app.url("/runs/wait"))
-        .json(&json!({"assistant_id": "agent", "input": ask("hello")}))
+        .json(&json!({"assistant_id": "agent", "input": ask("hello"), "on_completion": "keep"}))
         .send()
         .await
         .unwrap();
@@ -293,6 +293,36 @@ async fn run_errors_are_json(kind: Kind) {
         "success",
         "a stateless run gets a thread of its own"
     );
+    // which is deleted when the run ends, unless it is kept
+    let resp = app
+        .client
+        .post(app.url("/runs/wait"))
+        .json(&json!({"assistant_id": "agent", "input": ask("hello")}))
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(resp.status().as_u16(), 200);
+    let thread = location.split('/').nth(2).unwrap().to_string();
+    let mut gone = false;
+    for _ in 0..100 {
+        if app.get(&format!("/threads/{thread}")).await.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the stateless run's thread is deleted");
+    let (s, _) = app
+        .post(
+            "/runs/wait",
+            json!({"assistant_id": "agent", "on_completion": "sometimes"}),
+        )
+        .await;
+    assert_eq!(s, 422);
     app.stop().await;
 }
 
