@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::fake_llm::{FakeLlm, Reply, answer, call};
 use crate::helpers::{Kind, TestApp, TestDb};
-use crate::runs::{ask, last_text, user_thread, wait};
+use crate::runs::{ask, assert_thread_status, chat, last_text, user_thread, wait};
 use crate::sse::sse_events;
 
 both_backends!(
@@ -123,8 +123,7 @@ async fn get_tasks_through_an_openai_compatible_model(kind: Kind) {
     assert_eq!(sent[3]["tool_call_id"], "call_1");
     assert!(sent[0]["content"].as_str().unwrap().contains("o1"));
 
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
+    assert_thread_status(&app, &thread, "idle").await;
     app.stop().await;
 }
 
@@ -135,32 +134,18 @@ async fn a_model_that_times_out_ends_the_run_in_error(kind: Kind) {
     };
     let thread = user_thread(&app, "o2", "buy milk").await;
     let started = std::time::Instant::now();
-    let (s, values, _) = wait(
-        &app,
-        &thread,
-        json!({"assistant_id": "agent", "input": ask("get tasks")}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    let values = chat(&app, &thread, "get tasks").await;
     let message = values["__error__"]["message"].as_str().unwrap();
     assert!(message.contains("timed out"), "{message}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     // a read timeout is not retried: the model's answer may already have been acted upon
     assert_eq!(fake.requests().len(), 1);
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "error");
+    assert_thread_status(&app, &thread, "error").await;
 
     // the thread takes the next run
-    let (s, values, _) = wait(
-        &app,
-        &thread,
-        json!({"assistant_id": "agent", "input": ask("hello")}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    let values = chat(&app, &thread, "hello").await;
     assert_eq!(last_text(&values), "ok");
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
+    assert_thread_status(&app, &thread, "idle").await;
     app.stop().await;
 }
 
@@ -193,8 +178,7 @@ async fn a_model_that_keeps_failing_is_retried_then_given_up(kind: Kind) {
     assert_eq!(fake.requests().len(), 3);
     let (_, runs) = app.get(&format!("/threads/{thread}/runs")).await;
     assert_eq!(runs[0]["status"], "error");
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "error");
+    assert_thread_status(&app, &thread, "error").await;
 
     // a client error is not retried
     fake.then(vec![Reply::Status(400)]);

@@ -10,7 +10,7 @@ use crate::both_backends;
 use crate::fake_llm::{FakeLlm, Reply, answer};
 use crate::helpers::{Kind, TestApp, TestDb};
 use crate::models::app_with_model;
-use crate::runs::{ask, last_text, user_thread, wait};
+use crate::runs::{ask, assert_thread_status, chat, last_text, user_thread, wait};
 use crate::sse::{Reader, events};
 
 both_backends!(
@@ -65,13 +65,7 @@ async fn cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run(kind: Kind
         return;
     };
     let thread = user_thread(&app, "c1", "buy milk").await;
-    let (s, _, _) = wait(
-        &app,
-        &thread,
-        json!({"assistant_id": "agent", "input": ask("hello")}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    chat(&app, &thread, "hello").await;
 
     // interrupt: the run stops, what it wrote stays, the thread is free
     let (s, run) = background(
@@ -83,8 +77,7 @@ async fn cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run(kind: Kind
     assert_eq!(s, 200);
     let run_id = run["run_id"].as_str().unwrap();
     fake.received(2).await;
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "busy");
+    assert_thread_status(&app, &thread, "busy").await;
     let (s, cancelled) = app
         .post(
             &format!("/threads/{thread}/runs/{run_id}/cancel?wait=1&action=interrupt"),
@@ -93,8 +86,7 @@ async fn cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run(kind: Kind
         .await;
     assert_eq!(s, 200);
     assert_eq!(cancelled["status"], "interrupted");
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
+    assert_thread_status(&app, &thread, "idle").await;
     assert_eq!(
         messages(&state(&app, &thread).await),
         ["hello", "hi", "first"]
@@ -184,8 +176,7 @@ async fn a_client_that_leaves_cancels_its_run_with_on_disconnect_cancel(kind: Ki
     fake.received(1).await;
     drop(reader);
     until_status(&app, &thread, &run_id, "interrupted").await;
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
+    assert_thread_status(&app, &thread, "idle").await;
     app.stop().await;
 }
 
@@ -340,8 +331,7 @@ async fn enqueue_waits_and_interrupt_or_rollback_replace_the_running_run(kind: K
             .0,
         404
     );
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
+    assert_thread_status(&app, &thread, "idle").await;
     let (s, _) = background(&app, &thread, body("g", "sometimes")).await;
     assert_eq!(s, 422);
     app.stop().await;
@@ -353,20 +343,8 @@ async fn a_run_from_an_earlier_checkpoint_forks_the_thread(kind: Kind) {
     };
     let app = TestApp::start(db.config()).await;
     let thread = user_thread(&app, "f1", "buy milk").await;
-    let (s, _, _) = wait(
-        &app,
-        &thread,
-        json!({"assistant_id": "agent", "input": ask("hello")}),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, _) = wait(
-        &app,
-        &thread,
-        json!({"assistant_id": "agent", "input": ask("get tasks")}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    chat(&app, &thread, "hello").await;
+    chat(&app, &thread, "get tasks").await;
     // the checkpoint that holds the first exchange only
     let (_, history) = app
         .post(&format!("/threads/{thread}/history"), json!({"limit": 100}))
@@ -526,8 +504,7 @@ async fn a_run_over_its_timeout_ends_as_timeout(kind: Kind) {
     assert_eq!(values["__error__"], Value::Null, "{values}");
     let run = app.get(&location.unwrap()).await.1;
     assert_eq!(run["status"], "timeout");
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
+    assert_thread_status(&app, &thread, "idle").await;
     app.stop().await;
 }
 
@@ -567,15 +544,8 @@ async fn shutdown_ends_open_streams_and_marks_their_runs(kind: Kind) {
     let app = TestApp::start(db.config()).await;
     let (_, run) = run_status(&app, &thread, &run_id).await;
     assert_eq!(run["status"], "interrupted");
-    let (_, t) = app.get(&format!("/threads/{thread}")).await;
-    assert_eq!(t["status"], "idle");
-    let (s, values, _) = wait(
-        &app,
-        &thread,
-        json!({"assistant_id": "agent", "input": ask("get tasks")}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    assert_thread_status(&app, &thread, "idle").await;
+    let values = chat(&app, &thread, "get tasks").await;
     assert!(last_text(&values).contains("buy milk"));
     app.stop().await;
 }

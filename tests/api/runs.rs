@@ -36,6 +36,24 @@ pub async fn wait(app: &TestApp, thread: &str, body: Value) -> (u16, Value, Opti
     (s, v, location)
 }
 
+/// One turn of chat on `thread` with the `agent` graph; answers the final values.
+pub async fn chat(app: &TestApp, thread: &str, text: &str) -> Value {
+    let (s, values, _) = wait(
+        app,
+        thread,
+        json!({"assistant_id": "agent", "input": ask(text)}),
+    )
+    .await;
+    assert_eq!(s, 200, "{values}");
+    values
+}
+
+/// Asserts a thread's status.
+pub async fn assert_thread_status(app: &TestApp, thread: &str, status: &str) {
+    let (_, t) = app.get(&format!("/threads/{thread}")).await;
+    assert_eq!(t["status"], status, "{t}");
+}
+
 /// A thread of `user` (in its metadata), who has one task titled `task`.
 pub async fn user_thread(app: &TestApp, user: &str, task: &str) -> String {
     assert_eq!(
