@@ -42,6 +42,16 @@ async fn until_status(app: &TestApp, thread: &str, run: &str, want: &str) {
     );
 }
 
+/// `POST /threads/{thread}/runs/stream` with `body`.
+async fn stream_on(app: &TestApp, thread: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/threads/{thread}/runs/stream")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn background(app: &TestApp, thread: &str, body: Value) -> (u16, Value) {
     app.post(&format!("/threads/{thread}/runs"), body).await
 }
@@ -160,15 +170,12 @@ async fn a_client_that_leaves_cancels_its_run_with_on_disconnect_cancel(kind: Ki
         return;
     };
     let thread = user_thread(&app, "d1", "buy milk").await;
-    let resp = app
-        .client
-        .post(app.url(&format!("/threads/{thread}/runs/stream")))
-        .json(
-            &json!({"assistant_id": "agent", "input": ask("get tasks"), "on_disconnect": "cancel"}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = stream_on(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("get tasks"), "on_disconnect": "cancel"}),
+    )
+    .await;
     let mut reader = Reader::new(resp);
     let metadata = reader.next().await.unwrap();
     assert_eq!(metadata.name, "metadata");
@@ -189,17 +196,14 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
         return;
     };
     let thread = user_thread(&app, "r1", "buy milk").await;
-    let resp = app
-        .client
-        .post(app.url(&format!("/threads/{thread}/runs/stream")))
-        .json(
-            &json!({"assistant_id": "agent", "input": ask("say something"),
+    let resp = stream_on(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("say something"),
                       "stream_mode": ["values", "messages-tuple"], "stream_resumable": true,
                       "on_disconnect": "continue"}),
-        )
-        .send()
-        .await
-        .unwrap();
+    )
+    .await;
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let mut reader = Reader::new(resp);
     let mut seen = Vec::new();
@@ -417,13 +421,8 @@ async fn the_legacy_messages_mode(kind: Kind) {
     };
     let app = TestApp::start(db.config()).await;
     let thread = user_thread(&app, "l1", "buy milk").await;
-    let text = app
-        .client
-        .post(app.url(&format!("/threads/{thread}/runs/stream")))
-        .json(&json!({"assistant_id": "agent", "input": ask("get tasks"), "stream_mode": ["messages", "custom"]}))
-        .send()
+    let text = stream_on(&app, &thread, json!({"assistant_id": "agent", "input": ask("get tasks"), "stream_mode": ["messages", "custom"]}))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -514,15 +513,12 @@ async fn shutdown_ends_open_streams_and_marks_their_runs(kind: Kind) {
         return;
     };
     let thread = user_thread(&app, "s1", "buy milk").await;
-    let resp = app
-        .client
-        .post(app.url(&format!("/threads/{thread}/runs/stream")))
-        .json(
-            &json!({"assistant_id": "agent", "input": ask("get tasks"), "stream_resumable": true}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = stream_on(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("get tasks"), "stream_resumable": true}),
+    )
+    .await;
     let mut reader = Reader::new(resp);
     let run_id = reader.next().await.unwrap().data["run_id"]
         .as_str()
