@@ -214,47 +214,6 @@ pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> 
     })
 }
 
-/// Ending a run on Postgres: one statement updates the run (unless it has ended already) and
-/// its thread. `$4` is the thread's new status, `$5` its new values (either may be null).
-const PG_FINISH: &str = "
-WITH r AS (
-    UPDATE runs SET status = $2, updated_at = $3
-    WHERE run_id = $1 AND status IN ('pending', 'running')
-    RETURNING run_id, thread_id, assistant_id, status, metadata, kwargs, multitask_strategy,
-              created_at, updated_at
-), t AS (
-    UPDATE threads SET
-        status = COALESCE($4, threads.status),
-        updated_at = $3,
-        state_values = COALESCE($5, threads.state_values),
-        state_updated_at = CASE WHEN $5 IS NULL THEN threads.state_updated_at ELSE $3 END
-    FROM r WHERE threads.thread_id = r.thread_id AND ($4 IS NOT NULL OR $5 IS NOT NULL)
-)
-SELECT * FROM r";
-
-/// A run row as `PG_FINISH` returns it.
-#[derive(QueryableByName)]
-struct PgRun {
-    #[diesel(sql_type = Text)]
-    run_id: String,
-    #[diesel(sql_type = Text)]
-    thread_id: String,
-    #[diesel(sql_type = Text)]
-    assistant_id: String,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    metadata: Value,
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    kwargs: Value,
-    #[diesel(sql_type = Text)]
-    multitask_strategy: String,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    created_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    updated_at: DateTime<Utc>,
-}
-
 /// Ends a run with `status`; a run that held its thread leaves it with `thread_status` and,
 /// when given, the thread's `values` (its latest checkpoint's), in the same transaction. A run
 /// that already ended keeps its status and leaves the thread alone.
@@ -266,44 +225,6 @@ pub async fn finish(
     values: Option<Value>,
 ) -> Result<Run, DbError> {
     let now = Utc::now();
-    if let DbPool::Pg(pool) = db {
-        use diesel::sql_types::{Jsonb, Nullable, Timestamptz};
-        let mut conn = pool.get().await?;
-        let ended: Option<PgRun> = diesel::sql_query(PG_FINISH)
-            .bind::<Text, _>(&run_id)
-            .bind::<Text, _>(&status)
-            .bind::<Timestamptz, _>(now)
-            .bind::<Nullable<Text>, _>(thread_status)
-            .bind::<Nullable<Jsonb>, _>(values)
-            .get_result(&mut conn)
-            .await
-            .optional()?;
-        return match ended {
-            Some(r) => Ok(run((
-                r.run_id,
-                r.thread_id,
-                r.assistant_id,
-                r.status,
-                r.metadata,
-                r.kwargs,
-                r.multitask_strategy,
-                r.created_at,
-                r.updated_at,
-            ))),
-            // it had already ended: it keeps its status
-            None => {
-                use super::schema::pg::runs as r;
-                r::table
-                    .find(&run_id)
-                    .select(columns!(r))
-                    .first::<Row>(&mut conn)
-                    .await
-                    .optional()?
-                    .map(run)
-                    .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))
-            }
-        };
-    }
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
