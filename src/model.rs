@@ -257,6 +257,8 @@ pub struct Blob {
     pub version: String,
     pub type_: String,
     pub data: Option<Vec<u8>>,
+    /// A JSON rendering of opaque `data`, given by its writer, for showing the value as state.
+    pub value: Option<Value>,
 }
 
 /// A write a task made against a checkpoint that has not been applied yet.
@@ -386,8 +388,8 @@ impl CheckpointRecord {
             .collect()
     }
 
-    /// The state's values: inline channel values and JSON-typed blobs. Blobs of other types
-    /// (a Python graph's msgpack) are opaque to mnemo and left out, as are internal channels.
+    /// The state's values: inline channel values, JSON-typed blobs, and the JSON rendering their
+    /// writer gave other blobs (a Python graph's msgpack); internal channels are left out.
     pub fn values(&self) -> Value {
         let mut out = serde_json::Map::new();
         if let Some(inline) = self
@@ -402,14 +404,17 @@ impl CheckpointRecord {
             }
         }
         for blob in &self.blobs {
-            if blob.type_ != "json" || is_internal_channel(&blob.channel) {
+            if is_internal_channel(&blob.channel) {
                 continue;
             }
-            if let Some(v) = blob
-                .data
-                .as_deref()
-                .and_then(|d| serde_json::from_slice(d).ok())
-            {
+            let v = if blob.type_ == "json" {
+                blob.data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_slice(d).ok())
+            } else {
+                blob.value.clone()
+            };
+            if let Some(v) = v {
                 out.insert(blob.channel.clone(), v);
             }
         }

@@ -27,7 +27,14 @@ type Row = (
     Value,
     DateTime<Utc>,
 );
-type BlobRow = (String, String, String, String, Option<Vec<u8>>);
+type BlobRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<Value>,
+);
 type WriteRow = (String, String, String, i32, String, String, Vec<u8>, String);
 
 /// The columns of `Row`.
@@ -68,7 +75,7 @@ fn versions(checkpoint: &Value) -> Vec<(String, String)> {
 /// Joins rows with the blobs and writes loaded for them.
 fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<CheckpointRecord> {
     let mut blob_map: HashMap<(String, String, String), Blob> = HashMap::new();
-    for (ns, channel, version, type_, data) in blobs {
+    for (ns, channel, version, type_, data, value) in blobs {
         blob_map.insert(
             (ns, channel.clone(), version.clone()),
             Blob {
@@ -76,6 +83,7 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
                 version,
                 type_,
                 data,
+                value,
             },
         );
     }
@@ -157,7 +165,14 @@ macro_rules! load_page {
                 .filter(b::checkpoint_ns.eq_any(namespaces.clone()))
                 .filter(b::channel.eq_any(channels.into_iter().collect::<Vec<_>>()))
                 .filter(b::version.eq_any(vers.into_iter().collect::<Vec<_>>()))
-                .select((b::checkpoint_ns, b::channel, b::version, b::type_, b::blob))
+                .select((
+                    b::checkpoint_ns,
+                    b::channel,
+                    b::version,
+                    b::type_,
+                    b::blob,
+                    b::value,
+                ))
                 .load($conn)
                 .await?
         };
@@ -169,7 +184,7 @@ macro_rules! load_page {
                 .filter(w::thread_id.eq($thread_id))
                 .filter(w::checkpoint_ns.eq_any(namespaces))
                 .filter(w::checkpoint_id.eq_any(ids))
-                .order((w::task_id.asc(), w::idx.asc()))
+                .order((w::task_path.asc(), w::task_id.asc(), w::idx.asc()))
                 .select((
                     w::checkpoint_ns,
                     w::checkpoint_id,
@@ -200,12 +215,12 @@ WITH thread AS (
 /// On Postgres a batch of checkpoint puts is one statement (one round trip, one commit): the
 /// thread rows, the blobs and the checkpoint rows are written by data-modifying CTEs over arrays.
 const PG_PUT_CHECKPOINTS: &str = ", blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob, value)
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::jsonb[])
     ON CONFLICT DO NOTHING
 )
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at)
-SELECT c.*, $1 FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::jsonb[]) AS c
+SELECT c.*, $1 FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::jsonb[]) AS c
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata";
 
@@ -264,6 +279,12 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
                     .map(|(_, b)| b.data.clone())
                     .collect::<Vec<_>>(),
             )
+            .bind::<Array<Nullable<Jsonb>>, _>(
+                blobs
+                    .iter()
+                    .map(|(_, b)| b.value.as_ref())
+                    .collect::<Vec<_>>(),
+            )
             .bind::<Array<Text>, _>(of_items(|c| c.thread_id.clone()))
             .bind::<Array<Text>, _>(of_items(|c| c.checkpoint_ns.clone()))
             .bind::<Array<Text>, _>(of_items(|c| c.checkpoint_id.clone()))
@@ -294,6 +315,7 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
                             b::version.eq(&bl.version),
                             b::type_.eq(&bl.type_),
                             b::blob.eq(bl.data.as_deref()),
+                            b::value.eq(bl.value.as_ref()),
                         ))
                         .on_conflict_do_nothing()
                         .execute(conn)
@@ -850,6 +872,168 @@ pub async fn rollback_run(
                     .await?;
             }
             Ok(())
+        })
+        .await
+    })
+}
+
+/// Deletes the blobs of `threads` that none of their remaining checkpoints names: what deleting
+/// checkpoints leaves behind.
+macro_rules! drop_unused_blobs {
+    ($conn:expr, $s:ident, $threads:expr) => {{
+        use $s::{checkpoint_blobs as b, checkpoints as c};
+        let threads: &[String] = $threads;
+        let remaining: Vec<(String, String, Value)> = c::table
+            .filter(c::thread_id.eq_any(threads))
+            .select((c::thread_id, c::checkpoint_ns, c::checkpoint))
+            .load($conn)
+            .await?;
+        let used: HashSet<(String, String, String, String)> = remaining
+            .into_iter()
+            .flat_map(|(t, ns, cp)| {
+                versions(&cp)
+                    .into_iter()
+                    .map(move |(ch, v)| (t.clone(), ns.clone(), ch, v))
+            })
+            .collect();
+        let stored: Vec<(String, String, String, String)> = b::table
+            .filter(b::thread_id.eq_any(threads))
+            .select((b::thread_id, b::checkpoint_ns, b::channel, b::version))
+            .load($conn)
+            .await?;
+        let mut unused: HashMap<(String, String, String), Vec<String>> = HashMap::new();
+        for key in stored {
+            if !used.contains(&key) {
+                let (t, ns, ch, v) = key;
+                unused.entry((t, ns, ch)).or_default().push(v);
+            }
+        }
+        for ((t, ns, ch), vs) in unused {
+            diesel::delete(
+                b::table
+                    .filter(b::thread_id.eq(t))
+                    .filter(b::checkpoint_ns.eq(ns))
+                    .filter(b::channel.eq(ch))
+                    .filter(b::version.eq_any(vs)),
+            )
+            .execute($conn)
+            .await?;
+        }
+    }};
+}
+
+/// Deletes the checkpoints `doomed` names (thread, namespace, id) with their pending writes.
+macro_rules! delete_checkpoints {
+    ($conn:expr, $s:ident, $doomed:expr) => {{
+        use $s::{checkpoint_writes as w, checkpoints as c};
+        let mut by_ns: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for (t, ns, id) in $doomed {
+            by_ns.entry((t, ns)).or_default().push(id);
+        }
+        for ((t, ns), ids) in by_ns {
+            diesel::delete(
+                w::table
+                    .filter(w::thread_id.eq(&t))
+                    .filter(w::checkpoint_ns.eq(&ns))
+                    .filter(w::checkpoint_id.eq_any(&ids)),
+            )
+            .execute($conn)
+            .await?;
+            diesel::delete(
+                c::table
+                    .filter(c::thread_id.eq(&t))
+                    .filter(c::checkpoint_ns.eq(&ns))
+                    .filter(c::checkpoint_id.eq_any(&ids)),
+            )
+            .execute($conn)
+            .await?;
+        }
+    }};
+}
+
+/// How `prune` treats each thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    /// The thread goes, with everything under it.
+    Delete,
+    /// Only the latest checkpoint of each namespace stays, with its pending writes and blobs.
+    KeepLatest,
+}
+
+/// Prunes the threads named; returns how many of them existed.
+pub async fn prune(db: &DbPool, thread_ids: Vec<String>, strategy: Prune) -> Result<i64, DbError> {
+    if thread_ids.is_empty() {
+        return Ok(0);
+    }
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{checkpoints as c, threads as t};
+            let threads = t::table.filter(t::thread_id.eq_any(&thread_ids));
+            if strategy == Prune::Delete {
+                return Ok(diesel::delete(threads).execute(conn).await? as i64);
+            }
+            // a write first, so SQLite takes its write lock now (an upgrade later could fail)
+            let n = diesel::update(threads)
+                .set(t::updated_at.eq(now))
+                .execute(conn)
+                .await?;
+            let rows: Vec<(String, String, String)> = c::table
+                .filter(c::thread_id.eq_any(&thread_ids))
+                .select((c::thread_id, c::checkpoint_ns, c::checkpoint_id))
+                .load(conn)
+                .await?;
+            let mut latest: HashMap<(String, String), String> = HashMap::new();
+            for (t, ns, id) in &rows {
+                let best = latest
+                    .entry((t.clone(), ns.clone()))
+                    .or_insert_with(|| id.clone());
+                if id > best {
+                    *best = id.clone();
+                }
+            }
+            let doomed = rows
+                .into_iter()
+                .filter(|(t, ns, id)| latest.get(&(t.clone(), ns.clone())) != Some(id));
+            delete_checkpoints!(conn, s, doomed);
+            drop_unused_blobs!(conn, s, &thread_ids);
+            Ok(n as i64)
+        })
+        .await
+    })
+}
+
+/// Deletes the checkpoints the runs named wrote (their metadata's `run_id`), in every thread and
+/// namespace, with their pending writes and the blobs nothing else names; returns how many.
+pub async fn delete_for_runs(db: &DbPool, run_ids: Vec<String>) -> Result<i64, DbError> {
+    if run_ids.is_empty() {
+        return Ok(0);
+    }
+    let now = Utc::now();
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{checkpoints as c, threads as t};
+            // a write statement first, even one that matches no row: SQLite takes its write
+            // lock when the statement starts (an upgrade later could fail)
+            diesel::update(t::table.filter(t::thread_id.eq("")))
+                .set(t::updated_at.eq(now))
+                .execute(conn)
+                .await?;
+            let doomed: Vec<(String, String, String)> = c::table
+                .filter(dialect::run_id_in::<c::table>(&run_ids))
+                .select((c::thread_id, c::checkpoint_ns, c::checkpoint_id))
+                .load(conn)
+                .await?;
+            let n = doomed.len() as i64;
+            let threads: Vec<String> = doomed
+                .iter()
+                .map(|(t, _, _)| t.clone())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            delete_checkpoints!(conn, s, doomed);
+            drop_unused_blobs!(conn, s, &threads);
+            Ok(n)
         })
         .await
     })

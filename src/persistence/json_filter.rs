@@ -34,6 +34,15 @@ pub mod pg {
     }
 
     /// `column @> filter` (a list, to match the SQLite spelling).
+    /// Rows whose `metadata.run_id` is one of `ids` (the `checkpoints_run_id_idx` expression).
+    pub fn run_id_in<QS: 'static>(ids: &[String]) -> Pred<QS> {
+        Box::new(
+            sql::<Bool>("(metadata ->> 'run_id') = ANY(")
+                .bind::<diesel::sql_types::Array<Text>, _>(ids.to_vec())
+                .sql(")"),
+        )
+    }
+
     pub fn contains<QS: 'static>(column: &'static str, filter: &Value) -> Vec<Pred<QS>> {
         vec![Box::new(
             sql::<Bool>(&format!("{column} @> ")).bind::<Jsonb, _>(filter.clone()),
@@ -158,6 +167,15 @@ pub mod sqlite {
     }
 
     /// Postgres `column @> filter`, as a conjunction over the filter's leaves.
+    /// Rows whose `metadata.run_id` is one of `ids` (the `checkpoints_run_id_idx` expression).
+    pub fn run_id_in<QS: 'static>(ids: &[String]) -> Pred<QS> {
+        Box::new(
+            sql::<Bool>("json_extract(metadata, '$.run_id') IN (SELECT value FROM json_each(")
+                .bind::<Text, _>(serde_json::json!(ids).to_string())
+                .sql("))"),
+        )
+    }
+
     pub fn contains<QS: 'static>(column: &'static str, filter: &Value) -> Vec<Pred<QS>> {
         let mut out = Vec::new();
         leaves(column, &mut Vec::new(), filter, &mut out);

@@ -22,7 +22,7 @@ mod tasks;
 mod threads;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
-pub use checkpoints::next_state;
+pub use checkpoints::{Prune, next_state};
 pub use error::DbError;
 pub use migrate::run_migrations;
 pub use pool::{Backend, DbPool};
@@ -216,6 +216,10 @@ operations! {
     CountThreads => fn count_threads(filter: ThreadFilter) -> i64 = threads::count;
     /// Copies a thread with its whole history under a new id.
     CopyThread => fn copy_thread(thread_id: String, new_id: String) -> Thread = threads::copy;
+    /// Prunes threads (deletes them, or keeps only their latest checkpoints); returns how many existed.
+    PruneThreads => fn prune_threads(thread_ids: Vec<String>, strategy: checkpoints::Prune) -> i64 = checkpoints::prune;
+    /// Deletes the checkpoints the given runs wrote, in every thread; returns how many.
+    DeleteForRuns => fn delete_for_runs(run_ids: Vec<String>) -> i64 = checkpoints::delete_for_runs;
 
     /// Reads one checkpoint (or the latest) with its blobs and pending writes.
     GetCheckpoint => fn get_checkpoint(thread_id: String, checkpoint_ns: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::get;

@@ -38,6 +38,7 @@ pub mod pg {
             #[sql_name = "type"]
             type_ -> Text,
             blob -> Nullable<Binary>,
+            value -> Nullable<Jsonb>,
         }
     }
 
@@ -149,6 +150,7 @@ pub mod sqlite {
             #[sql_name = "type"]
             type_ -> Text,
             blob -> Nullable<Binary>,
+            value -> Nullable<Json>,
         }
     }
 

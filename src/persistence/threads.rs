@@ -261,7 +261,7 @@ pub async fn copy(db: &DbPool, thread_id: String, new_id: String) -> Result<Thre
                 };
             }
             copy_rows!(c: checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at);
-            copy_rows!(b: checkpoint_ns, channel, version, type_, blob);
+            copy_rows!(b: checkpoint_ns, channel, version, type_, blob, value);
             copy_rows!(w: checkpoint_ns, checkpoint_id, task_id, idx, channel, type_, blob, task_path);
             Ok(thread(row))
         })

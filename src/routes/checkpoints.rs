@@ -47,6 +47,8 @@ pub struct BlobBody {
     #[serde(rename = "type")]
     type_: String,
     data: Option<String>,
+    /// A JSON rendering of `data`, shown as the channel's value in the thread's state.
+    value: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -91,11 +93,15 @@ pub async fn put(
                 .as_deref()
                 .map(|d| decode("blobs.data", d))
                 .transpose()?;
+            if let Some(v) = &b.value {
+                without_nul(v, "blobs.value")?;
+            }
             Ok(Blob {
                 channel: b.channel,
                 version: b.version,
                 type_: b.type_,
                 data,
+                value: b.value,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -241,4 +247,20 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     db.delete_checkpoints(path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForRunsBody {
+    run_ids: Vec<String>,
+}
+
+/// The checkpointer's `delete_for_runs`: deletes the checkpoints the runs wrote (metadata
+/// `run_id`), in every thread and namespace.
+#[post("/checkpoints/delete_for_runs")]
+pub async fn delete_for_runs(
+    db: web::Data<Persistence>,
+    body: web::Json<DeleteForRunsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let deleted = db.delete_for_runs(body.into_inner().run_ids).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted_count": deleted })))
 }

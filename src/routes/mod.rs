@@ -52,6 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(threads::create)
         .service(threads::search)
         .service(threads::count)
+        .service(threads::prune)
+        .service(checkpoints::delete_for_runs)
         .service(checkpoints::put)
         .service(checkpoints::put_writes)
         .service(checkpoints::latest)

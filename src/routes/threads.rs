@@ -10,7 +10,7 @@ use crate::model::{
     CheckpointQuery, CheckpointRecord, NewThread, StateUpdate, ThreadFilter, ThreadSearch,
     ThreadSortBy, ThreadStatus, format_ts,
 };
-use crate::persistence::Persistence;
+use crate::persistence::{Persistence, Prune};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,13 +174,67 @@ pub async fn count(
     Ok(HttpResponse::Ok().json(db.count_threads(body.into_inner().into_filter()?).await?))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyBody {
+    /// The copy's id (a checkpointer's `copy_thread` names its target); default: a new UUID.
+    thread_id: Option<String>,
+}
+
 #[post("/threads/{thread_id}/copy")]
 pub async fn copy(
     db: web::Data<Persistence>,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let new_id = uuid::Uuid::now_v7().to_string();
+    // the body is optional: the LangGraph clients send none
+    let target = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<CopyBody>(&body)
+            .map_err(|e| ApiError::validation(format!("invalid copy body: {e}")))?
+            .thread_id
+    };
+    let new_id = match target {
+        Some(id) if id.is_empty() => {
+            return Err(ApiError::validation("thread_id must not be empty"));
+        }
+        Some(id) => id,
+        None => uuid::Uuid::now_v7().to_string(),
+    };
     Ok(HttpResponse::Ok().json(db.copy_thread(path.into_inner(), new_id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct PruneBody {
+    thread_ids: Vec<String>,
+    #[serde(default = "default_prune")]
+    strategy: String,
+}
+
+fn default_prune() -> String {
+    "delete".into()
+}
+
+/// `delete` removes the threads; `keep_latest` keeps each thread with only its latest
+/// checkpoint per namespace (with that checkpoint's pending writes and blobs).
+#[post("/threads/prune")]
+pub async fn prune(
+    db: web::Data<Persistence>,
+    body: web::Json<PruneBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let strategy = match body.strategy.as_str() {
+        "delete" => Prune::Delete,
+        "keep_latest" => Prune::KeepLatest,
+        other => {
+            return Err(ApiError::validation(format!(
+                "strategy must be delete or keep_latest, not {other:?}"
+            )));
+        }
+    };
+    let pruned = db.prune_threads(body.thread_ids, strategy).await?;
+    Ok(HttpResponse::Ok().json(json!({ "pruned_count": pruned })))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,11 @@ both_backends!(
     delete_removes_checkpoints_blobs_writes_and_thread,
     bad_checkpoint_input_is_422_and_missing_is_404,
     concurrent_puts_and_writes_all_land,
+    prune_keeps_the_latest_per_namespace_and_only_the_blobs_it_names,
+    prune_delete_removes_the_threads,
+    delete_for_runs_removes_their_checkpoints_in_every_thread,
+    copy_to_a_named_thread_copies_everything_once,
+    blob_json_views_show_as_state_and_writes_come_in_task_path_order,
 );
 
 fn checkpoint(id: &str, versions: Value) -> Value {
@@ -325,5 +330,284 @@ async fn concurrent_puts_and_writes_all_land(kind: Kind) {
             format!("w{i}").into_bytes()
         );
     }
+    app.stop().await;
+}
+
+fn blob(channel: &str, version: &str, data: &[u8]) -> Value {
+    json!({"channel": channel, "version": version, "type": "msgpack", "data": B64.encode(data)})
+}
+
+async fn write(
+    app: &TestApp,
+    thread: &str,
+    ns: &str,
+    id: &str,
+    task: &str,
+    path: &str,
+    channel: &str,
+) {
+    let (s, b) = app
+        .put(
+            &format!("/threads/{thread}/checkpoints/{id}/writes"),
+            json!({"checkpoint_ns": ns, "task_id": task, "task_path": path,
+                   "writes": [{"channel": channel, "type": "msgpack", "data": B64.encode(task)}]}),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["config"]["checkpoint_id"].as_str().unwrap())
+        .collect()
+}
+
+async fn prune_keeps_the_latest_per_namespace_and_only_the_blobs_it_names(kind: Kind) {
+    let Some((app, db)) = spawn_app(kind).await else {
+        return;
+    };
+    // c2 changes `a` and keeps c1's `b`; the child namespace has its own history
+    put(
+        &app,
+        "p",
+        json!({"checkpoint": checkpoint("c1", json!({"a": "1", "b": "1"})),
+        "blobs": [blob("a", "1", b"a1"), blob("b", "1", b"b1")]}),
+    )
+    .await;
+    put(
+        &app,
+        "p",
+        json!({"checkpoint": checkpoint("c2", json!({"a": "2", "b": "1"})),
+        "parent_checkpoint_id": "c1", "blobs": [blob("a", "2", b"a2")]}),
+    )
+    .await;
+    put(
+        &app,
+        "p",
+        json!({"checkpoint_ns": "child", "checkpoint": checkpoint("k1", json!({"a": "1"})),
+        "blobs": [blob("a", "1", b"child")]}),
+    )
+    .await;
+    put(
+        &app,
+        "p",
+        json!({"checkpoint_ns": "child", "checkpoint": checkpoint("k2", json!({"a": "1"}))}),
+    )
+    .await;
+    write(&app, "p", "", "c1", "t1", "", "x").await;
+    write(&app, "p", "", "c2", "t2", "", "x").await;
+    put(
+        &app,
+        "other",
+        json!({"checkpoint": checkpoint("o1", json!({}))}),
+    )
+    .await;
+    put(
+        &app,
+        "other",
+        json!({"checkpoint": checkpoint("o2", json!({}))}),
+    )
+    .await;
+
+    let (s, b) = app
+        .post(
+            "/threads/prune",
+            json!({"thread_ids": ["p", "missing"], "strategy": "keep_latest"}),
+        )
+        .await;
+    assert_eq!((s, b), (200, json!({"pruned_count": 1})));
+
+    let (_, all) = app.post("/threads/p/checkpoints/search", json!({})).await;
+    assert_eq!(ids(&all), ["k2", "c2"]);
+    let (_, c2) = app.get("/threads/p/checkpoints/latest").await;
+    let data: Vec<&str> = c2["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(data.len(), 2, "c2 still reads a@2 and c1's b@1: {c2}");
+    assert!(data.contains(&B64.encode(b"b1").as_str()));
+    assert_eq!(c2["pending_writes"][0]["task_id"], "t2");
+    let count = |sql: &'static str| db.count(sql);
+    assert_eq!(
+        count("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 'p'").await,
+        3,
+        "a@1 is gone"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM checkpoint_writes WHERE thread_id = 'p'").await,
+        1
+    );
+    let (_, other) = app
+        .post("/threads/other/checkpoints/search", json!({}))
+        .await;
+    assert_eq!(ids(&other), ["o2", "o1"], "other threads are untouched");
+
+    assert_eq!(
+        app.post(
+            "/threads/prune",
+            json!({"thread_ids": ["p"], "strategy": "oldest"})
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        app.post("/threads/prune", json!({"strategy": "delete"}))
+            .await
+            .0,
+        422
+    );
+    app.stop().await;
+}
+
+async fn prune_delete_removes_the_threads(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    for t in ["d1", "d2", "d3"] {
+        put(&app, t, json!({"checkpoint": checkpoint("c1", json!({}))})).await;
+    }
+    // the default strategy is delete
+    let (s, b) = app
+        .post(
+            "/threads/prune",
+            json!({"thread_ids": ["d1", "d2", "nope"]}),
+        )
+        .await;
+    assert_eq!((s, b), (200, json!({"pruned_count": 2})));
+    assert_eq!(app.get("/threads/d1").await.0, 404);
+    assert_eq!(app.get("/threads/d2/checkpoints/latest").await.0, 404);
+    assert_eq!(app.get("/threads/d3/checkpoints/latest").await.0, 200);
+    app.stop().await;
+}
+
+async fn delete_for_runs_removes_their_checkpoints_in_every_thread(kind: Kind) {
+    let Some((app, db)) = spawn_app(kind).await else {
+        return;
+    };
+    let with_run = |id: &str, ns: &str, run: &str, versions: Value| json!({"checkpoint_ns": ns, "checkpoint": checkpoint(id, versions), "metadata": {"run_id": run, "step": 1}});
+    let mut first = with_run("c1", "", "r1", json!({"m": "1"}));
+    first["blobs"] = json!([blob("m", "1", b"m1")]);
+    put(&app, "x", first).await;
+    let mut second = with_run("c2", "", "r2", json!({"m": "2"}));
+    second["blobs"] = json!([blob("m", "2", b"m2")]);
+    put(&app, "x", second).await;
+    put(&app, "x", with_run("k1", "child", "r1", json!({}))).await;
+    put(&app, "y", with_run("c1", "", "r1", json!({}))).await;
+    put(&app, "y", with_run("c2", "", "r3", json!({}))).await;
+    write(&app, "x", "", "c1", "t", "", "ch").await;
+
+    let (s, b) = app
+        .post(
+            "/checkpoints/delete_for_runs",
+            json!({"run_ids": ["r1", "nobody"]}),
+        )
+        .await;
+    assert_eq!((s, b), (200, json!({"deleted_count": 3})));
+    let (_, x) = app.post("/threads/x/checkpoints/search", json!({})).await;
+    assert_eq!(ids(&x), ["c2"]);
+    let (_, y) = app.post("/threads/y/checkpoints/search", json!({})).await;
+    assert_eq!(ids(&y), ["c2"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM checkpoint_writes WHERE thread_id = 'x'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 'x'")
+            .await,
+        1,
+        "m@1 went with c1"
+    );
+    let (s, b) = app
+        .post("/checkpoints/delete_for_runs", json!({"run_ids": []}))
+        .await;
+    assert_eq!((s, b), (200, json!({"deleted_count": 0})));
+    assert_eq!(
+        app.post("/checkpoints/delete_for_runs", json!({"run_ids": "r1"}))
+            .await
+            .0,
+        422
+    );
+    app.stop().await;
+}
+
+async fn copy_to_a_named_thread_copies_everything_once(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    put(&app, "src", json!({"checkpoint": checkpoint("c1", json!({"m": "1"})), "blobs": [blob("m", "1", b"m1")]})).await;
+    write(&app, "src", "", "c1", "t", "", "ch").await;
+    let (s, b) = app
+        .post("/threads/src/copy", json!({"thread_id": "dst"}))
+        .await;
+    assert_eq!((s, &b["thread_id"]), (200, &json!("dst")), "{b}");
+    let (_, got) = app.get("/threads/dst/checkpoints/latest").await;
+    assert_eq!(got["blobs"][0]["data"], B64.encode(b"m1"));
+    assert_eq!(got["pending_writes"][0]["task_id"], "t");
+    assert_eq!(
+        app.post("/threads/src/copy", json!({"thread_id": "dst"}))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        app.post("/threads/nothing/copy", json!({"thread_id": "dst2"}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        app.post("/threads/src/copy", json!({"thread_id": ""}))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        app.post("/threads/src/copy", json!({"id": "x"})).await.0,
+        422
+    );
+    app.stop().await;
+}
+
+async fn blob_json_views_show_as_state_and_writes_come_in_task_path_order(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let view = json!([{"type": "human", "content": "hi"}]);
+    put(&app, "v", json!({
+        "checkpoint": {"v": 4, "id": "c1", "ts": "2026-11-26T00:00:00+00:00", "channel_values": {},
+                       "channel_versions": {"messages": "1", "opaque": "1"}, "versions_seen": {}},
+        "blobs": [
+            {"channel": "messages", "version": "1", "type": "msgpack", "data": B64.encode(b"\x91"), "value": view},
+            blob("opaque", "1", b"no view")
+        ]
+    })).await;
+    let (s, state) = app.get("/threads/v/state").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        state["values"],
+        json!({"messages": view}),
+        "only the blob with a view shows"
+    );
+    let (s, b) = app.put("/threads/v/checkpoints", json!({"checkpoint": checkpoint("c2", json!({"m": "1"})),
+        "blobs": [{"channel": "m", "version": "1", "type": "msgpack", "data": "", "value": "a\u{0}b"}]})).await;
+    assert_eq!(s, 422, "{b}");
+
+    // LangGraph replays a step's writes in (task_path, task_id, idx) order
+    write(&app, "v", "", "c1", "a-task", "~2", "ch").await;
+    write(&app, "v", "", "c1", "b-task", "~1", "ch").await;
+    let (_, got) = app.get("/threads/v/checkpoints/c1").await;
+    let tasks: Vec<&str> = got["pending_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tasks, ["b-task", "a-task"]);
     app.stop().await;
 }

@@ -1,0 +1,2 @@
+DROP INDEX checkpoints_run_id_idx;
+ALTER TABLE checkpoint_blobs DROP COLUMN value;
