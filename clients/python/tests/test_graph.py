@@ -185,3 +185,22 @@ def test_store_operations(mnemo) -> None:
         assert store.list_namespaces(prefix=ns, max_depth=2) == [ns]
         store.delete(ns, "color")
         assert store.get(ns, "color") is None
+
+
+def test_any_string_is_a_thread_id(mnemo) -> None:
+    from langgraph.checkpoint.conformance.test_utils import (
+        generate_checkpoint,
+        generate_config,
+        generate_metadata,
+    )
+
+    with MnemoSaver(mnemo.url) as saver:
+        for tid in ["a/b", "user:1 2", "ü?#%", "x%2Fy"]:
+            cp = generate_checkpoint(channel_values={"k": tid}, channel_versions={"k": 1})
+            cfg = saver.put(generate_config(tid, checkpoint_ns="sub/1"), cp, generate_metadata(), {"k": 1})
+            got = saver.get_tuple(cfg)
+            assert got is not None and got.config["configurable"]["thread_id"] == tid
+            assert got.checkpoint["channel_values"] == {"k": tid}
+            assert [t.checkpoint["id"] for t in saver.list({"configurable": {"thread_id": tid}})] == [cp["id"]]
+            saver.delete_thread(tid)
+            assert saver.get_tuple(cfg) is None
