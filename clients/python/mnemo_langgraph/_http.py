@@ -105,6 +105,12 @@ class Transport:
             self._loop = loop
         return self._async
 
+    def _again(self, resp: httpx.Response | None, idempotent: bool, attempt: int) -> bool:
+        """Whether to try once more after `resp` (None: the connection failed)."""
+        if not idempotent or attempt >= self.retries:
+            return False
+        return resp is None or resp.status_code in _RETRY_STATUSES
+
     def request(
         self,
         method: str,
@@ -119,15 +125,13 @@ class Transport:
         client = self._client()
         attempt = 0
         while True:
-            resp = None
             try:
                 resp = client.request(method, path, json=json, params=params)
             except httpx.TransportError:
-                if not idempotent or attempt >= self.retries:
+                if not self._again(None, idempotent, attempt):
                     raise
-            if resp is not None and not (
-                idempotent and resp.status_code in _RETRY_STATUSES and attempt < self.retries
-            ):
+                resp = None
+            if resp is not None and not self._again(resp, idempotent, attempt):
                 return self._result(resp, method, path, missing_ok)
             time.sleep(_delay(attempt, resp))
             attempt += 1
@@ -146,15 +150,13 @@ class Transport:
         client = self._aclient()
         attempt = 0
         while True:
-            resp = None
             try:
                 resp = await client.request(method, path, json=json, params=params)
             except httpx.TransportError:
-                if not idempotent or attempt >= self.retries:
+                if not self._again(None, idempotent, attempt):
                     raise
-            if resp is not None and not (
-                idempotent and resp.status_code in _RETRY_STATUSES and attempt < self.retries
-            ):
+                resp = None
+            if resp is not None and not self._again(resp, idempotent, attempt):
                 return self._result(resp, method, path, missing_ok)
             await asyncio.sleep(_delay(attempt, resp))
             attempt += 1
@@ -180,3 +182,28 @@ class Transport:
         if self._async is not None:
             await self._async.aclose()
             self._async = None
+
+
+class HttpClient:
+    """The lifecycle MnemoSaver and MnemoStore share: one Transport, closed by `close()`,
+    `aclose()` or leaving a `with` / `async with` block."""
+
+    http: Transport
+
+    def close(self) -> None:
+        self.http.close()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

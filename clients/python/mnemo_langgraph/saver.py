@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from ._http import Transport
+from ._http import HttpClient, Transport
 
 # the largest page mnemo's checkpoint search serves
 _PAGE = 1000
@@ -78,6 +78,30 @@ def json_view(value: Any) -> Any:
     return None if "\\u0000" in text else json.loads(text)
 
 
+class _Pages:
+    """The request bodies of a checkpoint listing, page after page, up to `limit` in all."""
+
+    def __init__(self, body: dict[str, Any], limit: int | None) -> None:
+        self.body, self.limit, self.seen = body, limit, 0
+
+    def first(self) -> dict[str, Any] | None:
+        return self._ask()
+
+    def after(self, page: list[dict[str, Any]]) -> dict[str, Any] | None:
+        self.seen += len(page)
+        if len(page) < self.body["limit"]:
+            return None
+        self.body["before"] = page[-1]["config"]["checkpoint_id"]
+        return self._ask()
+
+    def _ask(self) -> dict[str, Any] | None:
+        size = _PAGE if self.limit is None else min(_PAGE, self.limit - self.seen)
+        if size <= 0:
+            return None
+        self.body = {**self.body, "limit": size}
+        return self.body
+
+
 class _Done:
     """An awaitable that is already done: `setup()` works with and without `await`."""
 
@@ -85,7 +109,7 @@ class _Done:
         return iter(())
 
 
-class MnemoSaver(BaseCheckpointSaver[str]):
+class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer that keeps checkpoints in a mnemo server.
 
     `MnemoSaver(url)` replaces `AsyncPostgresSaver.from_conn_string(...)` (or `PostgresSaver`):
@@ -118,24 +142,6 @@ class MnemoSaver(BaseCheckpointSaver[str]):
     def setup(self) -> _Done:
         """Nothing to do: mnemo migrates its own database. Awaitable, like the Postgres savers'."""
         return _Done()
-
-    def close(self) -> None:
-        self.http.close()
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    def __enter__(self) -> MnemoSaver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> MnemoSaver:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- wire shapes ----------------------------------------------------------------------
 
@@ -256,9 +262,6 @@ class MnemoSaver(BaseCheckpointSaver[str]):
             pending_writes=writes,
         )
 
-    def _page_size(self, limit: int | None, seen: int) -> int:
-        return _PAGE if limit is None else min(_PAGE, limit - seen)
-
     # -- sync -------------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -275,15 +278,12 @@ class MnemoSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         path, body = self._search_request(config, filter, before)
-        seen = 0
-        while (size := self._page_size(limit, seen)) > 0:
-            page = self.http.request("POST", path, json={**body, "limit": size})
-            for rec in page:
-                yield self._tuple(rec)
-            seen += len(page)
-            if len(page) < size:
-                return
-            body["before"] = page[-1]["config"]["checkpoint_id"]
+        pages = _Pages(body, limit)
+        ask = pages.first()
+        while ask is not None:
+            page = self.http.request("POST", path, json=ask)
+            yield from map(self._tuple, page)
+            ask = pages.after(page)
 
     def put(
         self,
@@ -341,15 +341,13 @@ class MnemoSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         path, body = self._search_request(config, filter, before)
-        seen = 0
-        while (size := self._page_size(limit, seen)) > 0:
-            page = await self.http.arequest("POST", path, json={**body, "limit": size})
+        pages = _Pages(body, limit)
+        ask = pages.first()
+        while ask is not None:
+            page = await self.http.arequest("POST", path, json=ask)
             for rec in page:
                 yield self._tuple(rec)
-            seen += len(page)
-            if len(page) < size:
-                return
-            body["before"] = page[-1]["config"]["checkpoint_id"]
+            ask = pages.after(page)
 
     async def aput(
         self,

@@ -17,7 +17,7 @@ from langgraph.store.base import (
     SearchOp,
 )
 
-from ._http import Transport
+from ._http import HttpClient, Transport
 
 
 def _item(raw: dict[str, Any]) -> Item:
@@ -85,7 +85,7 @@ def _result(op: Op, answer: Any) -> Result:
     return None
 
 
-class MnemoStore(BaseStore):
+class MnemoStore(HttpClient, BaseStore):
     """A LangGraph store kept in a mnemo server: get, put (with a TTL in minutes), delete,
     search with field filters, and namespace listing. Semantic search (`index`, `query`) is not
     supported by mnemo: an `index` is ignored and results are unscored."""
@@ -122,21 +122,3 @@ class MnemoStore(BaseStore):
             method, path, kwargs = _request(op)
             results.append(_result(op, await self.http.arequest(method, path, **kwargs)))
         return results
-
-    def close(self) -> None:
-        self.http.close()
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    def __enter__(self) -> MnemoStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> MnemoStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
