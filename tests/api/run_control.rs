@@ -251,6 +251,28 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(events(&replay).len(), ids.len());
+    // the mode filter as the SDKs send it: the Python SDK sends `stream_mode=` when it has no
+    // filter (every event) and a list as the parameter repeated
+    for (query, want) in [
+        ("?stream_mode=&cancel_on_disconnect=false", ids.len()),
+        ("?stream_mode=values&stream_mode=messages-tuple", ids.len()),
+        // metadata always comes along
+        (
+            "?stream_mode=values",
+            replay.matches("event: values").count() + 1,
+        ),
+    ] {
+        let resp = app
+            .client
+            .get(app.url(&format!("{location}{query}")))
+            .header("Last-Event-ID", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{query}");
+        let got = events(&resp.text().await.unwrap());
+        assert_eq!(got.len(), want, "{query}");
+    }
     let after_end = app.client.get(app.url(&location)).send().await.unwrap();
     assert_eq!(after_end.status().as_u16(), 200);
     assert!(events(&after_end.text().await.unwrap()).is_empty());
