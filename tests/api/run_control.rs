@@ -501,6 +501,39 @@ async fn the_legacy_messages_mode(kind: Kind) {
                 .any(|e| e.name == "messages/metadata" && e.data.get(id).is_some())
         );
     }
+    // and names the node that wrote the message and the step of the checkpoint it is in
+    let (_, history) = app
+        .post(&format!("/threads/{thread}/history"), json!({"limit": 100}))
+        .await;
+    let wrote = |id: &str| {
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|h| {
+                let (node, update) = h["metadata"]["writes"].as_object()?.iter().next()?;
+                let ours = update["messages"].as_array()?.iter().any(|m| m["id"] == id);
+                ours.then(|| (node.clone(), h["metadata"]["step"].clone()))
+            })
+            .unwrap_or_else(|| panic!("no checkpoint wrote {id}"))
+    };
+    let described: Vec<(String, String, Value)> = all
+        .iter()
+        .filter(|e| e.name == "messages/metadata")
+        .flat_map(|e| e.data.as_object().unwrap().clone())
+        .map(|(id, m)| {
+            let node = m["metadata"]["langgraph_node"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (id, node, m["metadata"]["langgraph_step"].clone())
+        })
+        .collect();
+    let nodes: Vec<&str> = described.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(nodes, ["agent", "tools", "agent"]);
+    for (id, node, step) in &described {
+        assert_eq!((node.clone(), step.clone()), wrote(id), "{id}");
+    }
     app.stop().await;
 }
 
