@@ -2,6 +2,7 @@
 and v2), background runs and join, rejoining a resumable stream, cancel, the delete-approval
 interrupt and its resume, multitask strategies, and the SDK's error types."""
 
+import asyncio
 import uuid
 from contextlib import aclosing
 
@@ -555,3 +556,78 @@ async def test_error_types(client):
         await client.threads.search(status="sleepy")
     # nothing was run on the thread by any of these
     assert await client.runs.list(tid) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the SDK's own reconnect: a connection that drops mid-stream
+
+
+class CuttingProxy:
+    """A TCP proxy to mnemo that cuts its first connection after `cut` bytes of response;
+    later connections pass through whole."""
+
+    def __init__(self, target_port: int, cut: int):
+        self.target_port, self.cut = target_port, cut
+        self.connections = 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def close(self):
+        self.server.close()
+
+    async def _serve(self, client_r, client_w):
+        self.connections += 1
+        budget = self.cut if self.connections == 1 else None
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(r, w, limit):
+            sent = 0
+            try:
+                while data := await r.read(256):
+                    if limit is not None and sent + len(data) >= limit:
+                        w.write(data[: limit - sent])
+                        await w.drain()
+                        break
+                    sent += len(data)
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                for writer in (client_w, up_w):
+                    writer.close()
+
+        await asyncio.gather(pipe(client_r, up_w, None), pipe(up_r, client_w, budget))
+
+
+async def test_the_sdk_reconnects_a_dropped_stream(slow, slow_mnemo):
+    port = int(slow_mnemo.url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port, cut=1500)
+    url = await proxy.start()
+    tid = await new_thread(slow)
+    try:
+        async with get_client(url=url) as through_proxy:
+            created = []
+            parts = await collect(
+                through_proxy.runs.stream(
+                    tid,
+                    "agent",
+                    input=human("slow 10 80"),
+                    stream_mode=["values", "messages-tuple"],
+                    stream_resumable=True,
+                    on_disconnect="continue",
+                    on_run_created=created.append,
+                )
+            )
+    finally:
+        await proxy.close()
+    assert proxy.connections >= 2, "the first connection was cut and the SDK came back"
+    rid = created[0]["run_id"]
+    # what the client saw is every event of the run exactly once, in order
+    full = await collect(slow.runs.join_stream(tid, rid, last_event_id="0"))
+    assert [p.id for p in parts] == [p.id for p in full]
+    assert [p.data for p in parts] == [p.data for p in full]
+    chunks = [p.data[0]["content"] for p in parts if p.event == "messages"]
+    assert "".join(chunks) == "".join(f"w{i} " for i in range(1, 11))
