@@ -7,6 +7,7 @@
 //! shutdown) and its outcome. A run's thread is busy for the run's length and idle, interrupted
 //! or in error after it, whatever happens; no connection is held across a model call or a tool.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -554,6 +555,9 @@ impl Runner {
             return Err(Halt::Failed(format!("Checkpoint {id} not found")));
         }
         progress.latest = start.clone();
+        // the step of the checkpoint the next node writes (LangGraph's `langgraph_step`)
+        let step_of = |r: &CheckpointRecord| r.metadata.get("step").and_then(Value::as_i64);
+        let next_step = Cell::new(start.as_ref().and_then(step_of).unwrap_or(-1) + 1);
         let mut write = |values: Value, node: &str, source: &'static str| {
             let Value::Object(changes) = values else {
                 return Err(Halt::Failed(
@@ -574,6 +578,8 @@ impl Runner {
                 async move { db.put_checkpoint(new).await },
             ));
             progress.wrote = true;
+            let step = step_of(&record).unwrap_or_default();
+            next_step.set(step + 1);
             let values = record.values();
             live.emit("values", &values);
             if node != "__input__" {
@@ -581,7 +587,7 @@ impl Runner {
             }
             if let Some(messages) = changes.get("messages").and_then(Value::as_array) {
                 for m in messages.iter().filter(|m| m["type"] == "tool") {
-                    legacy_complete(live, m, &chunk_metadata(&meta, 0));
+                    legacy_complete(live, m, &chunk_metadata(&meta, node, step));
                 }
             }
             progress.latest = Some(record);
@@ -608,7 +614,16 @@ impl Runner {
         };
         for step in 0..RECURSION_LIMIT {
             let turn = self
-                .turn(live, req, &user_id, &meta, step, &values, stop, deadline)
+                .turn(
+                    live,
+                    req,
+                    &user_id,
+                    &meta,
+                    (step, next_step.get()),
+                    &values,
+                    stop,
+                    deadline,
+                )
                 .await?;
             let calls = match turn {
                 Turn::Answer(text) => {
@@ -641,6 +656,8 @@ impl Runner {
     }
 
     /// One model turn, its fragments streamed as they come; a stop or the deadline cuts it short.
+    /// `(model_turn, step)`: the run's model turn (it names the message) and the step of the
+    /// checkpoint the turn writes.
     #[allow(clippy::too_many_arguments)]
     async fn turn(
         &self,
@@ -648,7 +665,7 @@ impl Runner {
         req: &RunRequest,
         user_id: &str,
         meta: &Map<String, Value>,
-        step: usize,
+        (model_turn, step): (usize, i64),
         values: &Value,
         stop: &mut watch::Receiver<Option<Stop>>,
         deadline: Instant,
@@ -662,8 +679,8 @@ impl Runner {
             .map_or(&[][..], Vec::as_slice);
         let mut stream = MessageStream::new(
             live,
-            message_id(&live.run, step),
-            chunk_metadata(meta, step),
+            message_id(&live.run, model_turn),
+            chunk_metadata(meta, "agent", step),
         );
         let mut on_delta = |d| stream.push(d);
         let turn = tokio::select! {
@@ -866,11 +883,12 @@ fn user_of(config: &Value, thread_metadata: &Value) -> String {
         .to_string()
 }
 
-/// What LangGraph attaches to a streamed message chunk.
-fn chunk_metadata(meta: &Map<String, Value>, step: usize) -> Value {
+/// What LangGraph attaches to a streamed message: the node that wrote it and the step of the
+/// checkpoint it is written in.
+fn chunk_metadata(meta: &Map<String, Value>, node: &str, step: i64) -> Value {
     let mut m = meta.clone();
-    m.insert("langgraph_node".into(), json!("agent"));
-    m.insert("langgraph_step".into(), json!(step + 1));
+    m.insert("langgraph_node".into(), json!(node));
+    m.insert("langgraph_step".into(), json!(step));
     m.insert("langgraph_checkpoint_ns".into(), json!(""));
     Value::Object(m)
 }

@@ -401,9 +401,29 @@ pub async fn stream_stateless(
 
 #[derive(Deserialize)]
 pub struct JoinQuery {
-    stream_mode: Option<String>,
     #[serde(default)]
     cancel_on_disconnect: bool,
+}
+
+/// The modes a rejoin asks for: `stream_mode` repeated (`?stream_mode=values&stream_mode=updates`,
+/// as the SDKs send a list) or comma-separated; an empty value (the Python SDK sends
+/// `stream_mode=` when it has none) asks for nothing in particular. `None`: every event.
+fn rejoin_modes(query: &str) -> Result<Option<Vec<String>>, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::validation(e.to_string()))?;
+    let modes: Vec<Value> = pairs
+        .iter()
+        .filter(|(k, _)| k == "stream_mode")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| json!(m))
+        .collect();
+    if modes.is_empty() {
+        return Ok(None);
+    }
+    let events = events_of(&Some(Value::Array(modes)))?;
+    Ok(Some(events.into_iter().map(str::to_string).collect()))
 }
 
 /// Rejoins a run's stream. With `Last-Event-ID`, every event after it is sent again first
@@ -428,15 +448,7 @@ pub async fn join_stream(
                 })?,
         ),
     };
-    let only = q
-        .stream_mode
-        .as_deref()
-        .map(|m| {
-            let modes: Vec<Value> = m.split(',').map(|s| json!(s.trim())).collect();
-            events_of(&Some(Value::Array(modes)))
-        })
-        .transpose()?
-        .map(|events| events.into_iter().map(str::to_string).collect());
+    let only = rejoin_modes(http.query_string())?;
     let runner = runner.get_ref().clone();
     let (source, after) = match runner.live(&thread_id, &run_id) {
         Some(live) => {

@@ -251,6 +251,28 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(events(&replay).len(), ids.len());
+    // the mode filter as the SDKs send it: the Python SDK sends `stream_mode=` when it has no
+    // filter (every event) and a list as the parameter repeated
+    for (query, want) in [
+        ("?stream_mode=&cancel_on_disconnect=false", ids.len()),
+        ("?stream_mode=values&stream_mode=messages-tuple", ids.len()),
+        // metadata always comes along
+        (
+            "?stream_mode=values",
+            replay.matches("event: values").count() + 1,
+        ),
+    ] {
+        let resp = app
+            .client
+            .get(app.url(&format!("{location}{query}")))
+            .header("Last-Event-ID", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{query}");
+        let got = events(&resp.text().await.unwrap());
+        assert_eq!(got.len(), want, "{query}");
+    }
     let after_end = app.client.get(app.url(&location)).send().await.unwrap();
     assert_eq!(after_end.status().as_u16(), 200);
     assert!(events(&after_end.text().await.unwrap()).is_empty());
@@ -478,6 +500,39 @@ async fn the_legacy_messages_mode(kind: Kind) {
             all.iter()
                 .any(|e| e.name == "messages/metadata" && e.data.get(id).is_some())
         );
+    }
+    // and names the node that wrote the message and the step of the checkpoint it is in
+    let (_, history) = app
+        .post(&format!("/threads/{thread}/history"), json!({"limit": 100}))
+        .await;
+    let wrote = |id: &str| {
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|h| {
+                let (node, update) = h["metadata"]["writes"].as_object()?.iter().next()?;
+                let ours = update["messages"].as_array()?.iter().any(|m| m["id"] == id);
+                ours.then(|| (node.clone(), h["metadata"]["step"].clone()))
+            })
+            .unwrap_or_else(|| panic!("no checkpoint wrote {id}"))
+    };
+    let described: Vec<(String, String, Value)> = all
+        .iter()
+        .filter(|e| e.name == "messages/metadata")
+        .flat_map(|e| e.data.as_object().unwrap().clone())
+        .map(|(id, m)| {
+            let node = m["metadata"]["langgraph_node"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (id, node, m["metadata"]["langgraph_step"].clone())
+        })
+        .collect();
+    let nodes: Vec<&str> = described.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(nodes, ["agent", "tools", "agent"]);
+    for (id, node, step) in &described {
+        assert_eq!((node.clone(), step.clone()), wrote(id), "{id}");
     }
     app.stop().await;
 }
