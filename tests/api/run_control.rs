@@ -17,6 +17,7 @@ both_backends!(
     cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run,
     a_client_that_leaves_cancels_its_run_with_on_disconnect_cancel,
     a_resumable_stream_is_rejoined_with_last_event_id,
+    join_flags_in_either_sdks_spelling,
     enqueue_waits_and_interrupt_or_rollback_replace_the_running_run,
     a_run_from_an_earlier_checkpoint_forks_the_thread,
     the_legacy_messages_mode,
@@ -260,6 +261,67 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
         ))
         .await;
     assert_eq!(s, 404);
+    app.stop().await;
+}
+
+/// The JS SDK always sends `cancel_on_disconnect=0|1` on join and joinStream (the Python SDK
+/// `true|false`), and useStream rejoins from the start with `Last-Event-ID: -1`.
+async fn join_flags_in_either_sdks_spelling(kind: Kind) {
+    let fake = FakeLlm::start(vec![answer("hi there"), Reply::Hang]).await;
+    let Some((app, _db)) = app_with_model(kind, &fake).await else {
+        return;
+    };
+    let thread = user_thread(&app, "f1", "buy milk").await;
+    let resp = stream_on(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("hello"),
+               "stream_mode": ["values", "messages-tuple"], "stream_resumable": true}),
+    )
+    .await;
+    let streamed = Reader::new(resp).rest().await;
+    let run_id = streamed[0].data["run_id"].as_str().unwrap().to_string();
+    let run = format!("/threads/{thread}/runs/{run_id}");
+
+    let (s, values) = app.get(&format!("{run}/join?cancel_on_disconnect=0")).await;
+    assert_eq!(s, 200, "{values}");
+    assert_eq!(last_text(&values), "hi there");
+    let replay = app
+        .client
+        .get(app.url(&format!("{run}/stream?cancel_on_disconnect=0")))
+        .header("Last-Event-ID", "-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status().as_u16(), 200);
+    let replayed = events(&replay.text().await.unwrap());
+    let ids = |evs: &[crate::sse::Event]| evs.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(&replayed), ids(&streamed), "the whole stream again");
+    let (s, e) = app
+        .get(&format!("{run}/join?cancel_on_disconnect=maybe"))
+        .await;
+    assert_eq!(s, 422, "{e}");
+
+    // `cancel_on_disconnect=1` on a rejoined stream cancels the run when its client leaves
+    let (_, run) = background(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("again")}),
+    )
+    .await;
+    let run_id = run["run_id"].as_str().unwrap();
+    fake.received(2).await;
+    let resp = app
+        .client
+        .get(app.url(&format!(
+            "/threads/{thread}/runs/{run_id}/stream?cancel_on_disconnect=1"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    drop(resp);
+    until_status(&app, &thread, run_id, "interrupted").await;
     app.stop().await;
 }
 
