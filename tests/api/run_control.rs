@@ -23,6 +23,7 @@ both_backends!(
     the_legacy_messages_mode,
     a_run_over_its_timeout_ends_as_timeout,
     shutdown_ends_open_streams_and_marks_their_runs,
+    shutdown_ends_runs_whose_clients_have_left,
 );
 
 async fn run_status(app: &TestApp, thread: &str, run: &str) -> (u16, Value) {
@@ -605,5 +606,51 @@ async fn shutdown_ends_open_streams_and_marks_their_runs(kind: Kind) {
     assert_thread_status(&app, &thread, "idle").await;
     let values = chat(&app, &thread, "get tasks").await;
     assert!(last_text(&values).contains("buy milk"));
+    app.stop().await;
+}
+
+/// A run nobody is listening to (a background run, or a stream whose client left with
+/// `on_disconnect: continue`) still ends `interrupted` at shutdown, promptly, its thread free.
+async fn shutdown_ends_runs_whose_clients_have_left(kind: Kind) {
+    let fake = FakeLlm::start(vec![Reply::Hang, Reply::Hang]).await;
+    let Some((app, db)) = app_with_model(kind, &fake).await else {
+        return;
+    };
+    let first = user_thread(&app, "s2", "buy milk").await;
+    let (_, run) = background(
+        &app,
+        &first,
+        json!({"assistant_id": "agent", "input": ask("get tasks")}),
+    )
+    .await;
+    let background_run = run["run_id"].as_str().unwrap().to_string();
+    let second = user_thread(&app, "s3", "buy milk").await;
+    let resp = stream_on(
+        &app,
+        &second,
+        json!({"assistant_id": "agent", "input": ask("get tasks"), "on_disconnect": "continue"}),
+    )
+    .await;
+    let mut reader = Reader::new(resp);
+    let left_run = reader.next().await.unwrap().data["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(reader);
+    fake.received(2).await;
+    let stopped = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "the shutdown waited {:?} for runs that had stopped",
+        stopped.elapsed()
+    );
+
+    let app = TestApp::start(db.config()).await;
+    for (thread, run) in [(&first, &background_run), (&second, &left_run)] {
+        let (_, r) = run_status(&app, thread, run).await;
+        assert_eq!(r["status"], "interrupted", "{r}");
+        assert_thread_status(&app, thread, "idle").await;
+    }
     app.stop().await;
 }
