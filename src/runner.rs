@@ -687,8 +687,9 @@ impl Runner {
             turn = self.0.model.turn(req.graph, user_id, messages, &mut on_delta) => turn,
             why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
         };
+        let turn = turn.map_err(Halt::Failed)?;
         stream.finish();
-        turn.map_err(Halt::Failed)
+        Ok(turn)
     }
 
     /// Stops on a `delete_task` call: an interrupt waits for the user's approval, as a pending
@@ -791,14 +792,15 @@ fn message_id(run: &Run, step: usize) -> String {
     format!("run-{}-{step}", run.run_id)
 }
 
-/// A model turn as it streams: `messages` events of `AIMessageChunk`s sharing the message id
-/// (the last one marked `chunk_position: "last"`), and the legacy `messages/metadata` and
+/// A model turn as it streams: `messages` events of `AIMessageChunk`s sharing the message id,
+/// each sent as soon as the model gives it, then an empty one marked `chunk_position: "last"`
+/// (as LangChain ends a streamed message), and the legacy `messages/metadata` and
 /// `messages/partial` events when the run's stream asked for mode `messages`.
 struct MessageStream<'a> {
     live: &'a Live,
     id: String,
     meta: Value,
-    held: Option<Value>,
+    pushed: bool,
     text: String,
     started: bool,
 }
@@ -809,7 +811,7 @@ impl<'a> MessageStream<'a> {
             live,
             id,
             meta,
-            held: None,
+            pushed: false,
             text: String::new(),
             started: false,
         }
@@ -844,14 +846,13 @@ impl<'a> MessageStream<'a> {
             );
         }
         let chunk = json!({ "type": "AIMessageChunk", "id": self.id, "content": content, "tool_call_chunks": chunks });
-        if let Some(previous) = self.held.replace(chunk) {
-            self.live.emit("messages", &json!([previous, self.meta]));
-        }
+        self.live.emit("messages", &json!([chunk, self.meta]));
+        self.pushed = true;
     }
 
-    fn finish(mut self) {
-        if let Some(mut last) = self.held.take() {
-            last["chunk_position"] = json!("last");
+    fn finish(self) {
+        if self.pushed {
+            let last = json!({ "type": "AIMessageChunk", "id": self.id, "content": "", "tool_call_chunks": [], "chunk_position": "last" });
             self.live.emit("messages", &json!([last, self.meta]));
         }
     }

@@ -155,10 +155,12 @@ impl Application {
             shutdown.await;
             log::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stop_background.send(true);
-            let stopping = handle.stop(true);
-            // runs end (marked interrupted) and their streams close before the pool does
+            // runs execute on the HTTP workers, and a worker with no request left in flight
+            // exits at once, dropping them: they end (marked interrupted, their streams
+            // closed) before the workers are told to stop, and before the pool closes
+            handle.pause().await;
             stopping_runs.shutdown(grace).await;
-            stopping.await;
+            handle.stop(true).await;
         });
         let served = server.await;
         // the HTTP side may be done before the runs are (their clients had left): they end

@@ -402,7 +402,7 @@ pub async fn stream_stateless(
 #[derive(Deserialize)]
 pub struct JoinQuery {
     #[serde(default)]
-    cancel_on_disconnect: bool,
+    cancel_on_disconnect: Flag,
 }
 
 /// The modes a rejoin asks for: `stream_mode` repeated (`?stream_mode=values&stream_mode=updates`,
@@ -477,7 +477,7 @@ pub async fn join_stream(
         source,
         after,
         only,
-        q.cancel_on_disconnect,
+        q.cancel_on_disconnect.0,
     ))
 }
 
@@ -579,7 +579,7 @@ pub async fn join(
 ) -> Result<HttpResponse, ApiError> {
     let (thread_id, run_id) = path.into_inner();
     if let Some(live) = runner.live(&thread_id, &run_id) {
-        let guard = CancelOnDrop(q.cancel_on_disconnect.then(|| live.clone()));
+        let guard = CancelOnDrop(q.cancel_on_disconnect.0.then(|| live.clone()));
         let (_, values) = live.outcome().await;
         guard.disarm();
         return Ok(final_values(&thread_id, &run_id, values));
@@ -613,22 +613,23 @@ pub async fn join(
 #[derive(Deserialize)]
 pub struct CancelQuery {
     #[serde(default)]
-    wait: WaitFlag,
+    wait: Flag,
     action: Option<String>,
 }
 
-/// `wait=1|true|0|false` (the SDKs send both spellings).
+/// A boolean query parameter (`wait`, `cancel_on_disconnect`): `1|true|0|false`, as the JS SDK
+/// sends `1`/`0` and the Python SDK `true`/`false`.
 #[derive(Deserialize, Default)]
 #[serde(try_from = "String")]
-struct WaitFlag(bool);
+struct Flag(bool);
 
-impl TryFrom<String> for WaitFlag {
+impl TryFrom<String> for Flag {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         match s.as_str() {
-            "1" | "true" | "True" => Ok(WaitFlag(true)),
-            "0" | "false" | "False" => Ok(WaitFlag(false)),
-            other => Err(format!("wait must be true or false, not {other:?}")),
+            "1" | "true" | "True" => Ok(Flag(true)),
+            "0" | "false" | "False" => Ok(Flag(false)),
+            other => Err(format!("expected true or false, not {other:?}")),
         }
     }
 }

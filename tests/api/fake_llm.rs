@@ -17,6 +17,8 @@ pub enum Reply {
     Stream(Vec<Value>, Duration),
     /// Read the request, never answer.
     Hang,
+    /// `chat.completion.chunk` deltas streamed at once, then silence (the answer never ends).
+    Stall(Vec<Value>),
 }
 
 /// An answer streamed word by word.
@@ -159,23 +161,15 @@ impl FakeLlm {
                 let _ = socket.write_all(resp.as_bytes()).await;
             }
             Reply::Stream(deltas, pause) => {
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-                if socket.write_all(head.as_bytes()).await.is_err() {
+                if !write_deltas(&mut socket, deltas, pause).await {
                     return;
                 }
-                for delta in deltas {
-                    tokio::time::sleep(pause).await;
-                    let event = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk",
-                                       "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
-                    if socket
-                        .write_all(format!("data: {event}\n\n").as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
                 let _ = socket.write_all(b"data: [DONE]\n\n").await;
+            }
+            Reply::Stall(deltas) => {
+                if write_deltas(&mut socket, deltas, Duration::ZERO).await {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
             }
             Reply::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -183,4 +177,25 @@ impl FakeLlm {
         }
         let _ = socket.shutdown().await;
     }
+}
+
+/// The head of a streamed answer and its deltas, `pause` apart; false when the client has gone.
+async fn write_deltas(socket: &mut TcpStream, deltas: Vec<Value>, pause: Duration) -> bool {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for delta in deltas {
+        tokio::time::sleep(pause).await;
+        let event = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+        if socket
+            .write_all(format!("data: {event}\n\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
 }

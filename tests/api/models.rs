@@ -7,12 +7,13 @@ use crate::both_backends;
 use crate::fake_llm::{FakeLlm, Reply, answer, call};
 use crate::helpers::{Kind, TestApp, TestDb};
 use crate::runs::{ask, assert_thread_status, chat, last_text, user_thread, wait};
-use crate::sse::sse_events;
+use crate::sse::{Reader, sse_events};
 
 both_backends!(
     get_tasks_through_an_openai_compatible_model,
     a_model_that_times_out_ends_the_run_in_error,
     a_model_that_keeps_failing_is_retried_then_given_up,
+    each_token_is_streamed_as_soon_as_the_model_sends_it,
 );
 
 /// A mnemo whose model is `fake`.
@@ -195,5 +196,47 @@ async fn a_model_that_keeps_failing_is_retried_then_given_up(kind: Kind) {
             .contains("400")
     );
     assert_eq!(fake.requests().len(), 4);
+    app.stop().await;
+}
+
+/// A token reaches the client when the model sends it, not when the next one arrives: a model
+/// that pauses (here: stalls until its read timeout) leaves the user looking at what it said.
+async fn each_token_is_streamed_as_soon_as_the_model_sends_it(kind: Kind) {
+    let fake = FakeLlm::start(vec![Reply::Stall(vec![
+        json!({"role": "assistant", "content": "Thinking"}),
+    ])])
+    .await;
+    let Some((app, _db)) = app_with_model(kind, &fake).await else {
+        return;
+    };
+    let thread = user_thread(&app, "o4", "buy milk").await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{thread}/runs/stream")))
+        .json(&json!({"assistant_id": "agent", "input": ask("think"), "stream_mode": ["messages-tuple"]}))
+        .send()
+        .await
+        .unwrap();
+    let mut reader = Reader::new(resp);
+    let mut first = None;
+    while let Some(e) = reader.next().await {
+        if e.name != "metadata" {
+            first = Some(e);
+            break;
+        }
+    }
+    let first = first.expect("an event after metadata");
+    assert_eq!(first.name, "messages", "{:?}", first.data);
+    assert_eq!(first.data[0]["content"], "Thinking");
+    assert!(first.data[0].get("chunk_position").is_none());
+    // the model stalls until its read timeout: the run ends in error, no last chunk
+    let rest = reader.rest().await;
+    let names: Vec<&str> = rest.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["error"],
+        "{:?}",
+        rest.iter().map(|e| &e.data).collect::<Vec<_>>()
+    );
     app.stop().await;
 }

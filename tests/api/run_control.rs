@@ -17,11 +17,13 @@ both_backends!(
     cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run,
     a_client_that_leaves_cancels_its_run_with_on_disconnect_cancel,
     a_resumable_stream_is_rejoined_with_last_event_id,
+    join_flags_in_either_sdks_spelling,
     enqueue_waits_and_interrupt_or_rollback_replace_the_running_run,
     a_run_from_an_earlier_checkpoint_forks_the_thread,
     the_legacy_messages_mode,
     a_run_over_its_timeout_ends_as_timeout,
     shutdown_ends_open_streams_and_marks_their_runs,
+    shutdown_ends_runs_whose_clients_have_left,
 );
 
 async fn run_status(app: &TestApp, thread: &str, run: &str) -> (u16, Value) {
@@ -282,6 +284,67 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
         ))
         .await;
     assert_eq!(s, 404);
+    app.stop().await;
+}
+
+/// The JS SDK always sends `cancel_on_disconnect=0|1` on join and joinStream (the Python SDK
+/// `true|false`), and useStream rejoins from the start with `Last-Event-ID: -1`.
+async fn join_flags_in_either_sdks_spelling(kind: Kind) {
+    let fake = FakeLlm::start(vec![answer("hi there"), Reply::Hang]).await;
+    let Some((app, _db)) = app_with_model(kind, &fake).await else {
+        return;
+    };
+    let thread = user_thread(&app, "f1", "buy milk").await;
+    let resp = stream_on(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("hello"),
+               "stream_mode": ["values", "messages-tuple"], "stream_resumable": true}),
+    )
+    .await;
+    let streamed = Reader::new(resp).rest().await;
+    let run_id = streamed[0].data["run_id"].as_str().unwrap().to_string();
+    let run = format!("/threads/{thread}/runs/{run_id}");
+
+    let (s, values) = app.get(&format!("{run}/join?cancel_on_disconnect=0")).await;
+    assert_eq!(s, 200, "{values}");
+    assert_eq!(last_text(&values), "hi there");
+    let replay = app
+        .client
+        .get(app.url(&format!("{run}/stream?cancel_on_disconnect=0")))
+        .header("Last-Event-ID", "-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status().as_u16(), 200);
+    let replayed = events(&replay.text().await.unwrap());
+    let ids = |evs: &[crate::sse::Event]| evs.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(&replayed), ids(&streamed), "the whole stream again");
+    let (s, e) = app
+        .get(&format!("{run}/join?cancel_on_disconnect=maybe"))
+        .await;
+    assert_eq!(s, 422, "{e}");
+
+    // `cancel_on_disconnect=1` on a rejoined stream cancels the run when its client leaves
+    let (_, run) = background(
+        &app,
+        &thread,
+        json!({"assistant_id": "agent", "input": ask("again")}),
+    )
+    .await;
+    let run_id = run["run_id"].as_str().unwrap();
+    fake.received(2).await;
+    let resp = app
+        .client
+        .get(app.url(&format!(
+            "/threads/{thread}/runs/{run_id}/stream?cancel_on_disconnect=1"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    drop(resp);
+    until_status(&app, &thread, run_id, "interrupted").await;
     app.stop().await;
 }
 
@@ -598,5 +661,51 @@ async fn shutdown_ends_open_streams_and_marks_their_runs(kind: Kind) {
     assert_thread_status(&app, &thread, "idle").await;
     let values = chat(&app, &thread, "get tasks").await;
     assert!(last_text(&values).contains("buy milk"));
+    app.stop().await;
+}
+
+/// A run nobody is listening to (a background run, or a stream whose client left with
+/// `on_disconnect: continue`) still ends `interrupted` at shutdown, promptly, its thread free.
+async fn shutdown_ends_runs_whose_clients_have_left(kind: Kind) {
+    let fake = FakeLlm::start(vec![Reply::Hang, Reply::Hang]).await;
+    let Some((app, db)) = app_with_model(kind, &fake).await else {
+        return;
+    };
+    let first = user_thread(&app, "s2", "buy milk").await;
+    let (_, run) = background(
+        &app,
+        &first,
+        json!({"assistant_id": "agent", "input": ask("get tasks")}),
+    )
+    .await;
+    let background_run = run["run_id"].as_str().unwrap().to_string();
+    let second = user_thread(&app, "s3", "buy milk").await;
+    let resp = stream_on(
+        &app,
+        &second,
+        json!({"assistant_id": "agent", "input": ask("get tasks"), "on_disconnect": "continue"}),
+    )
+    .await;
+    let mut reader = Reader::new(resp);
+    let left_run = reader.next().await.unwrap().data["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(reader);
+    fake.received(2).await;
+    let stopped = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "the shutdown waited {:?} for runs that had stopped",
+        stopped.elapsed()
+    );
+
+    let app = TestApp::start(db.config()).await;
+    for (thread, run) in [(&first, &background_run), (&second, &left_run)] {
+        let (_, r) = run_status(&app, thread, run).await;
+        assert_eq!(r["status"], "interrupted", "{r}");
+        assert_thread_status(&app, thread, "idle").await;
+    }
     app.stop().await;
 }
