@@ -587,7 +587,7 @@ impl Runner {
             }
             if let Some(messages) = changes.get("messages").and_then(Value::as_array) {
                 for m in messages.iter().filter(|m| m["type"] == "tool") {
-                    legacy_complete(live, m, &chunk_metadata(&meta, node, step));
+                    tool_message(live, m, &chunk_metadata(&meta, node, step));
                 }
             }
             progress.latest = Some(record);
@@ -858,15 +858,16 @@ impl<'a> MessageStream<'a> {
     }
 }
 
-/// A message that was not streamed (a tool's) in the legacy `messages` mode: its metadata, then
-/// the whole message. Streamed messages get only `messages/partial`, as the reference sends.
-fn legacy_complete(live: &Live, message: &Value, meta: &Value) {
+/// A message that was not streamed (a tool's), as LangGraph sends a node's output messages:
+/// whole, in `messages-tuple` (event `messages`), and in the legacy `messages` mode as its metadata
+/// then `messages/complete`. Streamed messages get only chunks and `messages/partial`, as the
+/// reference sends.
+fn tool_message(live: &Live, message: &Value, meta: &Value) {
+    live.emit("messages", &json!([message, meta]));
     if !live.wants("messages/complete") {
         return;
     }
-    if message["type"] == "tool"
-        && let Some(id) = message["id"].as_str()
-    {
+    if let Some(id) = message["id"].as_str() {
         live.emit("messages/metadata", &json!({ id: { "metadata": meta } }));
     }
     live.emit("messages/complete", &json!([message]));

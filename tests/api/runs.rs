@@ -516,6 +516,17 @@ async fn runs_stream_over_sse(kind: Kind) {
     );
     assert_eq!(chunks.last().unwrap()[0]["chunk_position"], "last");
     assert_eq!(chunks[0][1]["langgraph_node"], "agent");
+    // a tool's message is not streamed: it comes whole, as LangGraph sends a node's output
+    let tool = last_values.1["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == "tool")
+        .unwrap();
+    let sent: Vec<&&Value> = chunks.iter().filter(|c| c[0]["type"] == "tool").collect();
+    assert_eq!(sent.len(), 1, "{chunks:?}");
+    assert_eq!(&sent[0][0], tool);
+    assert_eq!(sent[0][1]["langgraph_node"], "tools");
     assert_eq!(app.get(&location).await.1["status"], "success");
 
     // only the asked modes; errors before the stream are JSON

@@ -119,8 +119,9 @@ function checkStreamedRun(session, parts, input) {
   assert.equal(chunks.map((c) => c.content).join(""), answer.content, "the chunks make the answer");
   assert.equal(chunks.at(-1).chunk_position, "last");
   for (const p of parts.filter((p) => p.event === "messages")) {
-    const meta = p.data[1];
-    assert.equal(meta.langgraph_node, "agent");
+    const [message, meta] = p.data;
+    // the model's messages stream as chunks; a tool's message comes whole, from `tools`
+    assert.equal(meta.langgraph_node, message.type === "tool" ? "tools" : "agent");
     assert.equal(meta.run_id, created.run_id);
     assert.equal(meta.thread_id, session.threadId);
   }

@@ -199,13 +199,18 @@ async def test_stream_messages_tuple(client):
     assert {p.event for p in parts} == {"metadata", "messages"}
     by_id: dict[str, list] = {}
     for chunk, meta in tuples:
-        assert chunk["type"] == "AIMessageChunk"
-        assert meta["langgraph_node"] == "agent"
+        # the model's messages stream as chunks; a tool's message comes whole, from `tools`
+        node = "tools" if chunk["type"] == "tool" else "agent"
+        assert chunk["type"] in ("AIMessageChunk", "tool")
+        assert meta["langgraph_node"] == node
         assert meta["thread_id"] == tid and meta["run_id"] == run_id
         by_id.setdefault(chunk["id"], []).append(chunk)
-    call, answer = by_id.values()
+    call, result, answer = by_id.values()
+    assert [r["type"] for r in result] == ["tool"] and result[0]["content"] == ADDED
     # the tool call streams as tool_call_chunks, the answer token by token
-    assert call[-1]["tool_call_chunks"][0]["name"] == "create_task"
+    named = [c["tool_call_chunks"][0]["name"] for c in call if c["tool_call_chunks"]]
+    assert named[0] == "create_task"
+    assert call[-1]["chunk_position"] == "last"
     assert len(answer) > 1
     assert "".join(c["content"] for c in answer) == ADDED
     assert answer[-1]["chunk_position"] == "last"
