@@ -68,7 +68,7 @@ function serveApp() {
 
 // ---- what the browser does, logged ----
 const problems = []; // console errors, page errors, failed requests, 4xx/5xx answers
-const streams = []; // every run stream the app opened: {url, status, contentType, body}
+const streams = []; // every run stream the app opened: {url, status, contentType, body, request}
 
 async function watch(page) {
   page.on("console", (m) => {
@@ -98,32 +98,51 @@ async function watch(page) {
     problems.push(line);
   });
 
-  // Run streams' bodies, as the page received them, from the DevTools protocol (reading them
-  // through Playwright would consume them).
+  // Run streams' bodies as the page received them, from the DevTools protocol (reading them
+  // through Playwright would consume them): streaming of a run stream's content is switched on as
+  // its request leaves; a run so quick that its stream has ended by then is read whole instead.
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Network.enable");
   const byId = new Map();
-  cdp.on("Network.responseReceived", async (e) => {
-    if (e.type !== "Fetch" || !/\/runs\/stream$/.test(new URL(e.response.url).pathname)) return;
-    const entry = {
-      url: e.response.url,
-      status: e.response.status,
-      contentType: e.response.headers["content-type"] ?? e.response.headers["Content-Type"] ?? "",
-      body: "",
-    };
+  cdp.on("Network.requestWillBeSent", async (e) => {
+    const { pathname } = new URL(e.request.url);
+    if (e.type !== "Fetch" || e.request.method !== "POST" || !/\/runs\/stream$/.test(pathname)) return;
+    let settle;
+    const entry = { url: e.request.url, request: e.request.postData, status: 0, contentType: "", body: "" };
+    entry.done = new Promise((r) => (settle = r));
+    entry.ended = new Promise((r) => (entry.end = r));
     streams.push(entry);
     byId.set(e.requestId, entry);
     try {
       const { bufferedData } = await cdp.send("Network.streamResourceContent", { requestId: e.requestId });
       entry.body = Buffer.from(bufferedData, "base64").toString("utf8") + entry.body;
+      await entry.ended;
+      note(`run stream ${e.request.url}: body captured as it streamed`);
     } catch (err) {
-      entry.body = `<body not captured: ${err.message}>`;
+      const loaded = await entry.ended;
+      try {
+        if (!loaded) throw new Error("it did not finish loading");
+        const { body, base64Encoded } = await cdp.send("Network.getResponseBody", { requestId: e.requestId });
+        entry.body = base64Encoded ? Buffer.from(body, "base64").toString("utf8") : body;
+        note(`run stream ${e.request.url}: ended before streaming capture began, body read whole`);
+      } catch (err2) {
+        entry.body = `<body not captured: ${err.message}; ${err2.message}>`;
+      }
     }
+    settle();
+  });
+  cdp.on("Network.responseReceived", (e) => {
+    const entry = byId.get(e.requestId);
+    if (!entry) return;
+    entry.status = e.response.status;
+    entry.contentType = e.response.headers["content-type"] ?? e.response.headers["Content-Type"] ?? "";
   });
   cdp.on("Network.dataReceived", (e) => {
     const entry = byId.get(e.requestId);
     if (entry && e.data) entry.body += Buffer.from(e.data, "base64").toString("utf8");
   });
+  cdp.on("Network.loadingFinished", (e) => byId.get(e.requestId)?.end(true));
+  cdp.on("Network.loadingFailed", (e) => byId.get(e.requestId)?.end(false));
 }
 
 // SSE text -> [{event, data}]
@@ -151,6 +170,7 @@ function parseSse(text) {
 // ---- steps ----
 let step = 0;
 async function shot(page, name) {
+  await page.waitForTimeout(400); // let hover-revealed controls finish fading in
   step += 1;
   const file = path.join(outDir, `${String(step).padStart(2, "0")}-${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -204,7 +224,8 @@ async function send(page, text) {
 // `messages` (the SDK adds messages-tuple mode because the UI reads stream.messages); the last state
 // ends with the human message and an answer containing `answer`, and the answer's `messages`
 // chunks add up to exactly that answer: it was streamed token by token.
-function checkStream(stream, threadId, human, answer) {
+async function checkStream(stream, threadId, human, answer) {
+  await Promise.race([stream.done, new Promise((r) => setTimeout(r, 5000))]);
   const where = `the "${human}" stream (${stream.url})`;
   if (!stream.url.endsWith(`/threads/${threadId}/runs/stream`)) throw new Error(`${where} is not on thread ${threadId}`);
   if (stream.status !== 200 || !stream.contentType.startsWith("text/event-stream")) {
@@ -299,8 +320,8 @@ try {
   }
   // the answers arrived over the run streams, not only from the history fetched afterwards
   if (streams.length !== 2) throw new Error(`expected 2 run streams, saw ${JSON.stringify(streams.map((s) => s.url))}`);
-  const n1 = checkStream(streams[0], threadId, "add task buy milk", 'Added task "buy milk".');
-  const n2 = checkStream(streams[1], threadId, "get tasks", "buy milk (todo)");
+  const n1 = await checkStream(streams[0], threadId, "add task buy milk", 'Added task "buy milk".');
+  const n2 = await checkStream(streams[1], threadId, "get tasks", "buy milk (todo)");
   pass(`both answers were streamed over SSE on thread ${threadId} from the URL (${n1}; ${n2})`);
 
   const thread = await (await fetch(`${mnemoUrl}/threads/${threadId}`)).json();
@@ -342,6 +363,58 @@ try {
   if (picked !== threadId) throw new Error(`the sidebar opened thread ${picked}, not ${threadId}`);
   await shot(listed, "thread-picked");
   pass('the sidebar lists the thread by its first message, and picking it renders the conversation');
+
+  // Editing a human message forks the thread from the checkpoint before it (a run with
+  // `checkpoint`), and the branch switcher, built from the thread's history, goes between the two.
+  const second = listed.locator("div.ml-auto.group").nth(1);
+  await second.hover();
+  await second.getByRole("button", { name: "Edit" }).click();
+  await second.locator("textarea").fill("add task buy bread");
+  await second.getByRole("button", { name: "Submit" }).click();
+  const TURN_2B = [
+    { who: "human", has: ["add task buy bread", "2 / 2"] },
+    { who: "ai", has: ["create_task", "buy bread"] },
+    { who: "ai", has: ["Tool Result: create_task", 'Added task "buy bread".'] },
+    { who: "ai", has: ['Added task "buy bread".'] },
+  ];
+  await waitForConversation(listed, [...TURN_1, ...TURN_2B], "edited second message");
+  await listed.locator("div.ml-auto.group").nth(1).hover(); // shows the branch switcher
+  await shot(listed, "message-edited");
+  if (streams.length !== 3) throw new Error(`expected a third run stream, saw ${streams.length}`);
+  await checkStream(streams[2], threadId, "add task buy bread", 'Added task "buy bread".');
+  const fork = JSON.parse(streams[2].request ?? "{}");
+  if (!fork.checkpoint?.checkpoint_id) throw new Error(`the edit's run did not fork from a checkpoint: ${streams[2].request}`);
+  pass('editing "get tasks" into "add task buy bread" forks the thread; the new branch is 2 / 2');
+
+  await listed.locator("div.ml-auto.group").nth(1).getByRole("button").first().click(); // ChevronLeft
+  await waitForConversation(
+    listed,
+    [...TURN_1, { ...TURN_2[0], has: ["get tasks", "1 / 2"] }, ...TURN_2.slice(1)],
+    "first branch again",
+  );
+  await listed.locator("div.ml-auto.group").nth(1).hover(); // shows the branch switcher
+  await shot(listed, "first-branch");
+  pass('the branch switcher goes back to 1 / 2: "get tasks" and its answer');
+
+  // Regenerating the last answer re-runs the model from the checkpoint before it (a run with a
+  // checkpoint and no input): a second version of the answer, 2 / 2, on the same branch.
+  const answer = listed.locator("div.mr-auto.group").last();
+  await answer.hover();
+  await answer.getByRole("button", { name: "Refresh" }).click();
+  await waitForConversation(
+    listed,
+    [...TURN_1, { ...TURN_2[0], has: ["get tasks", "1 / 2"] }, ...TURN_2.slice(1, 3), { ...TURN_2[3], has: [...TURN_2[3].has, "2 / 2"] }],
+    "regenerated answer",
+  );
+  if (streams.length !== 4) throw new Error(`expected a fourth run stream, saw ${streams.length}`);
+  await checkStream(streams[3], threadId, "get tasks", "buy milk (todo)");
+  const regen = JSON.parse(streams[3].request ?? "{}");
+  if (regen.input != null || !regen.checkpoint?.checkpoint_id) {
+    throw new Error(`the regenerating run was not a checkpoint without input: ${streams[3].request}`);
+  }
+  await listed.locator("div.mr-auto.group").last().hover();
+  await shot(listed, "answer-regenerated");
+  pass('regenerating the "get tasks" answer streams it again as version 2 / 2');
 
   if (problems.length) throw new Error(`the browser saw errors:\n    ${problems.join("\n    ")}`);
   pass("no console errors, page errors, failed requests or 4xx/5xx answers");
