@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from ._wire import AsyncPool
+
 # statuses worth another try: mnemo overloaded (503 + Retry-After) or a proxy in the way
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _MAX_BACKOFF_S = 10.0
@@ -67,8 +69,9 @@ def _delay(attempt: int, resp: httpx.Response | None) -> float:
 
 
 class Transport:
-    """Sends JSON requests to one mnemo. The sync client is shared by every thread; the async
-    client belongs to the event loop that first used it (httpx clients cannot cross loops)."""
+    """Sends JSON requests to one mnemo. The sync client (httpx) is shared by every thread; the
+    async pool belongs to the event loop that first used it (connections cannot cross loops).
+    Over plain http the async pool is `_wire.AsyncPool`; over https it is httpx's."""
 
     def __init__(
         self,
@@ -88,8 +91,9 @@ class Transport:
             "limits": httpx.Limits(max_connections=max_connections),
         }
         self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
+        self._async: AsyncPool | httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._max_connections = max_connections
         self._lock = threading.Lock()
 
     def _client(self) -> httpx.Client:
@@ -98,10 +102,20 @@ class Transport:
                 self._sync = httpx.Client(**self._kwargs)
             return self._sync
 
-    def _aclient(self) -> httpx.AsyncClient:
+    def _aclient(self) -> AsyncPool | httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._async is None or self._loop is not loop or self._async.is_closed:
-            self._async = httpx.AsyncClient(**self._kwargs)
+        if self._async is None or self._loop is not loop:
+            url = httpx.URL(self.url)
+            if url.scheme == "http" and not url.path.strip("/"):
+                self._async = AsyncPool(
+                    url.host,
+                    url.port or 80,
+                    max_connections=self._max_connections,
+                    timeout=self._kwargs["timeout"],
+                    headers=self._kwargs["headers"],
+                )
+            else:
+                self._async = httpx.AsyncClient(**self._kwargs)
             self._loop = loop
         return self._async
 

@@ -87,3 +87,57 @@ def test_copy_is_not_retried(scripted) -> None:
         with pytest.raises(MnemoUnavailable):
             saver.copy_thread("a", "b")
     assert server.seen == ["POST /threads/a/copy"]
+
+
+async def test_the_async_pool_reuses_connections_reads_chunked_and_survives_a_closed_one() -> None:
+    """Against a raw HTTP/1.1 server: keep-alive reuse, a chunked reply, and a kept-alive
+    connection the server closed while idle (the request goes again on a new one)."""
+    import asyncio
+
+    from mnemo_langgraph._wire import AsyncPool
+
+    connections = 0
+
+    async def serve(reader, writer):
+        nonlocal connections
+        connections += 1
+        served = 0
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length)
+            served += 1
+            if b"/chunked" in head:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                    b"4\r\n{\"a\"\r\n6;ext=1\r\n: [1]}\r\n0\r\n\r\n"
+                )
+            else:
+                echo = b'{"echo": %s}' % (body or b"null")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(echo), echo))
+            await writer.drain()
+            if b"/close-after" in head:
+                break  # keep-alive was promised, then the server goes away while idle
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = AsyncPool("127.0.0.1", port, max_connections=1, timeout=5, headers={})
+    try:
+        assert (await pool.request("PUT", "/x", json={"k": [1, "ü"]})).json() == {"echo": {"k": [1, "ü"]}}
+        assert (await pool.request("GET", "/chunked")).json() == {"a": [1]}
+        assert connections == 1, "one connection, reused"
+        await pool.request("POST", "/close-after", json={})
+        await asyncio.sleep(0.05)
+        assert (await pool.request("GET", "/x", params={"q": "a b"})).json() == {"echo": None}
+        assert connections == 2, "the closed connection was replaced"
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
