@@ -100,9 +100,44 @@ impl Graph {
     }
 }
 
+/// The nodes of mnemo's graphs (both run the same ReAct loop): the model, then the tools it
+/// called.
+pub const NODES: [&str; 2] = ["agent", "tools"];
+
+/// The nodes `interrupt_before` / `interrupt_after` name: `"*"` (every node) or a list of
+/// node names; an unknown name is an error that says which names there are.
+pub fn nodes_named(field: &str, names: &Value) -> Result<Vec<&'static str>, String> {
+    let list = match names {
+        Value::Null => return Ok(Vec::new()),
+        Value::String(s) if s == "*" => return Ok(NODES.to_vec()),
+        Value::Array(items) => items,
+        _ => {
+            return Err(format!(
+                "{field} must be \"*\" or a list of node names ({})",
+                NODES.join(", ")
+            ));
+        }
+    };
+    list.iter()
+        .map(|n| {
+            let name = n.as_str().unwrap_or_default();
+            NODES
+                .iter()
+                .find(|&&node| node == name)
+                .copied()
+                .ok_or_else(|| {
+                    format!(
+                        "{field}: unknown node {n}; the nodes are {}",
+                        NODES.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 /// LangGraph's `tools_condition`: `tools` when the last message is an AI message that calls
 /// tools, else the end.
-fn tools_condition(values: &Value) -> Option<&'static str> {
+pub fn tools_condition(values: &Value) -> Option<&'static str> {
     let last = values.get("messages")?.as_array()?.last()?;
     let calls = last.get("tool_calls").and_then(Value::as_array);
     calls.is_some_and(|c| !c.is_empty()).then_some("tools")
