@@ -100,6 +100,74 @@ impl Graph {
     }
 }
 
+/// The nodes of mnemo's graphs (both run the same ReAct loop): the model, then the tools it
+/// called.
+pub const NODES: [&str; 2] = ["agent", "tools"];
+
+/// The nodes `interrupt_before` / `interrupt_after` name: `"*"` (every node) or a list of
+/// node names; an unknown name is an error that says which names there are.
+pub fn nodes_named(field: &str, names: &Value) -> Result<Vec<&'static str>, String> {
+    let list = match names {
+        Value::Null => return Ok(Vec::new()),
+        Value::String(s) if s == "*" => return Ok(NODES.to_vec()),
+        Value::Array(items) => items,
+        _ => {
+            return Err(format!(
+                "{field} must be \"*\" or a list of node names ({})",
+                NODES.join(", ")
+            ));
+        }
+    };
+    list.iter()
+        .map(|n| {
+            let name = n.as_str().unwrap_or_default();
+            NODES
+                .iter()
+                .find(|&&node| node == name)
+                .copied()
+                .ok_or_else(|| {
+                    format!(
+                        "{field}: unknown node {n}; the nodes are {}",
+                        NODES.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// LangGraph's `tools_condition`: `tools` when the last message is an AI message that calls
+/// tools, else the end.
+pub fn tools_condition(values: &Value) -> Option<&'static str> {
+    let last = values.get("messages")?.as_array()?.last()?;
+    let calls = last.get("tool_calls").and_then(Value::as_array);
+    calls.is_some_and(|c| !c.is_empty()).then_some("tools")
+}
+
+/// The node that runs after a checkpoint, as LangGraph's `next` shows it, from the node that
+/// wrote it (its metadata's `writes`) and its values: after a run's input and after the tools
+/// comes the model; after the model, the tools it called or the end. A state update not made
+/// as one of the nodes goes by the last message.
+pub fn next_node(metadata: &Value, values: &Value) -> Option<&'static str> {
+    let writer = metadata
+        .get("writes")
+        .and_then(Value::as_object)
+        .filter(|w| w.len() == 1)
+        .and_then(|w| w.keys().next())
+        .map(String::as_str)
+        .filter(|&w| w != "__input__" || metadata.get("source") == Some(&json!("input")));
+    match writer {
+        Some("agent") => tools_condition(values),
+        Some("tools" | "__start__" | "__input__") => Some("agent"),
+        _ => {
+            let last = values.get("messages")?.as_array()?.last()?;
+            match last.get("type").and_then(Value::as_str) {
+                Some("ai") => tools_condition(values),
+                _ => Some("agent"),
+            }
+        }
+    }
+}
+
 /// The graph an `assistant_id` names: a graph name or a system assistant's UUID.
 pub fn resolve(assistant_id: &str) -> Result<&'static Graph, String> {
     GRAPHS

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::agent::{Delta, Model, ToolCall, Turn, tools};
 use crate::error::ApiError;
-use crate::graphs::Graph;
+use crate::graphs::{self, Graph};
 use crate::model::{CheckpointRecord, NewCheckpoint, NewRun, NewWrites, Run, RunEvent};
 use crate::persistence::{DbError, Persistence, next_state};
 
@@ -49,6 +49,9 @@ pub struct RunRequest {
     pub resumable: bool,
     /// Delete the thread once the run has ended (a stateless run's, by default).
     pub delete_thread: bool,
+    /// The nodes the run stops before (`interrupt_before`) and after (`interrupt_after`).
+    pub interrupt_before: Vec<&'static str>,
+    pub interrupt_after: Vec<&'static str>,
 }
 
 /// Why a run was stopped before its end.
@@ -219,6 +222,9 @@ enum Outcome {
     Done(Value),
     /// A tool needs the user's approval: the values with `__interrupt__`.
     Interrupted(Value),
+    /// Stopped before or after a node (`interrupt_before`/`interrupt_after`): the values, and
+    /// whether a node is still to run.
+    Paused(Value, bool),
 }
 
 /// Why a run's steps did not reach an outcome.
@@ -420,6 +426,9 @@ impl Runner {
         let (status, thread_status, values) = match result {
             Ok(Outcome::Done(values)) => ("success", "idle", values),
             Ok(Outcome::Interrupted(values)) => ("interrupted", "interrupted", values),
+            // as LangGraph's: the run succeeded, the thread waits when a node is still to run
+            Ok(Outcome::Paused(values, true)) => ("success", "interrupted", values),
+            Ok(Outcome::Paused(values, false)) => ("success", "idle", values),
             Err(Halt::Failed(message)) => {
                 live.emit("error", &json!({ "error": "RunError", "message": message }));
                 let error = json!({ "__error__": { "error": "RunError", "message": message } });
@@ -593,18 +602,37 @@ impl Runner {
             progress.latest = Some(record);
             Ok::<_, Halt>(values)
         };
-        let mut values = if let Some(decision) = &req.resume {
+        // the node to run first: after a resume's tools, after the input, or (no input) the
+        // one the checkpoint waits on
+        let mut resuming = false;
+        let (mut values, mut node) = if let Some(decision) = &req.resume {
             // resuming: answer the waiting tool calls, then go on
             let Some(start) = start.filter(|s| !s.interrupts().is_empty()) else {
                 return Err(Halt::Failed("The thread has no interrupt to resume".into()));
             };
             let calls = pending_calls(&start.values());
             let results = run_tools(db, &user_id, &calls, approves(decision)).await;
-            write(json!({ "messages": results }), "tools", "loop")?
+            let values = write(json!({ "messages": results }), "tools", "loop")?;
+            if req.interrupt_after.contains(&"tools") {
+                return Ok(self.pause(live, values, true));
+            }
+            (values, Some("agent"))
         } else {
             match &req.input {
-                Value::Null => start.map_or_else(|| json!({}), |s| s.values()),
-                Value::Object(_) => write(req.input.clone(), "__input__", "input")?,
+                Value::Null => match start {
+                    Some(s) => {
+                        resuming = true;
+                        let values = s.values();
+                        live.emit("values", &values);
+                        let node = graphs::next_node(&s.metadata, &values);
+                        (values, node)
+                    }
+                    None => return Err(Halt::Failed("Received no input for __start__".into())),
+                },
+                Value::Object(_) => (
+                    write(req.input.clone(), "__input__", "input")?,
+                    Some("agent"),
+                ),
                 other => {
                     return Err(Halt::Failed(format!(
                         "Expected an object as input, got {other}"
@@ -612,47 +640,72 @@ impl Runner {
                 }
             }
         };
-        for step in 0..RECURSION_LIMIT {
-            let turn = self
-                .turn(
-                    live,
-                    req,
-                    &user_id,
-                    &meta,
-                    (step, next_step.get()),
-                    &values,
-                    stop,
-                    deadline,
-                )
-                .await?;
-            let calls = match turn {
-                Turn::Answer(text) => {
-                    let ai = json!({ "type": "ai", "id": message_id(run, step), "content": text, "tool_calls": [] });
-                    let values = write(json!({ "messages": [ai] }), "agent", "loop")?;
-                    return Ok(Outcome::Done(values));
+        let mut model_turn = 0;
+        while let Some(this) = node {
+            // a run that resumes does not stop again before the node it resumes
+            let resumed = std::mem::take(&mut resuming);
+            if req.interrupt_before.contains(&this) && !resumed {
+                return Ok(self.pause(live, values, true));
+            }
+            if this == "agent" {
+                if model_turn == RECURSION_LIMIT {
+                    return Err(Halt::Failed(format!(
+                        "Recursion limit of {RECURSION_LIMIT} reached without an answer"
+                    )));
                 }
-                Turn::Call(calls) => calls,
-            };
-            let tool_calls: Vec<Value> = calls
-                .iter()
-                .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
-                .collect();
-            let ai = json!({ "type": "ai", "id": message_id(run, step), "content": "", "tool_calls": tool_calls });
-            write(json!({ "messages": [ai] }), "agent", "loop")?;
-            if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
-                return Ok(Outcome::Interrupted(
-                    self.ask_approval(live, delete, progress).await?,
-                ));
+                let turn = self
+                    .turn(
+                        live,
+                        req,
+                        &user_id,
+                        &meta,
+                        (model_turn, next_step.get()),
+                        &values,
+                        stop,
+                        deadline,
+                    )
+                    .await?;
+                let ai = match turn {
+                    Turn::Answer(text) => {
+                        json!({ "type": "ai", "id": message_id(run, model_turn), "content": text, "tool_calls": [] })
+                    }
+                    Turn::Call(calls) => {
+                        let tool_calls: Vec<Value> = calls
+                            .iter()
+                            .map(|c| json!({ "id": c.id, "name": c.name, "args": c.args, "type": "tool_call" }))
+                            .collect();
+                        json!({ "type": "ai", "id": message_id(run, model_turn), "content": "", "tool_calls": tool_calls })
+                    }
+                };
+                model_turn += 1;
+                values = write(json!({ "messages": [ai] }), "agent", "loop")?;
+                node = graphs::tools_condition(&values);
+            } else {
+                let calls = pending_calls(&values);
+                if let Some(delete) = calls.iter().find(|c| c.name == "delete_task") {
+                    return Ok(Outcome::Interrupted(
+                        self.ask_approval(live, delete, progress).await?,
+                    ));
+                }
+                if let Some(why) = *stop.borrow() {
+                    return Err(Halt::Stopped(why));
+                }
+                let results = run_tools(db, &user_id, &calls, false).await;
+                values = write(json!({ "messages": results }), "tools", "loop")?;
+                node = Some("agent");
             }
-            if let Some(why) = *stop.borrow() {
-                return Err(Halt::Stopped(why));
+            if req.interrupt_after.contains(&this) {
+                return Ok(self.pause(live, values, node.is_some()));
             }
-            let results = run_tools(db, &user_id, &calls, false).await;
-            values = write(json!({ "messages": results }), "tools", "loop")?;
         }
-        Err(Halt::Failed(format!(
-            "Recursion limit of {RECURSION_LIMIT} reached without an answer"
-        )))
+        Ok(Outcome::Done(values))
+    }
+
+    /// Stops at a static interrupt (`interrupt_before`/`interrupt_after`): as LangGraph, an
+    /// `updates` event with no interrupt in it, `{"__interrupt__": []}`.
+    fn pause(&self, live: &Live, values: Value, waiting: bool) -> Outcome {
+        live.emit("updates", &json!({ "__interrupt__": [] }));
+        Outcome::Paused(values, waiting)
     }
 
     /// One model turn, its fragments streamed as they come; a stop or the deadline cuts it short.

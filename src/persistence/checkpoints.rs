@@ -764,6 +764,11 @@ pub async fn update_state(db: &DbPool, update: StateUpdate) -> Result<Checkpoint
                 }
                 None => None,
             };
+            // the checkpoint names its graph, as a run's do (its `next` follows the graph)
+            let mut extra = extra;
+            if let Some(g) = graph {
+                extra.entry("graph_id").or_insert_with(|| json!(g.id));
+            }
             let record = next_state(&thread_id, graph, base, changes, as_node, source, extra)?;
             diesel::insert_into(c::table)
                 .values((

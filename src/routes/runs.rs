@@ -30,6 +30,8 @@ pub struct RunBody {
     checkpoint: Option<Value>,
     checkpoint_id: Option<String>,
     on_completion: Option<String>,
+    interrupt_before: Option<Value>,
+    interrupt_after: Option<Value>,
 }
 
 /// The run a request body asks for (422 for an unknown assistant, strategy or command).
@@ -69,12 +71,19 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
     };
     let input = body.input.unwrap_or(Value::Null);
     without_nul(&input, "input")?;
+    let nodes = |field, names: &Option<Value>| {
+        graphs::nodes_named(field, names.as_ref().unwrap_or(&Value::Null))
+            .map_err(ApiError::Validation)
+    };
+    let interrupt_before = nodes("interrupt_before", &body.interrupt_before)?;
+    let interrupt_after = nodes("interrupt_after", &body.interrupt_after)?;
     let events = events_of(&body.stream_mode)?;
     let command = resume.as_ref().map(|r| json!({ "resume": r }));
     let kwargs = json!({
         "input": input, "config": body.config, "command": command, "stream_mode": body.stream_mode,
         "stream_resumable": body.stream_resumable, "checkpoint_id": checkpoint_id,
         "on_disconnect": body.on_disconnect,
+        "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
     });
     Ok(RunRequest {
         thread_id,
@@ -90,6 +99,8 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
         events,
         resumable: body.stream_resumable,
         delete_thread,
+        interrupt_before,
+        interrupt_after,
     })
 }
 

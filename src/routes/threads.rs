@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::{object_or_none, page, without_nul};
 use crate::error::ApiError;
+use crate::graphs;
 use crate::model::{
     CheckpointQuery, CheckpointRecord, NewThread, StateUpdate, ThreadFilter, ThreadSearch,
     ThreadSortBy, ThreadStatus, format_ts,
@@ -244,24 +245,43 @@ fn checkpoint_ref(thread_id: &str, ns: &str, id: &str) -> Value {
     json!({ "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": id })
 }
 
-/// A checkpoint as a LangGraph `ThreadState`.
+/// A checkpoint as a LangGraph `ThreadState`. On a checkpoint of one of mnemo's graphs, `next`
+/// names the node to run next and `tasks` its task (with the interrupts it waits on).
 fn thread_state(rec: &CheckpointRecord) -> Value {
+    let values = rec.values();
     let pending = rec.interrupts();
     let interrupts: Vec<&Value> = pending.iter().flat_map(|(_, list)| list).collect();
-    let tasks: Vec<Value> = pending
-        .iter()
-        .map(|(task_id, list)| {
-            json!({ "id": task_id, "name": "tools", "path": ["__pregel_pull", "tools"], "error": null,
-                    "interrupts": list, "checkpoint": null, "state": null, "result": null })
-        })
-        .collect();
-    let next: Vec<&str> = if pending.is_empty() {
-        Vec::new()
+    let next: Vec<&str> = match graphs::of_thread(&rec.metadata) {
+        Some(_) => graphs::next_node(&rec.metadata, &values)
+            .into_iter()
+            .collect(),
+        None if !pending.is_empty() => vec!["tools"],
+        None => Vec::new(),
+    };
+    let task = |id: &str, name: &str, list: &[Value]| {
+        json!({ "id": id, "name": name, "path": ["__pregel_pull", name], "error": null,
+                "interrupts": list, "checkpoint": null, "state": null, "result": null })
+    };
+    let tasks: Vec<Value> = if pending.is_empty() {
+        // a stable id per checkpoint and node
+        let base = uuid::Uuid::parse_str(&rec.checkpoint_id).unwrap_or(uuid::Uuid::NAMESPACE_OID);
+        next.iter()
+            .map(|name| {
+                task(
+                    &uuid::Uuid::new_v5(&base, name.as_bytes()).to_string(),
+                    name,
+                    &[],
+                )
+            })
+            .collect()
     } else {
-        vec!["tools"]
+        pending
+            .iter()
+            .map(|(task_id, list)| task(task_id, "tools", list))
+            .collect()
     };
     json!({
-        "values": rec.values(),
+        "values": values,
         "next": next,
         "tasks": tasks,
         "checkpoint": checkpoint_ref(&rec.thread_id, &rec.checkpoint_ns, &rec.checkpoint_id),

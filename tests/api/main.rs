@@ -7,6 +7,7 @@ mod assistants;
 mod checkpoints;
 mod fake_llm;
 mod helpers;
+mod interrupts;
 mod lifecycle;
 mod models;
 mod ops;

@@ -103,6 +103,11 @@ async fn cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run(kind: Kind
         messages(&state(&app, &thread).await),
         ["hello", "hi", "first"]
     );
+    // the question still waits for the model
+    assert_eq!(
+        app.get(&format!("/threads/{thread}/state")).await.1["next"],
+        json!(["agent"])
+    );
 
     // rollback: the run and its checkpoints are gone
     let (_, before) = app
