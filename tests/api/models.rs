@@ -56,6 +56,7 @@ async fn get_tasks_through_an_openai_compatible_model(kind: Kind) {
         .iter()
         .filter(|(n, _)| n == "messages")
         .map(|(_, d)| &d[0])
+        .filter(|m| m["type"] == "AIMessageChunk")
         .collect();
     let args: String = chunks
         .iter()
