@@ -1,10 +1,11 @@
 """MnemoSaver against LangGraph's own AsyncPostgresSaver, on the same Postgres server.
 
 The same small graph runs N times per configuration: 10 steps, each adding one message to a
-growing list, with `durability="sync"` so every step waits until its checkpoint is stored. The
-direct saver gets an AsyncConnectionPool as large as the concurrency (the way an app scales it);
-MnemoSaver talks HTTP to a mnemo whose pool is MNEMO_POOL_MAX. A sampler counts each side's
-Postgres connections (pg_stat_activity) every 10 ms.
+growing list, with `durability="sync"` so every step waits until its checkpoint is stored.
+MnemoSaver talks HTTP to a mnemo whose pool is MNEMO_POOL_MAX. The direct saver runs twice: on
+an AsyncConnectionPool as large as the concurrency (the way an app scales it), and opened per
+graph run with `from_conn_string` (the pattern of the app that leaked, here properly exited). A
+sampler counts each side's Postgres connections (pg_stat_activity) every 10 ms.
 
 Run with bench/savers (it picks the pinned virtualenv); --help lists the options.
 """
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, TypedDict
 from urllib.parse import urlsplit
@@ -58,6 +60,7 @@ def graph(checkpointer):
 
 
 async def one_run(g, latencies: list[float]) -> None:
+    """One graph run on a new thread; the time of each of its steps goes to `latencies`."""
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     last = time.perf_counter()
     async for _ in g.astream(
@@ -97,7 +100,8 @@ class Sampler:
 
 
 async def measure(g, runs: int, concurrency: int) -> tuple[float, float, float]:
-    """(steps/s, p50 ms, p99 ms) of `runs` graph runs, `concurrency` at a time."""
+    """(steps/s, p50 ms, p99 ms) of `runs` graph runs, `concurrency` at a time. `g` is a graph,
+    or an async context manager factory yielding one per run."""
     latencies: list[float] = []
     queue = asyncio.Queue()
     for _ in range(runs):
@@ -106,7 +110,11 @@ async def measure(g, runs: int, concurrency: int) -> tuple[float, float, float]:
     async def worker() -> None:
         while not queue.empty():
             queue.get_nowait()
-            await one_run(g, latencies)
+            if callable(g):
+                async with g() as per_run:
+                    await one_run(per_run, latencies)
+            else:
+                await one_run(g, latencies)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -177,7 +185,17 @@ async def main() -> None:
                 await measure(g, min(runs, 2 * c), c)
                 with Sampler(args.pg_url, direct_db) as s:
                     rate, p50, p99 = await measure(g, runs, c)
-                rows.append(("AsyncPostgresSaver (direct)", c, rate, p50, p99, s.peak))
+                rows.append(("AsyncPostgresSaver, pool", c, rate, p50, p99, s.peak))
+
+            @asynccontextmanager
+            async def saver_per_run():
+                # the original app's pattern, with the exit it lacked: a saver per request
+                async with AsyncPostgresSaver.from_conn_string(conninfo) as saver:
+                    yield graph(saver)
+
+            with Sampler(args.pg_url, direct_db) as s:
+                rate, p50, p99 = await measure(saver_per_run, runs, c)
+            rows.append(("AsyncPostgresSaver, per run", c, rate, p50, p99, s.peak))
         print(f"\n{STEPS}-step graph, one message added per step, durability=sync; "
               f"mnemo pool max {args.pool_max}\n")
         print(f"{'saver':<30}{'threads':>8}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'peak PG conns':>15}")
