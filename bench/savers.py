@@ -166,7 +166,7 @@ async def main() -> None:
             admin.execute(f"CREATE DATABASE {db}")
     proc, url = start_mnemo(args.mnemo_bin, with_database(args.pg_url, mnemo_db), args.pool_max)
     try:
-        rows = []
+        rows, failures = [], []
         for c in (int(x) for x in args.concurrency.split(",")):
             runs = max(20, c * args.runs)
             async with MnemoSaver(url, max_connections=max(c, 16)) as saver:
@@ -193,14 +193,19 @@ async def main() -> None:
                 async with AsyncPostgresSaver.from_conn_string(conninfo) as saver:
                     yield graph(saver)
 
-            with Sampler(args.pg_url, direct_db) as s:
-                rate, p50, p99 = await measure(saver_per_run, runs, c)
-            rows.append(("AsyncPostgresSaver, per run", c, rate, p50, p99, s.peak))
+            try:
+                with Sampler(args.pg_url, direct_db) as s:
+                    rate, p50, p99 = await measure(saver_per_run, runs, c)
+                rows.append(("AsyncPostgresSaver, per run", c, rate, p50, p99, s.peak))
+            except psycopg.OperationalError as e:  # e.g. Postgres' max_connections reached
+                failures.append(f"AsyncPostgresSaver, per run, {c} threads: {e}".splitlines()[0])
         print(f"\n{STEPS}-step graph, one message added per step, durability=sync; "
               f"mnemo pool max {args.pool_max}\n")
         print(f"{'saver':<30}{'threads':>8}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'peak PG conns':>15}")
         for name, c, rate, p50, p99, peak in rows:
             print(f"{name:<30}{c:>8}{rate:>10.0f}{p50:>9.1f}{p99:>9.1f}{peak:>15}")
+        for failure in failures:
+            print(f"FAILED {failure}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
