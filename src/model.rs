@@ -365,6 +365,17 @@ pub struct StateUpdate {
     pub metadata: serde_json::Map<String, Value>,
 }
 
+/// Whether channel version `v` is newer than `seen` (none seen: any is). LangGraph's versions
+/// are integers or zero-padded strings, which sort as text.
+fn newer(v: &Value, seen: Option<&Value>) -> bool {
+    match (v, seen) {
+        (_, None | Some(Value::Null)) => true,
+        (Value::Number(a), Some(Value::Number(b))) => a.as_f64() > b.as_f64(),
+        (Value::String(a), Some(Value::String(b))) => a > b,
+        (a, Some(b)) => a.to_string() > b.to_string(),
+    }
+}
+
 /// Channels that are LangGraph's bookkeeping, not state: `__start__`, `branch:to:agent`, …
 fn is_internal_channel(name: &str) -> bool {
     name.starts_with("__") || name.contains(':')
@@ -386,6 +397,43 @@ impl CheckpointRecord {
                 Some((w.task_id.clone(), list))
             })
             .collect()
+    }
+
+    /// The nodes LangGraph runs after this checkpoint, found as LangGraph finds them without
+    /// the graph at hand: a node is due when its trigger channel (`branch:to:<node>`, and
+    /// `__start__` for the input) holds a value (a consumed trigger is stored `empty`) of a newer
+    /// version than the node has seen (`versions_seen`). Sorted by name.
+    pub fn triggered_nodes(&self) -> Vec<String> {
+        let field = |name: &str| self.checkpoint.get(name).and_then(Value::as_object);
+        let (versions, seen, inline) = (
+            field("channel_versions"),
+            field("versions_seen"),
+            field("channel_values"),
+        );
+        let holds_value = |channel: &str| {
+            inline.is_some_and(|m| m.contains_key(channel))
+                || self
+                    .blobs
+                    .iter()
+                    .any(|b| b.channel == channel && b.type_ != "empty")
+        };
+        let mut nodes: Vec<String> = versions
+            .into_iter()
+            .flatten()
+            .filter_map(|(channel, version)| {
+                // the input's node is triggered by its own channel
+                let node = match channel.as_str() {
+                    "__start__" => "__start__",
+                    other => other.strip_prefix("branch:to:")?,
+                };
+                let last = seen
+                    .and_then(|s| s.get(node))
+                    .and_then(|v| v.get(channel.as_str()));
+                (holds_value(channel) && newer(version, last)).then(|| node.to_string())
+            })
+            .collect();
+        nodes.sort();
+        nodes
     }
 
     /// The state's values: inline channel values, JSON-typed blobs, and the JSON rendering their

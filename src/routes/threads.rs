@@ -245,18 +245,23 @@ fn checkpoint_ref(thread_id: &str, ns: &str, id: &str) -> Value {
     json!({ "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": id })
 }
 
-/// A checkpoint as a LangGraph `ThreadState`. On a checkpoint of one of mnemo's graphs, `next`
-/// names the node to run next and `tasks` its task (with the interrupts it waits on).
+/// A checkpoint as a LangGraph `ThreadState`. `next` names the nodes to run next and `tasks`
+/// their tasks (with the interrupts they wait on): from the graph on a checkpoint of one of
+/// mnemo's graphs, from the checkpoint's trigger channels on any other.
 fn thread_state(rec: &CheckpointRecord) -> Value {
     let values = rec.values();
     let pending = rec.interrupts();
     let interrupts: Vec<&Value> = pending.iter().flat_map(|(_, list)| list).collect();
+    let triggered;
     let next: Vec<&str> = match graphs::of_thread(&rec.metadata) {
         Some(_) => graphs::next_node(&rec.metadata, &values)
             .into_iter()
             .collect(),
-        None if !pending.is_empty() => vec!["tools"],
-        None => Vec::new(),
+        // a graph mnemo does not run (a Python app's, through the raw API): LangGraph's rule
+        None => {
+            triggered = rec.triggered_nodes();
+            triggered.iter().map(String::as_str).collect()
+        }
     };
     let task = |id: &str, name: &str, list: &[Value]| {
         json!({ "id": id, "name": name, "path": ["__pregel_pull", name], "error": null,

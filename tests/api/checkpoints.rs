@@ -17,6 +17,7 @@ both_backends!(
     delete_for_runs_removes_their_checkpoints_in_every_thread,
     copy_to_a_named_thread_copies_everything_once,
     blob_json_views_show_as_state_and_writes_come_in_task_path_order,
+    a_foreign_graphs_next_comes_from_its_trigger_channels,
 );
 
 fn checkpoint(id: &str, versions: Value) -> Value {
@@ -609,5 +610,62 @@ async fn blob_json_views_show_as_state_and_writes_come_in_task_path_order(kind: 
         .map(|w| w["task_id"].as_str().unwrap())
         .collect();
     assert_eq!(tasks, ["b-task", "a-task"]);
+    app.stop().await;
+}
+
+async fn a_foreign_graphs_next_comes_from_its_trigger_channels(kind: Kind) {
+    let Some((app, _db)) = spawn_app(kind).await else {
+        return;
+    };
+    let at = |id: &str, versions: Value, seen: Value, blobs: Value| {
+        json!({"checkpoint": {"v": 4, "id": id, "ts": "2026-11-26T00:00:00+00:00", "channel_values": {},
+                              "channel_versions": versions, "versions_seen": seen}, "blobs": blobs})
+    };
+    let v = |n: u32| format!("{n:032}.0.5");
+    let trigger = |ch: &str, ver: &str, type_: &str| json!({"channel": ch, "version": ver, "type": type_, "data": null});
+    // approve's trigger holds a value newer than approve has seen; agent's is as seen; tools
+    // never ran; review's trigger is newer but consumed (stored empty)
+    put(&app, "g", at("c1",
+        json!({"branch:to:approve": v(3), "branch:to:agent": v(2), "branch:to:tools": v(1), "branch:to:review": v(3)}),
+        json!({"approve": {"branch:to:approve": v(2)}, "agent": {"branch:to:agent": v(2)}, "review": {"branch:to:review": v(2)}}),
+        json!([trigger("branch:to:approve", &v(3), "null"), trigger("branch:to:agent", &v(2), "null"),
+               trigger("branch:to:tools", &v(1), "null"), trigger("branch:to:review", &v(3), "empty")]),
+    )).await;
+    let (s, state) = app.get("/threads/g/state").await;
+    assert_eq!(s, 200);
+    assert_eq!(state["next"], json!(["approve", "tools"]));
+    assert_eq!(state["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(state["tasks"][0]["name"], "approve");
+    // integer versions, and a finished graph: nothing is due
+    put(
+        &app,
+        "g",
+        at(
+            "c2",
+            json!({"branch:to:agent": 4}),
+            json!({"agent": {"branch:to:agent": 4}}),
+            json!([trigger("branch:to:agent", "4", "null")]),
+        ),
+    )
+    .await;
+    let (_, state) = app.get("/threads/g/state").await;
+    assert_eq!(state["next"], json!([]));
+    assert_eq!(state["tasks"], json!([]));
+    // an input checkpoint: the input's own channel triggers __start__
+    put(
+        &app,
+        "g",
+        at(
+            "c3",
+            json!({"__start__": 1}),
+            json!({}),
+            json!([trigger("__start__", "1", "msgpack")]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        app.get("/threads/g/state").await.1["next"],
+        json!(["__start__"])
+    );
     app.stop().await;
 }

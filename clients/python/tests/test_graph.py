@@ -138,6 +138,10 @@ async def test_tool_loop_interrupted_resumed_and_read_back_over_http(mnemo) -> N
         paused_id = paused.config["configurable"]["checkpoint_id"]
         at_pause = next(h for h in over_http if h["checkpoint"]["checkpoint_id"] == paused_id)
         assert [m["type"] for m in at_pause["values"]["messages"]] == ["human", "ai"]
+        # `next` as LangGraph computes it, though mnemo does not know this graph
+        assert at_pause["next"] == ["approve"]
+        assert [h["next"] for h in over_http] == [list(s.next) for s in history]
+        assert state["next"] == []
 
 
 def test_sync_graph_and_the_errors_callers_see(mnemo) -> None:
