@@ -366,13 +366,28 @@ pub struct StateUpdate {
 }
 
 /// Whether channel version `v` is newer than `seen` (none seen: any is). LangGraph's versions
-/// are integers or zero-padded strings, which sort as text.
+/// are integers, or strings led by a zero-padded counter (`"000…3.0.42"`): they compare by that
+/// counter, then as text.
 fn newer(v: &Value, seen: Option<&Value>) -> bool {
-    match (v, seen) {
-        (_, None | Some(Value::Null)) => true,
-        (Value::Number(a), Some(Value::Number(b))) => a.as_f64() > b.as_f64(),
-        (Value::String(a), Some(Value::String(b))) => a > b,
-        (a, Some(b)) => a.to_string() > b.to_string(),
+    fn key(v: &Value) -> (f64, &str) {
+        match v {
+            Value::Number(n) => (n.as_f64().unwrap_or(0.0), ""),
+            Value::String(s) => (
+                s.split('.')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0.0),
+                s.as_str(),
+            ),
+            _ => (0.0, ""),
+        }
+    }
+    match seen {
+        None | Some(Value::Null) => true,
+        Some(seen) => {
+            let ((a, a_text), (b, b_text)) = (key(v), key(seen));
+            a > b || (a == b && a_text > b_text)
+        }
     }
 }
 
