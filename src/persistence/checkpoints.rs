@@ -202,6 +202,80 @@ macro_rules! load_page {
     }};
 }
 
+/// Deletes the blobs of `threads` that none of their remaining checkpoints names: what deleting
+/// checkpoints leaves behind.
+macro_rules! drop_unused_blobs {
+    ($conn:expr, $s:ident, $threads:expr) => {{
+        use $s::{checkpoint_blobs as b, checkpoints as c};
+        let threads: &[String] = $threads;
+        let remaining: Vec<(String, String, Value)> = c::table
+            .filter(c::thread_id.eq_any(threads))
+            .select((c::thread_id, c::checkpoint_ns, c::checkpoint))
+            .load($conn)
+            .await?;
+        let used: HashSet<(String, String, String, String)> = remaining
+            .into_iter()
+            .flat_map(|(t, ns, cp)| {
+                versions(&cp)
+                    .into_iter()
+                    .map(move |(ch, v)| (t.clone(), ns.clone(), ch, v))
+            })
+            .collect();
+        let stored: Vec<(String, String, String, String)> = b::table
+            .filter(b::thread_id.eq_any(threads))
+            .select((b::thread_id, b::checkpoint_ns, b::channel, b::version))
+            .load($conn)
+            .await?;
+        let mut unused: HashMap<(String, String, String), Vec<String>> = HashMap::new();
+        for key in stored {
+            if !used.contains(&key) {
+                let (t, ns, ch, v) = key;
+                unused.entry((t, ns, ch)).or_default().push(v);
+            }
+        }
+        for ((t, ns, ch), vs) in unused {
+            diesel::delete(
+                b::table
+                    .filter(b::thread_id.eq(t))
+                    .filter(b::checkpoint_ns.eq(ns))
+                    .filter(b::channel.eq(ch))
+                    .filter(b::version.eq_any(vs)),
+            )
+            .execute($conn)
+            .await?;
+        }
+    }};
+}
+
+/// Deletes the checkpoints `doomed` names (thread, namespace, id) with their pending writes.
+macro_rules! delete_checkpoints {
+    ($conn:expr, $s:ident, $doomed:expr) => {{
+        use $s::{checkpoint_writes as w, checkpoints as c};
+        let mut by_ns: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for (t, ns, id) in $doomed {
+            by_ns.entry((t, ns)).or_default().push(id);
+        }
+        for ((t, ns), ids) in by_ns {
+            diesel::delete(
+                w::table
+                    .filter(w::thread_id.eq(&t))
+                    .filter(w::checkpoint_ns.eq(&ns))
+                    .filter(w::checkpoint_id.eq_any(&ids)),
+            )
+            .execute($conn)
+            .await?;
+            diesel::delete(
+                c::table
+                    .filter(c::thread_id.eq(&t))
+                    .filter(c::checkpoint_ns.eq(&ns))
+                    .filter(c::checkpoint_id.eq_any(&ids)),
+            )
+            .execute($conn)
+            .await?;
+        }
+    }};
+}
+
 /// The start of every Postgres batch write: the thread rows `$2` names, created unless they
 /// exist (timestamps `$1`). The foreign keys are checked at the end of the statement, when the
 /// thread rows exist.
@@ -807,7 +881,7 @@ pub async fn rollback_run(
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
-            use s::{checkpoint_writes as w, checkpoints as c, runs as r, threads as t};
+            use s::{checkpoints as c, runs as r, threads as t};
             // a write first, so SQLite takes its write lock now (an upgrade later could fail)
             diesel::update(t::table.find(&thread_id))
                 .set(t::updated_at.eq(now))
@@ -822,31 +896,16 @@ pub async fn rollback_run(
             let Some(since) = since else {
                 return Ok(());
             };
-            let written: Vec<(String, Value)> = c::table
+            let written: Vec<(String, String, String)> = c::table
                 .filter(c::thread_id.eq(&thread_id))
                 .filter(c::created_at.ge(since))
-                .select((c::checkpoint_id, c::metadata))
+                .filter(dialect::run_id_in::<c::table>(std::slice::from_ref(
+                    &run_id,
+                )))
+                .select((c::thread_id, c::checkpoint_ns, c::checkpoint_id))
                 .load(conn)
                 .await?;
-            let ids: Vec<String> = written
-                .into_iter()
-                .filter(|(_, m)| m.get("run_id").and_then(Value::as_str) == Some(&run_id))
-                .map(|(id, _)| id)
-                .collect();
-            diesel::delete(
-                w::table
-                    .filter(w::thread_id.eq(&thread_id))
-                    .filter(w::checkpoint_id.eq_any(&ids)),
-            )
-            .execute(conn)
-            .await?;
-            diesel::delete(
-                c::table
-                    .filter(c::thread_id.eq(&thread_id))
-                    .filter(c::checkpoint_id.eq_any(&ids)),
-            )
-            .execute(conn)
-            .await?;
+            delete_checkpoints!(conn, s, written);
             diesel::delete(r::table.find(&run_id)).execute(conn).await?;
             let latest: Option<Row> = c::table
                 .filter(c::thread_id.eq(&thread_id))
@@ -880,80 +939,6 @@ pub async fn rollback_run(
         })
         .await
     })
-}
-
-/// Deletes the blobs of `threads` that none of their remaining checkpoints names: what deleting
-/// checkpoints leaves behind.
-macro_rules! drop_unused_blobs {
-    ($conn:expr, $s:ident, $threads:expr) => {{
-        use $s::{checkpoint_blobs as b, checkpoints as c};
-        let threads: &[String] = $threads;
-        let remaining: Vec<(String, String, Value)> = c::table
-            .filter(c::thread_id.eq_any(threads))
-            .select((c::thread_id, c::checkpoint_ns, c::checkpoint))
-            .load($conn)
-            .await?;
-        let used: HashSet<(String, String, String, String)> = remaining
-            .into_iter()
-            .flat_map(|(t, ns, cp)| {
-                versions(&cp)
-                    .into_iter()
-                    .map(move |(ch, v)| (t.clone(), ns.clone(), ch, v))
-            })
-            .collect();
-        let stored: Vec<(String, String, String, String)> = b::table
-            .filter(b::thread_id.eq_any(threads))
-            .select((b::thread_id, b::checkpoint_ns, b::channel, b::version))
-            .load($conn)
-            .await?;
-        let mut unused: HashMap<(String, String, String), Vec<String>> = HashMap::new();
-        for key in stored {
-            if !used.contains(&key) {
-                let (t, ns, ch, v) = key;
-                unused.entry((t, ns, ch)).or_default().push(v);
-            }
-        }
-        for ((t, ns, ch), vs) in unused {
-            diesel::delete(
-                b::table
-                    .filter(b::thread_id.eq(t))
-                    .filter(b::checkpoint_ns.eq(ns))
-                    .filter(b::channel.eq(ch))
-                    .filter(b::version.eq_any(vs)),
-            )
-            .execute($conn)
-            .await?;
-        }
-    }};
-}
-
-/// Deletes the checkpoints `doomed` names (thread, namespace, id) with their pending writes.
-macro_rules! delete_checkpoints {
-    ($conn:expr, $s:ident, $doomed:expr) => {{
-        use $s::{checkpoint_writes as w, checkpoints as c};
-        let mut by_ns: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for (t, ns, id) in $doomed {
-            by_ns.entry((t, ns)).or_default().push(id);
-        }
-        for ((t, ns), ids) in by_ns {
-            diesel::delete(
-                w::table
-                    .filter(w::thread_id.eq(&t))
-                    .filter(w::checkpoint_ns.eq(&ns))
-                    .filter(w::checkpoint_id.eq_any(&ids)),
-            )
-            .execute($conn)
-            .await?;
-            diesel::delete(
-                c::table
-                    .filter(c::thread_id.eq(&t))
-                    .filter(c::checkpoint_ns.eq(&ns))
-                    .filter(c::checkpoint_id.eq_any(&ids)),
-            )
-            .execute($conn)
-            .await?;
-        }
-    }};
 }
 
 /// How `prune` treats each thread.
