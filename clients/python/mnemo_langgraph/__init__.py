@@ -3,8 +3,11 @@
 from ._http import (
     MnemoConflict,
     MnemoError,
+    MnemoForbidden,
     MnemoInvalid,
     MnemoNotFound,
+    MnemoRateLimited,
+    MnemoUnauthorized,
     MnemoUnavailable,
 )
 from .saver import MnemoSaver
@@ -13,9 +16,12 @@ from .store import MnemoStore
 __all__ = [
     "MnemoConflict",
     "MnemoError",
+    "MnemoForbidden",
     "MnemoInvalid",
     "MnemoNotFound",
+    "MnemoRateLimited",
     "MnemoSaver",
     "MnemoStore",
+    "MnemoUnauthorized",
     "MnemoUnavailable",
 ]

@@ -1,9 +1,10 @@
-"""One HTTP connection pool per client object, errors that say what mnemo said, and retries
-for the calls that are safe to repeat."""
+"""One HTTP connection pool per client object, the API key on every request, errors that say
+what mnemo said, and retries for the calls that are safe to repeat."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -13,9 +14,13 @@ import httpx
 
 from ._wire import AsyncPool
 
-# statuses worth another try: mnemo overloaded (503 + Retry-After) or a proxy in the way
-_RETRY_STATUSES = frozenset({502, 503, 504})
+# statuses worth another try: mnemo overloaded (503 + Retry-After), the caller over its request
+# rate (429 + Retry-After), or a proxy in the way
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF_S = 10.0
+
+# where the key comes from when none is passed (langgraph-sdk reads LANGGRAPH_API_KEY the same way)
+API_KEY_ENV = "MNEMO_API_KEY"
 
 
 class MnemoError(Exception):
@@ -43,26 +48,68 @@ class MnemoUnavailable(MnemoError):
     """503 after every retry: mnemo could not get a database connection in time."""
 
 
+class MnemoRateLimited(MnemoUnavailable):
+    """429 after every retry (or on a call that is not retried): this credential sent more
+    requests than mnemo allows it. A `MnemoUnavailable`, so one `except` covers both."""
+
+
+class MnemoUnauthorized(MnemoError):
+    """401: no API key, or one mnemo does not accept (unknown, revoked, expired)."""
+
+
+class MnemoForbidden(MnemoError):
+    """403: the key is valid but may not do this (a user's key outside its own data, such as
+    another user's store namespace)."""
+
+
+_ERRORS: dict[int, type[MnemoError]] = {
+    400: MnemoInvalid,
+    401: MnemoUnauthorized,
+    403: MnemoForbidden,
+    404: MnemoNotFound,
+    409: MnemoConflict,
+    413: MnemoInvalid,
+    415: MnemoInvalid,
+    422: MnemoInvalid,
+    429: MnemoRateLimited,
+    503: MnemoUnavailable,
+}
+
+
 def _error(resp: httpx.Response, method: str, path: str) -> MnemoError:
     try:
-        detail = str(resp.json().get("detail", resp.text))
+        body = resp.json()
+        detail = str(body.get("detail", resp.text)) if isinstance(body, dict) else resp.text
     except ValueError:
         detail = resp.text
-    cls = {
-        404: MnemoNotFound,
-        409: MnemoConflict,
-        400: MnemoInvalid,
-        413: MnemoInvalid,
-        422: MnemoInvalid,
-        503: MnemoUnavailable,
-    }.get(resp.status_code, MnemoError)
+    cls = _ERRORS.get(resp.status_code, MnemoError)
     return cls(resp.status_code, detail, method, path)
+
+
+def api_key_headers(api_key: str | None, headers: dict[str, str] | None) -> dict[str, str]:
+    """`headers` plus `x-api-key`: `api_key`, else `$MNEMO_API_KEY`, else none. The key is
+    checked to be one header value; it never appears in an error message."""
+    merged = dict(headers or {})
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if key is None:
+        return merged
+    key = key.strip()
+    if not key:
+        if api_key is not None:
+            raise ValueError("api_key is empty")
+        return merged  # MNEMO_API_KEY set to nothing: no key
+    if not (key.isascii() and key.isprintable()):
+        raise ValueError("api_key must be printable ASCII on one line")
+    if any(k.lower() == "x-api-key" for k in merged):
+        raise ValueError("pass the key as api_key, not as an x-api-key header")
+    merged["x-api-key"] = key
+    return merged
 
 
 def _delay(attempt: int, resp: httpx.Response | None) -> float:
     if resp is not None:
         try:
-            return min(float(resp.headers["retry-after"]), _MAX_BACKOFF_S)
+            return max(0.0, min(float(resp.headers["retry-after"]), _MAX_BACKOFF_S))
         except (KeyError, ValueError):
             pass
     return min(0.05 * 2**attempt, _MAX_BACKOFF_S) * (0.5 + random.random() / 2)
@@ -71,12 +118,14 @@ def _delay(attempt: int, resp: httpx.Response | None) -> float:
 class Transport:
     """Sends JSON requests to one mnemo. The sync client (httpx) is shared by every thread; the
     async pool belongs to the event loop that first used it (connections cannot cross loops).
-    Over plain http the async pool is `_wire.AsyncPool`; over https it is httpx's."""
+    Over plain http the async pool is `_wire.AsyncPool`; over https it is httpx's. Both send
+    the same headers, the API key among them, on every request."""
 
     def __init__(
         self,
         url: str,
         *,
+        api_key: str | None = None,
         timeout: float = 30.0,
         retries: int = 3,
         headers: dict[str, str] | None = None,
@@ -87,7 +136,7 @@ class Transport:
         self._kwargs: dict[str, Any] = {
             "base_url": self.url,
             "timeout": timeout,
-            "headers": headers or {},
+            "headers": api_key_headers(api_key, headers),
             "limits": httpx.Limits(max_connections=max_connections),
         }
         self._sync: httpx.Client | None = None
@@ -95,6 +144,13 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_connections = max_connections
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the headers: they hold the key
+        return f"Transport({self.url!r})"
+
+    @property
+    def has_api_key(self) -> bool:
+        return "x-api-key" in self._kwargs["headers"]
 
     def _client(self) -> httpx.Client:
         with self._lock:
@@ -203,6 +259,10 @@ class HttpClient:
     `aclose()` or leaving a `with` / `async with` block."""
 
     http: Transport
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        key = ", api_key=<set>" if self.http.has_api_key else ""
+        return f"{type(self).__name__}({self.http.url!r}{key})"
 
     def close(self) -> None:
         self.http.close()

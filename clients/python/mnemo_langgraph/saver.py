@@ -116,12 +116,18 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
     the app holds no database connection, only one pooled HTTP client, and mnemo's pool is the
     only one that ever touches Postgres. Use it as a context manager, or call `close()` /
     `aclose()` when done.
+
+    `api_key` (default: `$MNEMO_API_KEY`) is sent as `x-api-key` on every request, for a mnemo
+    with `MNEMO_AUTH=api_key`. A service key reaches every thread; a user's key only the threads
+    it created (another user's thread reads as missing). A refused key raises
+    `MnemoUnauthorized`, a key that may not do something `MnemoForbidden`.
     """
 
     def __init__(
         self,
         url: str = "http://127.0.0.1:2024",
         *,
+        api_key: str | None = None,
         serde: SerializerProtocol | None = None,
         timeout: float = 30.0,
         retries: int = 3,
@@ -131,6 +137,7 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.http = Transport(
             url,
+            api_key=api_key,
             timeout=timeout,
             retries=retries,
             headers=headers,

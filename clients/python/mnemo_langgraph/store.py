@@ -88,7 +88,11 @@ def _result(op: Op, answer: Any) -> Result:
 class MnemoStore(HttpClient, BaseStore):
     """A LangGraph store kept in a mnemo server: get, put (with a TTL in minutes), delete,
     search with field filters, and namespace listing. Semantic search (`index`, `query`) is not
-    supported by mnemo: an `index` is ignored and results are unscored."""
+    supported by mnemo: an `index` is ignored and results are unscored.
+
+    `api_key` (default: `$MNEMO_API_KEY`) is sent as `x-api-key` on every request. A user's key
+    reaches only the namespaces under `("users", <its user id>, ...)`: writing elsewhere raises
+    `MnemoForbidden`. A service key reaches every namespace."""
 
     supports_ttl = True
 
@@ -96,6 +100,7 @@ class MnemoStore(HttpClient, BaseStore):
         self,
         url: str = "http://127.0.0.1:2024",
         *,
+        api_key: str | None = None,
         timeout: float = 30.0,
         retries: int = 3,
         headers: dict[str, str] | None = None,
@@ -103,6 +108,7 @@ class MnemoStore(HttpClient, BaseStore):
     ) -> None:
         self.http = Transport(
             url,
+            api_key=api_key,
             timeout=timeout,
             retries=retries,
             headers=headers,

@@ -1,4 +1,4 @@
-"""Retries and errors against a scripted HTTP server standing in for an overloaded mnemo."""
+"""Retries, errors and the API key against a scripted HTTP server standing in for mnemo."""
 
 from __future__ import annotations
 
@@ -8,15 +8,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mnemo_langgraph import MnemoSaver, MnemoUnavailable
+from mnemo_langgraph import (
+    MnemoError,
+    MnemoForbidden,
+    MnemoRateLimited,
+    MnemoSaver,
+    MnemoStore,
+    MnemoUnauthorized,
+    MnemoUnavailable,
+)
+
+KEY = "mnemo_k1d_s3cr3t-never-shown"
 
 
 class Scripted:
-    """Answers each request with the next (status, body) of a script; records the requests."""
+    """Answers each request with the next (status, body) of a script; records the requests
+    and the `x-api-key` each one carried."""
 
     def __init__(self, script: list[tuple[int, dict | None]]) -> None:
         self.script = list(script)
         self.seen: list[str] = []
+        self.keys: list[str | None] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,13 +36,16 @@ class Scripted:
                 length = int(self.headers.get("content-length") or 0)
                 self.rfile.read(length)
                 outer.seen.append(f"{self.command} {self.path}")
+                outer.keys.append(self.headers.get("x-api-key"))
                 status, body = outer.script.pop(0) if outer.script else (500, {"detail": "unscripted"})
                 data = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
-                if status == 503:
+                if status in (429, 503):
                     self.send_header("retry-after", "0")
+                if status == 401:
+                    self.send_header("www-authenticate", 'Bearer realm="mnemo"')
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -49,6 +64,8 @@ class Scripted:
 
 
 BUSY = (503, {"detail": "no database connection became free in time"})
+LIMITED = (429, {"detail": "too many requests"})
+NO_KEY = (401, {"detail": "missing credentials"})
 
 
 @pytest.fixture
@@ -141,3 +158,114 @@ async def test_the_async_pool_reuses_connections_reads_chunked_and_survives_a_cl
         await pool.aclose()
         server.close()
         await server.wait_closed()
+
+
+# ---------------------------------------------------------------------------------------------
+# the API key
+
+
+LATEST = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+
+
+async def test_the_key_goes_with_every_request_on_both_transports(scripted) -> None:
+    server = scripted([(204, None)] * 4 + [(200, None)] * 2)
+    async with MnemoSaver(server.url, api_key=KEY) as saver:
+        saver.delete_thread("t")  # sync: httpx
+        await saver.adelete_thread("t")  # async over plain http: the asyncio pool
+    # async through httpx (what an https URL or a URL with a path uses)
+    async with MnemoSaver(f"{server.url}/prefix", api_key=KEY) as saver:
+        await saver.adelete_thread("t")
+    async with MnemoStore(server.url, api_key=KEY) as store:
+        store.delete(("users", "a"), "k")
+        assert await store.aget(("users", "a"), "k") is None
+        assert store.get(("users", "a"), "k") is None
+    assert server.seen[2] == "DELETE /prefix/threads/t/checkpoints"
+    assert server.keys == [KEY] * 6
+
+
+def test_the_key_comes_from_mnemo_api_key_unless_given(scripted, monkeypatch) -> None:
+    server = scripted([(204, None)] * 3)
+    monkeypatch.setenv("MNEMO_API_KEY", "from-env")
+    with MnemoSaver(server.url) as saver:
+        saver.delete_thread("t")
+    with MnemoSaver(server.url, api_key=KEY) as saver:
+        saver.delete_thread("t")
+    monkeypatch.delenv("MNEMO_API_KEY")
+    with MnemoSaver(server.url) as saver:
+        saver.delete_thread("t")
+    assert server.keys == ["from-env", KEY, None]
+
+
+def test_a_key_that_is_not_one_header_value_is_refused() -> None:
+    for bad in ["", "a\r\nx-evil: 1", "ключ"]:
+        with pytest.raises(ValueError) as err:
+            MnemoSaver("http://127.0.0.1:1", api_key=bad)
+        assert bad not in str(err.value) or not bad
+    with pytest.raises(ValueError):
+        MnemoStore("http://127.0.0.1:1", api_key=KEY, headers={"X-Api-Key": "other"})
+
+
+async def test_401_is_unauthorized_and_not_retried(scripted) -> None:
+    server = scripted([NO_KEY, NO_KEY])
+    with MnemoSaver(server.url, api_key=KEY, retries=3) as saver:
+        with pytest.raises(MnemoUnauthorized) as err:
+            saver.get_tuple(LATEST)
+    async with MnemoSaver(server.url, api_key=KEY, retries=3) as saver:
+        with pytest.raises(MnemoUnauthorized):
+            await saver.aget_tuple(LATEST)
+    assert err.value.status == 401 and err.value.detail == "missing credentials"
+    assert isinstance(err.value, MnemoError)
+    assert len(server.seen) == 2
+
+
+def test_403_is_forbidden(scripted) -> None:
+    server = scripted([(403, {"detail": "this credential may act only as its own user"})])
+    with MnemoStore(server.url, api_key=KEY) as store:
+        with pytest.raises(MnemoForbidden) as err:
+            store.put(("users", "bob", "memories"), "k", {"v": 1})
+    assert err.value.status == 403 and "own user" in err.value.detail
+    assert server.seen == ["PUT /store/items"]
+
+
+async def test_429_is_retried_like_503(scripted) -> None:
+    server = scripted([LIMITED, BUSY, LIMITED, (204, None)])
+    async with MnemoSaver(server.url, api_key=KEY, retries=3) as saver:
+        await saver.adelete_thread("t")
+    assert server.seen == ["DELETE /threads/t/checkpoints"] * 4
+
+
+def test_429_out_of_retries_is_rate_limited_and_unavailable(scripted) -> None:
+    server = scripted([LIMITED, LIMITED, LIMITED])
+    with MnemoSaver(server.url, api_key=KEY, retries=2) as saver:
+        with pytest.raises(MnemoUnavailable) as err:
+            saver.delete_thread("t")
+    assert type(err.value) is MnemoRateLimited and err.value.status == 429
+    assert len(server.seen) == 3
+
+
+def test_429_on_copy_is_not_retried(scripted) -> None:
+    server = scripted([LIMITED, (200, {})])
+    with MnemoSaver(server.url, api_key=KEY, retries=3) as saver:
+        with pytest.raises(MnemoRateLimited):
+            saver.copy_thread("a", "b")
+    assert server.seen == ["POST /threads/a/copy"]
+
+
+async def test_the_key_is_never_shown(scripted) -> None:
+    server = scripted([NO_KEY, (403, {"detail": "forbidden"}), LIMITED, NO_KEY])
+    shown = []
+    async with MnemoSaver(server.url, api_key=KEY, retries=0) as saver, MnemoStore(
+        server.url, api_key=KEY, retries=0
+    ) as store:
+        shown += [repr(saver), str(saver), repr(store), repr(saver.http)]
+        for call in (
+            lambda: saver.aget_tuple(LATEST),
+            lambda: store.aput(("users", "x"), "k", {"v": 1}),
+            lambda: saver.adelete_thread("t"),
+            lambda: store.aget(("users", "x"), "k"),
+        ):
+            with pytest.raises(MnemoError) as err:
+                await call()
+            shown += [str(err.value), repr(err.value), repr(err.value.args)]
+    assert "api_key=<set>" in shown[0]
+    assert not [s for s in shown if KEY in s or "s3cr3t" in s], shown
