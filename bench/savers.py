@@ -7,6 +7,11 @@ an AsyncConnectionPool as large as the concurrency (the way an app scales it), a
 graph run with `from_conn_string` (the pattern of the app that leaked, here properly exited). A
 sampler counts each side's Postgres connections (pg_stat_activity) every 10 ms.
 
+With `--auth api_key` the mnemo started here requires API keys: the bench makes a service key
+for itself (`mnemo keys create --service`) unless one is given. `--api-key` (or MNEMO_API_KEY)
+is the key MnemoSaver sends; `--url` benches a mnemo that is already running instead of
+starting one (its Postgres connections are counted when `--mnemo-db` names its database).
+
 Run with bench/savers (it picks the pinned virtualenv); --help lists the options.
 """
 
@@ -128,7 +133,21 @@ def with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
-def start_mnemo(binary: str, database_url: str, pool_max: int) -> tuple[subprocess.Popen, str]:
+def service_key(binary: str, database_url: str) -> str:
+    """A service key on the bench's database (`mnemo keys create` prints only the key)."""
+    done = subprocess.run(
+        [binary, "keys", "create", "--service", "--name", "bench-savers"],
+        env={**os.environ, "DATABASE_URL": database_url, "RUST_LOG": "warn"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"mnemo keys create failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def start_mnemo(binary: str, database_url: str, pool_max: int, auth: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [binary, "serve"],
         env={
@@ -136,6 +155,7 @@ def start_mnemo(binary: str, database_url: str, pool_max: int) -> tuple[subproce
             "DATABASE_URL": database_url,
             "MNEMO_PORT": "0",
             "MNEMO_POOL_MAX": str(pool_max),
+            "MNEMO_AUTH": auth,
             "RUST_LOG": "warn,mnemo=info",
         },
         stderr=subprocess.PIPE,
@@ -157,24 +177,40 @@ async def main() -> None:
     ap.add_argument("--pool-max", type=int, default=16, help="mnemo's MNEMO_POOL_MAX")
     ap.add_argument("--concurrency", default="1,32", help="comma-separated concurrent threads")
     ap.add_argument("--runs", type=int, default=8, help="graph runs per concurrent thread (at least 20 in all)")
+    ap.add_argument("--auth", choices=["none", "api_key"], default="none",
+                    help="MNEMO_AUTH of the mnemo started here (api_key: a service key is made unless --api-key is given)")
+    ap.add_argument("--api-key", default=os.environ.get("MNEMO_API_KEY"),
+                    help="the key MnemoSaver sends as x-api-key (default: $MNEMO_API_KEY)")
+    ap.add_argument("--url", help="bench this running mnemo instead of starting one")
+    ap.add_argument("--mnemo-db", help="with --url: the name of its Postgres database, to count its connections")
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:8]
-    mnemo_db, direct_db = f"bench_mnemo_{tag}", f"bench_langgraph_{tag}"
+    mnemo_db = args.mnemo_db if args.url else f"bench_mnemo_{tag}"
+    direct_db = f"bench_langgraph_{tag}"
+    made = [direct_db] if args.url else [mnemo_db, direct_db]
     with psycopg.connect(args.pg_url, autocommit=True) as admin:
-        for db in (mnemo_db, direct_db):
+        for db in made:
             admin.execute(f"CREATE DATABASE {db}")
-    proc, url = start_mnemo(args.mnemo_bin, with_database(args.pg_url, mnemo_db), args.pool_max)
+    proc = None
+    api_key = args.api_key
+    if args.url:
+        url = args.url.rstrip("/")
+    else:
+        database_url = with_database(args.pg_url, mnemo_db)
+        if args.auth == "api_key" and not api_key:
+            api_key = service_key(args.mnemo_bin, database_url)
+        proc, url = start_mnemo(args.mnemo_bin, database_url, args.pool_max, args.auth)
     try:
         rows, failures = [], []
         for c in (int(x) for x in args.concurrency.split(",")):
             runs = max(20, c * args.runs)
-            async with MnemoSaver(url, max_connections=max(c, 16)) as saver:
+            async with MnemoSaver(url, api_key=api_key, max_connections=max(c, 16)) as saver:
                 g = graph(saver)
                 await measure(g, min(runs, 2 * c), c)  # warm up connections and caches
                 with Sampler(args.pg_url, mnemo_db) as s:
                     rate, p50, p99 = await measure(g, runs, c)
-                rows.append(("MnemoSaver -> mnemo", c, rate, p50, p99, s.peak))
+                rows.append(("MnemoSaver -> mnemo", c, rate, p50, p99, s.peak if mnemo_db else None))
             conninfo = with_database(args.pg_url, direct_db)
             async with AsyncConnectionPool(
                 conninfo, min_size=1, max_size=c, kwargs={"autocommit": True, "prepare_threshold": 0}
@@ -199,18 +235,21 @@ async def main() -> None:
                 rows.append(("AsyncPostgresSaver, per run", c, rate, p50, p99, s.peak))
             except psycopg.OperationalError as e:  # e.g. Postgres' max_connections reached
                 failures.append(f"AsyncPostgresSaver, per run, {c} threads: {e}".splitlines()[0])
-        print(f"\n{STEPS}-step graph, one message added per step, durability=sync; "
-              f"mnemo pool max {args.pool_max}\n")
+        where = f"mnemo at {url}" if args.url else f"mnemo pool max {args.pool_max}, MNEMO_AUTH={args.auth}"
+        key = "with an API key" if api_key else "no API key"
+        print(f"\n{STEPS}-step graph, one message added per step, durability=sync; {where}; {key}\n")
         print(f"{'saver':<30}{'threads':>8}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'peak PG conns':>15}")
         for name, c, rate, p50, p99, peak in rows:
-            print(f"{name:<30}{c:>8}{rate:>10.0f}{p50:>9.1f}{p99:>9.1f}{peak:>15}")
+            shown = "?" if peak is None else peak
+            print(f"{name:<30}{c:>8}{rate:>10.0f}{p50:>9.1f}{p99:>9.1f}{shown:>15}")
         for failure in failures:
             print(f"FAILED {failure}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
         with psycopg.connect(args.pg_url, autocommit=True) as admin:
-            for db in (mnemo_db, direct_db):
+            for db in made:
                 admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
