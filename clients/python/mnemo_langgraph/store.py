@@ -42,16 +42,17 @@ def _search_item(raw: dict[str, Any]) -> SearchItem:
 
 
 def _request(op: Op) -> tuple[str, str, dict[str, Any]]:
-    """(method, path, request kwargs) of one operation."""
+    """(method, path, request kwargs) of one operation. A get or delete that mnemo answers 404
+    (an item in a namespace the key does not reach) is an item that is not there."""
     if isinstance(op, GetOp):
         params = {"namespace": ".".join(op.namespace), "key": op.key}
         if not op.refresh_ttl:
             params["refresh_ttl"] = "false"
-        return "GET", "/store/items", {"params": params}
+        return "GET", "/store/items", {"params": params, "missing_ok": True}
     if isinstance(op, PutOp):
         target = {"namespace": list(op.namespace), "key": op.key}
         if op.value is None:
-            return "DELETE", "/store/items", {"json": target}
+            return "DELETE", "/store/items", {"json": target, "missing_ok": True}
         body: dict[str, Any] = {**target, "value": op.value}
         if op.ttl is not None:
             body["ttl"] = op.ttl
@@ -92,7 +93,8 @@ class MnemoStore(HttpClient, BaseStore):
 
     `api_key` (default: `$MNEMO_API_KEY`) is sent as `x-api-key` on every request. A user's key
     reaches only the namespaces under `("users", <its user id>, ...)`: writing elsewhere raises
-    `MnemoForbidden`. A service key reaches every namespace."""
+    `MnemoForbidden`, reading or deleting there finds nothing, searches and namespace listings
+    stay within the user's own. A service key reaches every namespace."""
 
     supports_ttl = True
 

@@ -269,3 +269,12 @@ async def test_the_key_is_never_shown(scripted) -> None:
             shown += [str(err.value), repr(err.value), repr(err.value.args)]
     assert "api_key=<set>" in shown[0]
     assert not [s for s in shown if KEY in s or "s3cr3t" in s], shown
+
+
+def test_a_store_item_out_of_reach_is_not_there(scripted) -> None:
+    gone = (404, {"detail": "Item not found"})
+    server = scripted([gone, gone])
+    with MnemoStore(server.url, api_key=KEY) as store:
+        assert store.get(("users", "bob"), "k") is None
+        store.delete(("users", "bob"), "k")
+    assert server.seen == ["GET /store/items?namespace=users.bob&key=k", "DELETE /store/items"]
