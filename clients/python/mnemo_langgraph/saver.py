@@ -119,8 +119,10 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
 
     `api_key` (default: `$MNEMO_API_KEY`) is sent as `x-api-key` on every request, for a mnemo
     with `MNEMO_AUTH=api_key`. A service key reaches every thread; a user's key only the threads
-    it created (another user's thread reads as missing). A refused key raises
-    `MnemoUnauthorized`, a key that may not do something `MnemoForbidden`.
+    it created: another user's thread reads as missing (`get_tuple` is None, `list` yields
+    nothing, `delete_thread` does nothing, `prune` skips it) and writing to it or copying it
+    raises `MnemoNotFound`. A refused key raises `MnemoUnauthorized`, a key that may not do
+    something `MnemoForbidden`.
     """
 
     def __init__(
@@ -288,7 +290,7 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         pages = _Pages(body, limit)
         ask = pages.first()
         while ask is not None:
-            page = self.http.request("POST", path, json=ask)
+            page = self.http.request("POST", path, json=ask, missing_ok=True) or []
             yield from map(self._tuple, page)
             ask = pages.after(page)
 
@@ -314,7 +316,7 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         self.http.request("PUT", path, json=body)
 
     def delete_thread(self, thread_id: str) -> None:
-        self.http.request("DELETE", f"/threads/{_seg(thread_id)}/checkpoints")
+        self.http.request("DELETE", f"/threads/{_seg(thread_id)}/checkpoints", missing_ok=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         self.http.request(
@@ -351,7 +353,7 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         pages = _Pages(body, limit)
         ask = pages.first()
         while ask is not None:
-            page = await self.http.arequest("POST", path, json=ask)
+            page = await self.http.arequest("POST", path, json=ask, missing_ok=True) or []
             for rec in page:
                 yield self._tuple(rec)
             ask = pages.after(page)
@@ -378,7 +380,9 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         await self.http.arequest("PUT", path, json=body)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self.http.arequest("DELETE", f"/threads/{_seg(thread_id)}/checkpoints")
+        await self.http.arequest(
+            "DELETE", f"/threads/{_seg(thread_id)}/checkpoints", missing_ok=True
+        )
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self.http.arequest(
