@@ -8,6 +8,7 @@ mod checkpoints;
 mod fake_llm;
 mod helpers;
 mod interrupts;
+mod jwt;
 mod lifecycle;
 mod models;
 mod ops;
