@@ -18,6 +18,18 @@
 //!   connecting, and the longest silence while a response streams.
 //! - `MNEMO_LLM_MAX_RETRIES` (default 3): retries, with backoff, on 429, 5xx and failed connects.
 //! - `MNEMO_RUN_TIMEOUT_S` (default 600): a run still going after this long ends as `timeout`.
+//! - `MNEMO_AUTH` (default `none`, allowed only on loopback addresses unless given explicitly):
+//!   `none`, `api_key`, `jwt` or `api_key,jwt`.
+//! - `MNEMO_JWT_SECRET` (HS256) or `MNEMO_JWT_JWKS` (a URL or a file), `MNEMO_JWT_ISSUER`,
+//!   `MNEMO_JWT_AUDIENCE`, `MNEMO_JWT_USER_CLAIM` (default `sub`): how tokens are checked.
+//! - `MNEMO_METRICS_PUBLIC` (default off): `/metrics` without a service principal.
+//! - `MNEMO_CORS_ORIGINS` (default: loopback origins): origins browsers may call mnemo from.
+//! - `MNEMO_ALLOWED_HOSTS` (default: loopback names, and with auth on any host): `Host` values
+//!   mnemo answers.
+//! - `MNEMO_RATE_LIMIT_PER_S` (default 50), `MNEMO_RATE_LIMIT_BURST` (default 200): requests per
+//!   second per user principal; `0` turns the limit off.
+//! - `MNEMO_MAX_ACTIVE_RUNS_PER_USER` (default 16), `MNEMO_MAX_PENDING_RUNS_PER_THREAD`
+//!   (default 16), `MNEMO_MAX_STREAMS_PER_USER` (default 32): per-user quotas (429 beyond them).
 //! - `RUST_LOG` (default `info`): env_logger filter.
 
 use std::time::Duration;
@@ -25,10 +37,15 @@ use std::time::Duration;
 use clap::Args;
 
 /// Settings shared by `serve`, `migrate` and `bench`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct Config {
     /// Database: `postgres://user@host/db` or `sqlite://path/to/file.db`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://mnemo.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://mnemo.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Address to listen on.
@@ -102,6 +119,107 @@ pub struct Config {
     /// A run still going after this many seconds is stopped and ends as `timeout`.
     #[arg(long, env = "MNEMO_RUN_TIMEOUT_S", default_value_t = 600)]
     pub run_timeout_s: u64,
+
+    /// Credentials accepted: `none`, `api_key`, `jwt` or `api_key,jwt`. Unset means `none`,
+    /// which mnemo accepts only while it listens on loopback addresses.
+    #[arg(long, env = "MNEMO_AUTH")]
+    pub auth: Option<String>,
+
+    /// HS256 secret that signs the JWTs mnemo accepts.
+    #[arg(long, env = "MNEMO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// JWKS with the keys that sign the JWTs mnemo accepts: an http(s) URL or a file.
+    #[arg(long, env = "MNEMO_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+
+    /// When set, a JWT's `iss` must be this.
+    #[arg(long, env = "MNEMO_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a JWT's `aud` must hold this.
+    #[arg(long, env = "MNEMO_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The JWT claim that names the user.
+    #[arg(long, env = "MNEMO_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// Serve `/metrics` without credentials (otherwise a service principal is needed).
+    #[arg(long, env = "MNEMO_METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_public: bool,
+
+    /// Comma-separated origins browsers may call mnemo from (`*`: any, only with auth on).
+    #[arg(long, env = "MNEMO_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
+    /// Comma-separated `Host` names mnemo answers besides loopback ones (DNS-rebinding guard).
+    #[arg(long, env = "MNEMO_ALLOWED_HOSTS")]
+    pub allowed_hosts: Option<String>,
+
+    /// Requests per second each user principal may make (0: no limit).
+    #[arg(long, env = "MNEMO_RATE_LIMIT_PER_S", default_value_t = 50)]
+    pub rate_limit_per_s: u32,
+
+    /// Requests a user principal may make at once above its rate.
+    #[arg(long, env = "MNEMO_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+
+    /// Runs one user may have pending or running at once.
+    #[arg(long, env = "MNEMO_MAX_ACTIVE_RUNS_PER_USER", default_value_t = 16)]
+    pub max_active_runs_per_user: usize,
+
+    /// Runs that may wait (enqueued) behind a thread's active run.
+    #[arg(long, env = "MNEMO_MAX_PENDING_RUNS_PER_THREAD", default_value_t = 16)]
+    pub max_pending_runs_per_thread: i64,
+
+    /// Streams one user may hold open at once.
+    #[arg(long, env = "MNEMO_MAX_STREAMS_PER_USER", default_value_t = 32)]
+    pub max_streams_per_user: usize,
+}
+
+/// Secrets stay out of logs: the database URL's password and the keys are redacted.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("pool_max", &self.pool_max)
+            .field("pool_timeout_ms", &self.pool_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("workers", &self.workers)
+            .field("shutdown_timeout_s", &self.shutdown_timeout_s)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("store_sweep_interval_s", &self.store_sweep_interval_s)
+            .field("llm", &self.llm)
+            .field("llm_base_url", &redact_url(&self.llm_base_url))
+            .field("llm_api_key", &secret(&self.llm_api_key))
+            .field("llm_model", &self.llm_model)
+            .field("llm_connect_timeout_ms", &self.llm_connect_timeout_ms)
+            .field("llm_read_timeout_ms", &self.llm_read_timeout_ms)
+            .field("llm_max_retries", &self.llm_max_retries)
+            .field("run_timeout_s", &self.run_timeout_s)
+            .field("auth", &self.auth)
+            .field("jwt_secret", &secret(&self.jwt_secret))
+            .field("jwt_jwks", &self.jwt_jwks.as_deref().map(redact_url))
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_user_claim", &self.jwt_user_claim)
+            .field("metrics_public", &self.metrics_public)
+            .field("cors_origins", &self.cors_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("rate_limit_per_s", &self.rate_limit_per_s)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("max_active_runs_per_user", &self.max_active_runs_per_user)
+            .field(
+                "max_pending_runs_per_thread",
+                &self.max_pending_runs_per_thread,
+            )
+            .field("max_streams_per_user", &self.max_streams_per_user)
+            .finish()
+    }
 }
 
 impl Config {

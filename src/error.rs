@@ -6,6 +6,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
+use crate::auth::AuthFailure;
 use crate::persistence::DbError;
 
 /// Seconds a client should wait before retrying after a 503.
@@ -19,6 +20,21 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// No credentials, or credentials mnemo refuses: 401 with `WWW-Authenticate`.
+    #[error("{}", unauthorized_text(*.0))]
+    Unauthorized(AuthFailure),
+    /// The credentials are good but may not do this (a user naming another user): 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A body that is not `application/json` where JSON is parsed: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A `Host` this server does not answer for (DNS rebinding): 421.
+    #[error("{0}")]
+    MisdirectedRequest(String),
+    /// A principal past one of its quotas: 429 with `Retry-After`.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after_s: u64 },
     /// Duplicate id and similar: 409.
     #[error("{0}")]
     Conflict(String),
@@ -48,7 +64,10 @@ impl From<DbError> for ApiError {
             DbError::NotFound(m) => ApiError::NotFound(m),
             DbError::Conflict(m) => ApiError::Conflict(m),
             DbError::Invalid(m) => ApiError::Validation(m),
-            DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
+            DbError::Unavailable(cause) => {
+                log::warn!("database unavailable: {cause}");
+                ApiError::Unavailable("database unavailable".into())
+            }
             DbError::ActorGone => ApiError::Unavailable("server is shutting down".into()),
             DbError::Query(cause) => ApiError::Internal(format!("database error: {cause:?}")),
             DbError::Failed(cause) => ApiError::Internal(format!("database error: {cause}")),
@@ -61,6 +80,11 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -73,9 +97,15 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         match self {
             ApiError::Internal(cause) => log::error!("500: {cause}"),
-            ApiError::Unavailable(cause) => {
-                log::warn!("503: {cause}");
+            ApiError::Unavailable(_) => {
                 resp.insert_header(("Retry-After", RETRY_AFTER_S));
+            }
+            ApiError::Unauthorized(failure) => {
+                log::info!("401: credentials {}", failure.reason());
+                resp.insert_header(("WWW-Authenticate", "Bearer realm=\"mnemo\""));
+            }
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                resp.insert_header(("Retry-After", retry_after_s.to_string()));
             }
             _ => {}
         }
@@ -89,6 +119,9 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::Overflow { limit }
         | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             ApiError::PayloadTooLarge(format!("Request body is larger than {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::UnsupportedMediaType("Content-Type must be application/json".into())
         }
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Validation(e.to_string()),
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("Invalid JSON: {e}")),
@@ -105,4 +138,15 @@ pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error 
 /// Path segments that do not parse: 404 (no such resource).
 pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::NotFound(err.to_string()).into()
+}
+
+/// What a client is told for each refusal (the reason itself is counted and logged).
+fn unauthorized_text(failure: AuthFailure) -> &'static str {
+    match failure {
+        AuthFailure::Missing => "Authentication required: send x-api-key or Authorization: Bearer",
+        AuthFailure::Expired => "Credentials expired",
+        AuthFailure::Revoked => "Credentials revoked",
+        AuthFailure::Disabled => "This kind of credential is not accepted by this server",
+        AuthFailure::Invalid | AuthFailure::Unavailable => "Invalid credentials",
+    }
 }

@@ -2,7 +2,9 @@
 //! speaks the LangGraph Platform HTTP API. See the README for the tour.
 
 pub mod agent;
+pub mod auth;
 pub mod bench;
+pub mod browser;
 pub mod config;
 pub mod error;
 pub mod graphs;

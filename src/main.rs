@@ -1,4 +1,4 @@
-//! The `mnemo` binary: `serve` (the default), `migrate`, `healthcheck` and `bench`.
+//! The `mnemo` binary: `serve` (the default), `migrate`, `keys`, `healthcheck` and `bench`.
 
 use std::process::ExitCode;
 
@@ -27,6 +27,9 @@ enum Command {
     Migrate,
     /// Exit 0 when the server's /ready answers 200 (for Docker's HEALTHCHECK).
     Healthcheck,
+    /// Manage API keys on the configured database.
+    #[command(subcommand)]
+    Keys(mnemo::auth::admin::KeysCommand),
     /// Drive a server over HTTP and print ops/s, p50 and p99 per operation.
     Bench(mnemo::bench::BenchArgs),
 }
@@ -47,6 +50,7 @@ async fn main() -> ExitCode {
                 )
             }),
         Command::Healthcheck => healthcheck(&cli.config).await,
+        Command::Keys(cmd) => mnemo::auth::admin::run(&cli.config, cmd).await,
         Command::Bench(args) => mnemo::bench::run(cli.config, args).await,
     };
     match result {

@@ -9,6 +9,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, get, web};
 
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Principal};
+use crate::error::ApiError;
 use crate::persistence::Persistence;
 
 /// Status classes 1xx…5xx.
@@ -44,7 +48,18 @@ pub async fn count(
 }
 
 #[get("/metrics")]
-pub async fn export(metrics: web::Data<Metrics>, db: web::Data<Persistence>) -> HttpResponse {
+pub async fn export(
+    metrics: web::Data<Metrics>,
+    db: web::Data<Persistence>,
+    auth: web::Data<Arc<Authenticator>>,
+    principal: Option<Principal>,
+) -> Result<HttpResponse, ApiError> {
+    // open only with MNEMO_METRICS_PUBLIC (then the middleware lets it through without one)
+    if principal.as_ref().is_some_and(|p| !p.is_service()) {
+        return Err(ApiError::Forbidden(
+            "metrics need a service credential".into(),
+        ));
+    }
     let mut out = String::new();
     out.push_str("# HELP mnemo_http_requests_total HTTP requests answered, by status class.\n");
     out.push_str("# TYPE mnemo_http_requests_total counter\n");
@@ -88,7 +103,16 @@ pub async fn export(metrics: web::Data<Metrics>, db: web::Data<Persistence>) -> 
             ));
         }
     }
-    HttpResponse::Ok()
+    out.push_str(
+        "# HELP mnemo_auth_failures_total Requests refused for their credentials, by reason.\n",
+    );
+    out.push_str("# TYPE mnemo_auth_failures_total counter\n");
+    for (reason, n) in auth.failures() {
+        out.push_str(&format!(
+            "mnemo_auth_failures_total{{reason=\"{reason}\"}} {n}\n"
+        ));
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(out)
+        .body(out))
 }

@@ -205,6 +205,9 @@ pub struct Thread {
     pub config: Value,
     pub values: Option<Value>,
     pub interrupts: Value,
+    /// The user the thread belongs to (`None`: a service's). Not on the wire.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 /// A thread to create.
@@ -212,6 +215,7 @@ pub struct Thread {
 pub struct NewThread {
     pub thread_id: String,
     pub metadata: Value,
+    pub owner: Option<String>,
     /// Return the existing thread instead of a conflict.
     pub do_nothing_if_exists: bool,
 }
@@ -225,6 +229,8 @@ pub struct ThreadFilter {
     pub values: Option<Value>,
     pub ids: Option<Vec<String>>,
     pub status: Option<ThreadStatus>,
+    /// Only this user's threads (a user principal's every list).
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -581,6 +587,8 @@ pub struct NewRun {
     pub create_thread: bool,
     /// What to do when the thread is busy: `reject`, `enqueue`, `interrupt` or `rollback`.
     pub multitask_strategy: String,
+    /// A user principal's id: the thread must be its (else 404), and is its when created.
+    pub owner: Option<String>,
 }
 
 /// A created run: `running` when it took its thread at once, else `pending` behind `to_cancel`
@@ -590,6 +598,7 @@ pub struct StartedRun {
     pub run: Run,
     pub to_cancel: Vec<String>,
     pub thread_metadata: Value,
+    pub thread_owner: Option<String>,
 }
 
 /// One event of a run's stream: `seq` is its SSE id.
@@ -598,4 +607,32 @@ pub struct RunEvent {
     pub seq: i64,
     pub event: String,
     pub data: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+
+/// An API key's row: who it acts as, and only the hash of the key itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    pub key_id: String,
+    pub name: String,
+    /// The user a user key acts as; `None` for a service key.
+    pub user_id: Option<String>,
+    #[serde(skip)]
+    pub key_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub key_id: String,
+    pub name: String,
+    pub user_id: Option<String>,
+    pub key_hash: String,
+    pub expires_at: Option<DateTime<Utc>>,
 }

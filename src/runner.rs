@@ -52,6 +52,8 @@ pub struct RunRequest {
     /// The nodes the run stops before (`interrupt_before`) and after (`interrupt_after`).
     pub interrupt_before: Vec<&'static str>,
     pub interrupt_after: Vec<&'static str>,
+    /// A user principal's id: the run may only use (or create) that user's thread.
+    pub owner: Option<String>,
 }
 
 /// Why a run was stopped before its end.
@@ -98,8 +100,10 @@ struct Log {
 /// A run this process executes.
 pub struct Live {
     pub run: Run,
-    /// The thread's metadata when the run was created (it names the run's user).
+    /// The thread's metadata when the run was created (it may name a service thread's user).
     thread_metadata: Value,
+    /// The thread's owner: the user the agent acts as, whatever the input says.
+    thread_owner: Option<String>,
     pub resumable: bool,
     events: Vec<&'static str>,
     running: AtomicBool,
@@ -109,6 +113,11 @@ pub struct Live {
 }
 
 impl Live {
+    /// The user whose thread the run is on (`None`: a service's thread).
+    pub fn thread_owner(&self) -> Option<&str> {
+        self.thread_owner.as_deref()
+    }
+
     fn log(&self) -> MutexGuard<'_, Log> {
         // a panic while holding the lock cannot leave the log half-written
         self.log.lock().unwrap_or_else(|p| p.into_inner())
@@ -298,6 +307,7 @@ impl Runner {
                 kwargs: req.kwargs.clone(),
                 create_thread: req.create_thread,
                 multitask_strategy: req.multitask_strategy.clone(),
+                owner: req.owner.clone(),
             })
             .await?;
         let run = started.run;
@@ -310,6 +320,7 @@ impl Runner {
         let live = Arc::new(Live {
             run: run.clone(),
             thread_metadata: started.thread_metadata,
+            thread_owner: started.thread_owner,
             resumable: req.resumable,
             events: req.events.clone(),
             running: AtomicBool::new(run.status == "running"),
@@ -546,7 +557,11 @@ impl Runner {
     ) -> Result<Outcome, Halt> {
         let db = &self.0.db;
         let run = &live.run;
-        let user_id = user_of(&req.config, &live.thread_metadata);
+        let user_id = user_of(
+            live.thread_owner.as_deref(),
+            &req.config,
+            &live.thread_metadata,
+        );
         let mut meta = Map::new();
         meta.insert("run_id".into(), json!(run.run_id));
         meta.insert("thread_id".into(), json!(run.thread_id));
@@ -926,9 +941,13 @@ fn tool_message(live: &Live, message: &Value, meta: &Value) {
     live.emit("messages/complete", &json!([message]));
 }
 
-/// The user a run acts for: `config.configurable.user_id`, else the thread's
-/// `metadata.user_id`, else `default`.
-fn user_of(config: &Value, thread_metadata: &Value) -> String {
+/// The user a run acts for: its thread's owner; on a service's thread (no owner), the
+/// `config.configurable.user_id` the service named, else the thread's `metadata.user_id`, else
+/// `default`.
+fn user_of(owner: Option<&str>, config: &Value, thread_metadata: &Value) -> String {
+    if let Some(owner) = owner {
+        return owner.to_string();
+    }
     config
         .pointer("/configurable/user_id")
         .or_else(|| thread_metadata.get("user_id"))

@@ -6,14 +6,17 @@
 use std::future::Future;
 use std::net::TcpListener;
 
+use std::sync::Arc;
+
 use actix::{Actor, Arbiter};
-use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use tokio::sync::watch;
 
 use crate::agent::Model;
+use crate::auth::Authenticator;
+use crate::browser::BrowserPolicy;
 use crate::config::{Config, redact_url};
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
@@ -36,19 +39,9 @@ impl Application {
     /// Migrates the database, starts the actor and binds the listener (`port` 0 picks one).
     pub async fn build(config: Config) -> Result<Application, String> {
         crate::install_crypto_provider();
-        let backend = Backend::of_url(&config.database_url)?;
-        let applied = run_migrations(&config.database_url)
-            .await
-            .map_err(|e| format!("while migrating {}: {e}", redact_url(&config.database_url)))?;
-        if applied > 0 {
-            log::info!("applied {applied} migration(s)");
-        }
-        let pool = DbPool::build(&config).map_err(|e| format!("while building the pool: {e}"))?;
-        let arbiter = Arbiter::new();
-        let addr = PersistenceActor::start_in_arbiter(&arbiter.handle(), move |_| {
-            PersistenceActor::new(pool)
-        });
-        let persistence = Persistence::new(addr, backend);
+        let auth_settings = crate::auth::settings_from(&config)?;
+        let browser = BrowserPolicy::from_config(&config, auth_settings.is_some())?;
+        let (persistence, arbiter) = open_persistence(&config).await?;
         let model = Model::from_config(&config)?;
         let runner = Runner::new(persistence.clone(), model, config.run_timeout());
         // runs left pending or running by a process that is gone (a graceful stop ends its runs)
@@ -61,23 +54,30 @@ impl Application {
         let data = web::Data::new(persistence.clone());
         let runs = web::Data::new(runner.clone());
         let metrics = web::Data::new(Metrics::default());
+        let auth = Authenticator::new(auth_settings, persistence.clone());
+        let auth_data = web::Data::new(Arc::clone(&auth));
+        let browser_data = web::Data::new(browser.clone());
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(runs.clone())
                 .app_data(metrics.clone())
+                .app_data(auth_data.clone())
+                .app_data(browser_data.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)
-                        .content_type_required(false)
+                        .content_type_required(true)
                         .error_handler(json_error),
                 )
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(from_fn(crate::auth::authenticate))
+                .wrap(from_fn(crate::browser::check_host))
                 .wrap(from_fn(crate::metrics::count))
-                .wrap(cors())
+                .wrap(browser.cors())
                 .wrap(Logger::new("%r %s %b %Dms"))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -103,6 +103,7 @@ impl Application {
         .run();
 
         let (stop_background, stop_rx) = watch::channel(false);
+        auth.spawn_watcher(stop_rx.clone());
         spawn_sweeper(
             persistence.clone(),
             config.store_sweep_interval(),
@@ -181,29 +182,21 @@ impl Application {
     }
 }
 
-/// CORS for browser clients (agent-chat-ui talks to mnemo directly): any origin; the request
-/// headers the LangGraph SDKs send; and the response headers they read, `Content-Location` above
-/// all (the JS SDK takes a run's id from it).
-fn cors() -> Cors {
-    Cors::default()
-        .allow_any_origin()
-        .allow_any_method()
-        .allowed_headers([
-            "content-type",
-            "accept",
-            "authorization",
-            "cache-control",
-            "x-api-key",
-            "x-auth-scheme",
-            "last-event-id",
-        ])
-        .expose_headers([
-            "content-location",
-            "location",
-            "x-pagination-total",
-            "x-pagination-next",
-        ])
-        .max_age(3600)
+/// Migrates the database and starts the persistence actor on its own arbiter. The caller
+/// closes it with [`Persistence::shutdown`], then stops the arbiter.
+pub async fn open_persistence(config: &Config) -> Result<(Persistence, Arbiter), String> {
+    let backend = Backend::of_url(&config.database_url)?;
+    let applied = run_migrations(&config.database_url)
+        .await
+        .map_err(|e| format!("while migrating {}: {e}", redact_url(&config.database_url)))?;
+    if applied > 0 {
+        log::info!("applied {applied} migration(s)");
+    }
+    let pool = DbPool::build(config).map_err(|e| format!("while building the pool: {e}"))?;
+    let arbiter = Arbiter::new();
+    let addr =
+        PersistenceActor::start_in_arbiter(&arbiter.handle(), move |_| PersistenceActor::new(pool));
+    Ok((Persistence::new(addr, backend), arbiter))
 }
 
 /// Ends runs that a vanished process left pending or running: a run lives at most the run

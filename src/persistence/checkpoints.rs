@@ -379,7 +379,7 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{checkpoint_blobs as b, checkpoints as c};
             for new in &items {
-                ensure_thread!(conn, s, &new.thread_id, now);
+                ensure_thread!(conn, s, &new.thread_id, None::<String>, now);
                 for bl in &new.blobs {
                     diesel::insert_into(b::table)
                         .values((
@@ -530,7 +530,7 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
             use s::checkpoint_writes as w;
             for (replacing, rows) in [(false, keep_first), (true, replace)] {
                 for r in rows {
-                    ensure_thread!(conn, s, &r.task.thread_id, now);
+                    ensure_thread!(conn, s, &r.task.thread_id, None::<String>, now);
                     let insert = diesel::insert_into(w::table).values((
                         w::thread_id.eq(&r.task.thread_id),
                         w::checkpoint_ns.eq(&r.task.checkpoint_ns),
@@ -951,7 +951,12 @@ pub enum Prune {
 }
 
 /// Prunes the threads named; returns how many of them existed.
-pub async fn prune(db: &DbPool, thread_ids: Vec<String>, strategy: Prune) -> Result<i64, DbError> {
+pub async fn prune(
+    db: &DbPool,
+    thread_ids: Vec<String>,
+    strategy: Prune,
+    owner: Option<String>,
+) -> Result<i64, DbError> {
     if thread_ids.is_empty() {
         return Ok(0);
     }
@@ -959,6 +964,18 @@ pub async fn prune(db: &DbPool, thread_ids: Vec<String>, strategy: Prune) -> Res
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{checkpoints as c, threads as t};
+            // a user prunes only its own threads; the others are as if they did not exist
+            let thread_ids: Vec<String> = match &owner {
+                None => thread_ids,
+                Some(owner) => {
+                    t::table
+                        .filter(t::thread_id.eq_any(&thread_ids))
+                        .filter(t::owner.eq(owner))
+                        .select(t::thread_id)
+                        .load(conn)
+                        .await?
+                }
+            };
             let threads = t::table.filter(t::thread_id.eq_any(&thread_ids));
             if strategy == Prune::Delete {
                 return Ok(diesel::delete(threads).execute(conn).await? as i64);
@@ -995,7 +1012,11 @@ pub async fn prune(db: &DbPool, thread_ids: Vec<String>, strategy: Prune) -> Res
 
 /// Deletes the checkpoints the runs named wrote (their metadata's `run_id`), in every thread and
 /// namespace, with their pending writes and the blobs nothing else names; returns how many.
-pub async fn delete_for_runs(db: &DbPool, run_ids: Vec<String>) -> Result<i64, DbError> {
+pub async fn delete_for_runs(
+    db: &DbPool,
+    run_ids: Vec<String>,
+    owner: Option<String>,
+) -> Result<i64, DbError> {
     if run_ids.is_empty() {
         return Ok(0);
     }
@@ -1009,11 +1030,23 @@ pub async fn delete_for_runs(db: &DbPool, run_ids: Vec<String>) -> Result<i64, D
                 .set(t::updated_at.eq(now))
                 .execute(conn)
                 .await?;
-            let doomed: Vec<(String, String, String)> = c::table
+            let mut doomed: Vec<(String, String, String)> = c::table
                 .filter(dialect::run_id_in::<c::table>(&run_ids))
                 .select((c::thread_id, c::checkpoint_ns, c::checkpoint_id))
                 .load(conn)
                 .await?;
+            if let Some(owner) = &owner {
+                let touched: HashSet<&String> = doomed.iter().map(|(t, _, _)| t).collect();
+                let owned: HashSet<String> = t::table
+                    .filter(t::thread_id.eq_any(touched))
+                    .filter(t::owner.eq(owner))
+                    .select(t::thread_id)
+                    .load::<String>(conn)
+                    .await?
+                    .into_iter()
+                    .collect();
+                doomed.retain(|(t, _, _)| owned.contains(t));
+            }
             let n = doomed.len() as i64;
             let threads: Vec<String> = doomed
                 .iter()

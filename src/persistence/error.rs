@@ -47,8 +47,10 @@ impl From<DieselError> for DbError {
     fn from(e: DieselError) -> Self {
         match e {
             DieselError::NotFound => DbError::NotFound("not found".into()),
+            // the driver's text names tables and constraints: it goes to the log, not the client
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                DbError::Conflict(info.message().to_string())
+                log::info!("unique violation: {}", info.message());
+                DbError::Conflict("conflicts with an existing record".into())
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 DbError::Unavailable(info.message().to_string())

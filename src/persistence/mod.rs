@@ -13,6 +13,7 @@ mod batch;
 mod checkpoints;
 mod error;
 mod json_filter;
+mod keys;
 mod migrate;
 mod pool;
 mod runs;
@@ -60,12 +61,13 @@ pub(crate) use with_conn;
 /// Inserts an empty idle thread row unless it exists (raw checkpointer writes and
 /// `if_not_exists: create` runs need not create their thread first).
 macro_rules! ensure_thread {
-    ($conn:expr, $s:ident, $thread_id:expr, $now:expr) => {{
+    ($conn:expr, $s:ident, $thread_id:expr, $owner:expr, $now:expr) => {{
         use $s::threads as t;
         diesel::insert_into(t::table)
             .values((
                 t::thread_id.eq($thread_id),
                 t::metadata.eq(serde_json::json!({})),
+                t::owner.eq($owner),
                 t::status.eq("idle"),
                 t::config.eq(serde_json::json!({})),
                 t::created_at.eq($now),
@@ -204,6 +206,8 @@ operations! {
 
     /// Creates a thread (or returns the existing one with `if_exists = do_nothing`).
     CreateThread => fn create_thread(new: NewThread) -> Thread = threads::create;
+    /// Who owns a thread (`None`: no such thread).
+    ThreadOwner => fn thread_owner(thread_id: String) -> Option<Option<String>> = threads::owner;
     /// Reads one thread.
     GetThread => fn get_thread(thread_id: String) -> Thread = threads::get;
     /// Merges metadata into a thread.
@@ -216,10 +220,12 @@ operations! {
     CountThreads => fn count_threads(filter: ThreadFilter) -> i64 = threads::count;
     /// Copies a thread with its whole history under a new id.
     CopyThread => fn copy_thread(thread_id: String, new_id: String) -> Thread = threads::copy;
-    /// Prunes threads (deletes them, or keeps only their latest checkpoints); returns how many existed.
-    PruneThreads => fn prune_threads(thread_ids: Vec<String>, strategy: checkpoints::Prune) -> i64 = checkpoints::prune;
-    /// Deletes the checkpoints the given runs wrote, in every thread; returns how many.
-    DeleteForRuns => fn delete_for_runs(run_ids: Vec<String>) -> i64 = checkpoints::delete_for_runs;
+    /// Prunes threads (deletes them, or keeps only their latest checkpoints), only `owner`'s when
+    /// given; returns how many existed.
+    PruneThreads => fn prune_threads(thread_ids: Vec<String>, strategy: checkpoints::Prune, owner: Option<String>) -> i64 = checkpoints::prune;
+    /// Deletes the checkpoints the given runs wrote, in every thread (only `owner`'s when given);
+    /// returns how many.
+    DeleteForRuns => fn delete_for_runs(run_ids: Vec<String>, owner: Option<String>) -> i64 = checkpoints::delete_for_runs;
 
     /// Reads one checkpoint (or the latest) with its blobs and pending writes.
     GetCheckpoint => fn get_checkpoint(thread_id: String, checkpoint_ns: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::get;
@@ -259,6 +265,18 @@ operations! {
     UpdateTask => fn update_task(user_id: String, task_id: String, patch: TaskPatch) -> Task = tasks::update;
     /// Deletes one of a user's tasks.
     DeleteTask => fn delete_task(user_id: String, task_id: String) -> () = tasks::delete;
+    /// Stores a new API key's row.
+    CreateApiKey => fn create_api_key(new: NewApiKey) -> ApiKey = keys::create;
+    /// Reads one API key by its public id.
+    FindApiKey => fn find_api_key(key_id: String) -> Option<ApiKey> = keys::find;
+    /// Lists every API key, oldest first.
+    ListApiKeys => fn list_api_keys() -> Vec<ApiKey> = keys::list;
+    /// Revokes an API key.
+    RevokeApiKey => fn revoke_api_key(key_id: String) -> () = keys::revoke;
+    /// Records that an API key was used.
+    TouchApiKey => fn touch_api_key(key_id: String) -> () = keys::touch;
+    /// The latest time any key was revoked.
+    LastRevocation => fn last_revocation() -> Option<chrono::DateTime<chrono::Utc>> = keys::last_revocation;
     /// Writes a new checkpoint whose values are the base state's updated with `values`.
     UpdateState => fn update_state(update: StateUpdate) -> CheckpointRecord = checkpoints::update_state;
 }

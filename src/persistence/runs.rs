@@ -93,20 +93,24 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
             if new.create_thread {
-                ensure_thread!(conn, s, &new.thread_id, now);
+                ensure_thread!(conn, s, &new.thread_id, &new.owner, now);
             }
             // the write first: it locks the thread row until this transaction ends. The thread
             // is taken (busy) when no run is pending or running on it.
-            let locked: Option<(Value, i64)> = diesel::update(t::table.find(&new.thread_id))
-                .set((
-                    t::updated_at.eq(now),
-                    t::status.eq(sql::<Text>(TAKE_IF_FREE)),
-                ))
-                .returning((t::metadata, sql::<BigInt>(ACTIVE_RUNS)))
-                .get_result(conn)
-                .await
-                .optional()?;
-            let Some((mut metadata, active)) = locked else {
+            // a user's run reaches only the user's threads: another's is "not found", and is
+            // left as it was (the transaction rolls back)
+            let locked: Option<(Value, i64, Option<String>)> =
+                diesel::update(t::table.find(&new.thread_id))
+                    .set((
+                        t::updated_at.eq(now),
+                        t::status.eq(sql::<Text>(TAKE_IF_FREE)),
+                    ))
+                    .returning((t::metadata, sql::<BigInt>(ACTIVE_RUNS), t::owner))
+                    .get_result(conn)
+                    .await
+                    .optional()?
+                    .filter(|(_, _, owner)| new.owner.is_none() || *owner == new.owner);
+            let Some((mut metadata, active, thread_owner)) = locked else {
                 return Err(DbError::NotFound(format!(
                     "Thread with ID {} not found",
                     new.thread_id
@@ -162,6 +166,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                 run: run(row),
                 to_cancel,
                 thread_metadata: metadata,
+                thread_owner,
             })
         })
         .await

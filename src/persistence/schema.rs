@@ -14,6 +14,20 @@ pub mod pg {
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
             state_updated_at -> Timestamptz,
+            owner -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        api_keys (key_id) {
+            key_id -> Text,
+            name -> Text,
+            user_id -> Nullable<Text>,
+            key_hash -> Text,
+            created_at -> Timestamptz,
+            last_used_at -> Nullable<Timestamptz>,
+            expires_at -> Nullable<Timestamptz>,
+            revoked_at -> Nullable<Timestamptz>,
         }
     }
 
@@ -106,8 +120,10 @@ pub mod pg {
     }
 
     diesel::joinable!(checkpoints -> threads (thread_id));
+    diesel::joinable!(runs -> threads (thread_id));
     diesel::allow_tables_to_appear_in_same_query!(
         threads,
+        runs,
         checkpoints,
         checkpoint_blobs,
         checkpoint_writes,
@@ -126,6 +142,20 @@ pub mod sqlite {
             created_at -> TimestamptzSqlite,
             updated_at -> TimestamptzSqlite,
             state_updated_at -> TimestamptzSqlite,
+            owner -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        api_keys (key_id) {
+            key_id -> Text,
+            name -> Text,
+            user_id -> Nullable<Text>,
+            key_hash -> Text,
+            created_at -> TimestamptzSqlite,
+            last_used_at -> Nullable<TimestamptzSqlite>,
+            expires_at -> Nullable<TimestamptzSqlite>,
+            revoked_at -> Nullable<TimestamptzSqlite>,
         }
     }
 
@@ -218,8 +248,10 @@ pub mod sqlite {
     }
 
     diesel::joinable!(checkpoints -> threads (thread_id));
+    diesel::joinable!(runs -> threads (thread_id));
     diesel::allow_tables_to_appear_in_same_query!(
         threads,
+        runs,
         checkpoints,
         checkpoint_blobs,
         checkpoint_writes,

@@ -18,10 +18,11 @@ type Row = (
     DateTime<Utc>,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<String>,
 );
 
 fn thread(
-    (thread_id, metadata, status, config, values, created_at, updated_at, state_updated_at): Row,
+    (thread_id, metadata, status, config, values, created_at, updated_at, state_updated_at, owner): Row,
 ) -> Thread {
     Thread {
         thread_id,
@@ -33,6 +34,7 @@ fn thread(
         config,
         values,
         interrupts: json!({}),
+        owner,
     }
 }
 
@@ -52,6 +54,7 @@ macro_rules! columns {
             $t::created_at,
             $t::updated_at,
             $t::state_updated_at,
+            $t::owner,
         )
     };
 }
@@ -77,6 +80,9 @@ macro_rules! filtered {
         if let Some(status) = f.status {
             q = q.filter($t::status.eq(status.as_str()));
         }
+        if let Some(owner) = &f.owner {
+            q = q.filter($t::owner.eq(owner.clone()));
+        }
         q
     }};
 }
@@ -89,6 +95,7 @@ pub async fn create(db: &DbPool, new: NewThread) -> Result<Thread, DbError> {
             .values((
                 t::thread_id.eq(&new.thread_id),
                 t::metadata.eq(&new.metadata),
+                t::owner.eq(&new.owner),
                 t::status.eq("idle"),
                 t::config.eq(json!({})),
                 t::created_at.eq(now),
@@ -122,6 +129,19 @@ pub async fn get(db: &DbPool, thread_id: String) -> Result<Thread, DbError> {
             .optional()?
             .map(thread)
             .ok_or_else(|| not_found(&thread_id))
+    })
+}
+
+/// Who owns a thread: `None` when there is no such thread, `Some(None)` for a service's.
+pub async fn owner(db: &DbPool, thread_id: String) -> Result<Option<Option<String>>, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::threads::dsl as t;
+        Ok(t::threads
+            .find(&thread_id)
+            .select(t::owner)
+            .first::<Option<String>>(&mut conn)
+            .await
+            .optional()?)
     })
 }
 
@@ -242,6 +262,7 @@ pub async fn copy(db: &DbPool, thread_id: String, new_id: String) -> Result<Thre
                     t::created_at.eq(now),
                     t::updated_at.eq(now),
                     t::state_updated_at.eq(src.7),
+                    t::owner.eq(&src.8),
                 ))
                 .returning(columns!(t))
                 .get_result(conn)

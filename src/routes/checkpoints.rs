@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ownership::OwnedThread;
 use super::{object_or_none, page, without_nul};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, format_ts};
 use crate::persistence::Persistence;
@@ -65,6 +67,7 @@ pub struct PutBody {
 
 #[put_route("/threads/{thread_id}/checkpoints")]
 pub async fn put(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Json<PutBody>,
@@ -141,6 +144,7 @@ pub struct WritesBody {
 
 #[put_route("/threads/{thread_id}/checkpoints/{checkpoint_id}/writes")]
 pub async fn put_writes(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<(String, String)>,
     body: web::Json<WritesBody>,
@@ -184,6 +188,7 @@ async fn one(
 
 #[get_route("/threads/{thread_id}/checkpoints/latest")]
 pub async fn latest(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     q: web::Query<NsQuery>,
@@ -193,6 +198,7 @@ pub async fn latest(
 
 #[get_route("/threads/{thread_id}/checkpoints/{checkpoint_id}")]
 pub async fn get(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<(String, String)>,
     q: web::Query<NsQuery>,
@@ -223,6 +229,7 @@ pub struct SearchBody {
 
 #[post("/threads/{thread_id}/checkpoints/search")]
 pub async fn search(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Json<SearchBody>,
@@ -242,6 +249,7 @@ pub async fn search(
 
 #[delete_route("/threads/{thread_id}/checkpoints")]
 pub async fn delete(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -258,9 +266,11 @@ pub struct DeleteForRunsBody {
 /// `run_id`), in every thread and namespace.
 #[post("/checkpoints/delete_for_runs")]
 pub async fn delete_for_runs(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<DeleteForRunsBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let deleted = db.delete_for_runs(body.into_inner().run_ids).await?;
+    let owner = principal.bound_user().map(str::to_string);
+    let deleted = db.delete_for_runs(body.into_inner().run_ids, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted_count": deleted })))
 }

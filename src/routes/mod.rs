@@ -4,6 +4,7 @@
 mod assistants;
 mod checkpoints;
 mod ops;
+mod ownership;
 mod runs;
 mod store;
 mod tasks;

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::ownership::OwnedThread;
 use super::{object_or_none, page, without_nul};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{NewThread, RunEvent};
@@ -35,7 +37,22 @@ pub struct RunBody {
 }
 
 /// The run a request body asks for (422 for an unknown assistant, strategy or command).
-fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunRequest, ApiError> {
+fn request(
+    principal: &Principal,
+    thread_id: String,
+    body: RunBody,
+    stateless: bool,
+) -> Result<RunRequest, ApiError> {
+    // a user principal runs as itself: naming another user in the run's config or metadata is 403
+    let named = [
+        body.config
+            .as_ref()
+            .and_then(|c| c.pointer("/configurable/user_id")),
+        body.metadata.as_ref().and_then(|m| m.get("user_id")),
+    ];
+    for named in named.into_iter().flatten() {
+        principal.acting_user(Some(named.as_str().unwrap_or_default()))?;
+    }
     let graph = graphs::resolve(&body.assistant_id).map_err(ApiError::Validation)?;
     let resume = match body.command {
         None | Some(Value::Null) => None,
@@ -101,6 +118,7 @@ fn request(thread_id: String, body: RunBody, stateless: bool) -> Result<RunReque
         delete_thread,
         interrupt_before,
         interrupt_after,
+        owner: principal.bound_user().map(str::to_string),
     })
 }
 
@@ -182,6 +200,7 @@ fn final_values(thread_id: &str, run_id: &str, values: Value) -> HttpResponse {
 }
 
 async fn wait(
+    principal: &Principal,
     runner: &Runner,
     thread_id: String,
     body: RunBody,
@@ -189,7 +208,7 @@ async fn wait(
 ) -> Result<HttpResponse, ApiError> {
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
     let (live, _) = runner
-        .launch(request(thread_id, body, stateless)?, false)
+        .launch(request(principal, thread_id, body, stateless)?, false)
         .await?;
     let guard = CancelOnDrop(cancel_later.then(|| live.clone()));
     let (run, values) = live.outcome().await;
@@ -199,21 +218,31 @@ async fn wait(
 
 #[post("/threads/{thread_id}/runs/wait")]
 pub async fn wait_on_thread(
+    _owned: OwnedThread,
+    principal: Principal,
     runner: web::Data<Runner>,
     path: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    wait(&runner, path.into_inner(), body.into_inner(), false).await
+    wait(
+        &principal,
+        &runner,
+        path.into_inner(),
+        body.into_inner(),
+        false,
+    )
+    .await
 }
 
 /// A run on a new thread of its own.
 #[post("/runs/wait")]
 pub async fn wait_stateless(
+    principal: Principal,
     runner: web::Data<Runner>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
     let thread_id = uuid::Uuid::now_v7().to_string();
-    wait(&runner, thread_id, body.into_inner(), true).await
+    wait(&principal, &runner, thread_id, body.into_inner(), true).await
 }
 
 /// Time between `: heartbeat` comments (the JS SDK arms its reconnect timer from their interval).
@@ -361,6 +390,7 @@ async fn poll_stored(
 }
 
 async fn stream(
+    principal: Principal,
     runner: Runner,
     thread_id: String,
     body: RunBody,
@@ -369,7 +399,7 @@ async fn stream(
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
     // errors (404, 409, 422) are answered as JSON, before any byte of the stream
     let (live, subscription) = runner
-        .launch(request(thread_id, body, stateless)?, true)
+        .launch(request(&principal, thread_id, body, stateless)?, true)
         .await?;
     Ok(event_stream(
         runner,
@@ -382,11 +412,14 @@ async fn stream(
 
 #[post("/threads/{thread_id}/runs/stream")]
 pub async fn stream_on_thread(
+    _owned: OwnedThread,
+    principal: Principal,
     runner: web::Data<Runner>,
     path: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<impl Responder, ApiError> {
     stream(
+        principal,
         runner.get_ref().clone(),
         path.into_inner(),
         body.into_inner(),
@@ -398,10 +431,12 @@ pub async fn stream_on_thread(
 /// A streamed run on a new thread of its own.
 #[post("/runs/stream")]
 pub async fn stream_stateless(
+    principal: Principal,
     runner: web::Data<Runner>,
     body: web::Json<RunBody>,
 ) -> Result<impl Responder, ApiError> {
     stream(
+        principal,
         runner.get_ref().clone(),
         uuid::Uuid::now_v7().to_string(),
         body.into_inner(),
@@ -442,6 +477,7 @@ fn rejoin_modes(query: &str) -> Result<Option<Vec<String>>, ApiError> {
 /// the run has ended); without it, only the events still to come.
 #[get("/threads/{thread_id}/runs/{run_id}/stream")]
 pub async fn join_stream(
+    _owned: OwnedThread,
     runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
     q: web::Query<JoinQuery>,
@@ -511,6 +547,7 @@ pub struct AgentStreamBody {
 /// is created for the user, and the first event (`metadata`) names it.
 #[post("/agent/stream")]
 pub async fn agent_stream(
+    principal: Principal,
     runner: web::Data<Runner>,
     body: web::Json<AgentStreamBody>,
 ) -> Result<impl Responder, ApiError> {
@@ -520,12 +557,18 @@ pub async fn agent_stream(
             "user_id and message must not be empty",
         ));
     }
+    principal.acting_user(Some(&body.user_id))?;
     let thread_id = match body.thread_id {
-        Some(id) => id,
+        Some(id) => {
+            // not under /threads/{id}: the ownership check the thread routes get is made here
+            super::ownership::check_thread(runner.db(), &principal, &id).await?;
+            id
+        }
         None => {
             let new = NewThread {
                 thread_id: uuid::Uuid::now_v7().to_string(),
                 metadata: json!({ "user_id": body.user_id }),
+                owner: Some(body.user_id.clone()),
                 do_nothing_if_exists: false,
             };
             runner.db().create_thread(new).await?.thread_id
@@ -538,19 +581,20 @@ pub async fn agent_stream(
         stream_mode: Some(json!(["values", "messages-tuple"])),
         ..RunBody::default()
     };
-    stream(runner.get_ref().clone(), thread_id, run, false).await
+    stream(principal, runner.get_ref().clone(), thread_id, run, false).await
 }
 
 /// Starts a run in the background: answers with the run at once (`pending` while it waits for
 /// its thread), its status then follows it.
 async fn background(
+    principal: &Principal,
     runner: &Runner,
     thread_id: String,
     body: RunBody,
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (live, _) = runner
-        .launch(request(thread_id, body, stateless)?, false)
+        .launch(request(principal, thread_id, body, stateless)?, false)
         .await?;
     let location = format!("/threads/{}/runs/{}", live.run.thread_id, live.run.run_id);
     Ok(HttpResponse::Ok()
@@ -560,21 +604,31 @@ async fn background(
 
 #[post("/threads/{thread_id}/runs")]
 pub async fn create_on_thread(
+    _owned: OwnedThread,
+    principal: Principal,
     runner: web::Data<Runner>,
     path: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    background(&runner, path.into_inner(), body.into_inner(), false).await
+    background(
+        &principal,
+        &runner,
+        path.into_inner(),
+        body.into_inner(),
+        false,
+    )
+    .await
 }
 
 /// A background run on a new thread of its own.
 #[post("/runs")]
 pub async fn create_stateless(
+    principal: Principal,
     runner: web::Data<Runner>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
     let thread_id = uuid::Uuid::now_v7().to_string();
-    background(&runner, thread_id, body.into_inner(), true).await
+    background(&principal, &runner, thread_id, body.into_inner(), true).await
 }
 
 /// How often `join` looks at a run executed elsewhere (it holds no connection in between).
@@ -584,6 +638,7 @@ const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// stopped on one).
 #[get("/threads/{thread_id}/runs/{run_id}/join")]
 pub async fn join(
+    _owned: OwnedThread,
     runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
     q: web::Query<JoinQuery>,
@@ -650,6 +705,7 @@ impl TryFrom<String> for Flag {
 /// (202). A run that has already ended is answered as it is.
 #[post("/threads/{thread_id}/runs/{run_id}/cancel")]
 pub async fn cancel(
+    _owned: OwnedThread,
     runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
     q: web::Query<CancelQuery>,
@@ -673,9 +729,10 @@ pub struct CancelManyBody {
 }
 
 /// Cancels several runs: `{thread_id, run_ids}`, or every run of this process with `status`
-/// `pending`, `running` or `all`.
+/// `pending`, `running` or `all` (a user's own runs only).
 #[post("/runs/cancel")]
 pub async fn cancel_many(
+    principal: Principal,
     runner: web::Data<Runner>,
     q: web::Query<CancelQuery>,
     body: web::Json<CancelManyBody>,
@@ -683,10 +740,13 @@ pub async fn cancel_many(
     let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
     let body = body.into_inner();
     let targets: Vec<(String, String)> = match (body.thread_id, body.run_ids, body.status) {
-        (Some(thread_id), Some(run_ids), None) => run_ids
-            .into_iter()
-            .map(|r| (thread_id.clone(), r))
-            .collect(),
+        (Some(thread_id), Some(run_ids), None) => {
+            super::ownership::check_thread(runner.db(), &principal, &thread_id).await?;
+            run_ids
+                .into_iter()
+                .map(|r| (thread_id.clone(), r))
+                .collect()
+        }
         (None, None, Some(status)) => {
             let wanted: &[&str] = match status.as_str() {
                 "pending" => &["pending"],
@@ -701,7 +761,7 @@ pub async fn cancel_many(
             runner
                 .lives()
                 .into_iter()
-                .filter(|l| wanted.contains(&l.status()))
+                .filter(|l| wanted.contains(&l.status()) && principal.owns(l.thread_owner()))
                 .map(|l| (l.run.thread_id.clone(), l.run.run_id.clone()))
                 .collect()
         }
@@ -720,6 +780,7 @@ pub async fn cancel_many(
 /// Deletes a run that has ended (409 while it is pending or running).
 #[delete("/threads/{thread_id}/runs/{run_id}")]
 pub async fn delete_run(
+    _owned: OwnedThread,
     runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -730,6 +791,7 @@ pub async fn delete_run(
 
 #[get("/threads/{thread_id}/runs/{run_id}")]
 pub async fn get(
+    _owned: OwnedThread,
     runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -752,6 +814,7 @@ pub struct ListQuery {
 
 #[get("/threads/{thread_id}/runs")]
 pub async fn list(
+    _owned: OwnedThread,
     runner: web::Data<Runner>,
     path: web::Path<String>,
     q: web::Query<ListQuery>,

@@ -1,13 +1,41 @@
-//! `/store/*`: the LangGraph long-term store.
+//! `/store/*`: the LangGraph long-term store. A user principal reaches only the namespaces
+//! under `["users", <its user_id>, …]`: items elsewhere are 404 (403 to write), and searches and
+//! namespace listings are narrowed to that prefix. Services reach every namespace.
 
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{page, without_nul};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{FieldFilter, Namespace, StoreSearch};
 use crate::persistence::Persistence;
+
+/// The labels every namespace a user principal reaches starts with.
+fn user_root(principal: &Principal) -> Option<[&str; 2]> {
+    principal.bound_user().map(|u| ["users", u])
+}
+
+/// Whether the principal may reach items in `labels`.
+fn reaches(principal: &Principal, labels: &[String]) -> bool {
+    user_root(principal).is_none_or(|root| labels.len() >= 2 && labels[..2] == root)
+}
+
+/// A search prefix narrowed to what the principal reaches: a prefix above the user's root
+/// becomes the root; `None` when the prefix lies outside it (nothing to find).
+fn narrowed(principal: &Principal, prefix: Vec<String>) -> Option<Vec<String>> {
+    let Some(root) = user_root(principal) else {
+        return Some(prefix);
+    };
+    if reaches(principal, &prefix) {
+        Some(prefix)
+    } else if prefix.iter().zip(root).all(|(p, r)| p == r || p == "*") {
+        Some(root.iter().map(|r| r.to_string()).collect())
+    } else {
+        None
+    }
+}
 
 /// Ten years: a longer TTL is a mistake, and would overflow timestamp arithmetic.
 const MAX_TTL_MINUTES: f64 = 10.0 * 365.0 * 24.0 * 60.0;
@@ -26,10 +54,16 @@ pub struct PutBody {
 
 #[put("/store/items")]
 pub async fn put_item(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<PutBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    if !reaches(&principal, &body.namespace) {
+        return Err(ApiError::Forbidden(
+            "a user may write only under the namespace [\"users\", <its user_id>]".into(),
+        ));
+    }
     let ns = Namespace::parse(body.namespace, false).map_err(ApiError::Validation)?;
     if !body.value.is_object() {
         return Err(ApiError::validation("value must be an object"));
@@ -57,6 +91,7 @@ pub struct GetQuery {
 
 #[get("/store/items")]
 pub async fn get_item(
+    principal: Principal,
     db: web::Data<Persistence>,
     q: web::Query<GetQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -66,6 +101,9 @@ pub async fn get_item(
         .ok_or_else(|| ApiError::BadRequest("Missing query parameter: key".into()))?;
     let ns = Namespace::parse_dotted(q.namespace.as_deref().unwrap_or_default())
         .map_err(ApiError::Validation)?;
+    if !reaches(&principal, ns.labels()) {
+        return Err(ApiError::NotFound("Item not found".into()));
+    }
     let item = db
         .get_item(ns.prefix(), key, q.refresh_ttl.unwrap_or(true))
         .await?;
@@ -80,10 +118,14 @@ pub struct DeleteBody {
 
 #[delete("/store/items")]
 pub async fn delete_item(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<DeleteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    if !reaches(&principal, &body.namespace) {
+        return Err(ApiError::NotFound("Item not found".into()));
+    }
     let ns = Namespace::parse(body.namespace, false).map_err(ApiError::Validation)?;
     db.delete_item(ns.prefix(), body.key).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -110,14 +152,18 @@ pub struct SearchBody {
 
 #[post("/store/items/search")]
 pub async fn search_items(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<SearchBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (limit, offset) = page(body.limit, body.offset, 1000)?;
+    let prefix = Namespace::parse(body.namespace_prefix, true).map_err(ApiError::Validation)?;
+    let Some(prefix) = narrowed(&principal, prefix.labels().to_vec()) else {
+        return Ok(HttpResponse::Ok().json(json!({ "items": [] })));
+    };
     let query = StoreSearch {
-        namespace_prefix: Namespace::parse(body.namespace_prefix, true)
-            .map_err(ApiError::Validation)?,
+        namespace_prefix: Namespace::parse(prefix, true).map_err(ApiError::Validation)?,
         filter: FieldFilter::parse_all(&body.filter.unwrap_or(Value::Null))
             .map_err(ApiError::Validation)?,
         limit,
@@ -158,6 +204,7 @@ fn matches_start(labels: &[&str], pattern: &[String]) -> bool {
 
 #[post("/store/namespaces")]
 pub async fn list_namespaces(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<NamespacesBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -170,11 +217,19 @@ pub async fn list_namespaces(
     let suffix = body.suffix.unwrap_or_default();
     // the labels before the first wildcard narrow the scan in SQL; the rest is matched here
     let literal: Vec<String> = prefix.iter().take_while(|l| *l != "*").cloned().collect();
+    let Some(literal) = narrowed(&principal, literal) else {
+        return Ok(HttpResponse::Ok().json(json!({ "namespaces": [] })));
+    };
     let literal = Namespace::parse(literal, true).map_err(ApiError::Validation)?;
     let rows = db.list_prefixes(Some(literal.prefix())).await?;
     let mut out: Vec<Vec<String>> = Vec::new();
     for row in &rows {
         let labels: Vec<&str> = row.split('.').collect();
+        if let Some(root) = user_root(&principal)
+            && labels.get(..2) != Some(&root[..])
+        {
+            continue;
+        }
         let reversed: Vec<&str> = labels.iter().rev().copied().collect();
         let rev_suffix: Vec<String> = suffix.iter().rev().cloned().collect();
         if !matches_start(&labels, &prefix) || !matches_start(&reversed, &rev_suffix) {

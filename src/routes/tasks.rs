@@ -1,6 +1,7 @@
-//! `/tasks`: the task list mnemo's agent manages, as REST for internal callers. Every task
-//! belongs to a user; until authentication exists the caller names the user: `user_id` in the
-//! body of `POST`, as a query parameter everywhere else. Another user's task is a 404.
+//! `/tasks`: the task list mnemo's agent manages, as REST. Every task belongs to a user: a user
+//! principal's are its own (naming another `user_id` is 403); a service names the user it acts
+//! for, `user_id` in the body of `POST`, as a query parameter everywhere else. Another user's
+//! task is a 404.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::NaiveDate;
@@ -8,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::page;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{NewTask, TaskPatch, TaskQuery, TaskStatus};
 use crate::persistence::Persistence;
@@ -15,8 +17,10 @@ use crate::persistence::Persistence;
 const MAX_TITLE: usize = 500;
 const MAX_NOTES: usize = 10_000;
 
-fn user(user_id: Option<String>) -> Result<String, ApiError> {
-    user_id
+/// The user whose tasks the request reaches.
+fn user(principal: &Principal, user_id: Option<String>) -> Result<String, ApiError> {
+    principal
+        .acting_user(user_id.as_deref())?
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| ApiError::validation("user_id is required"))
 }
@@ -57,12 +61,13 @@ pub struct CreateBody {
 
 #[post("/tasks")]
 pub async fn create(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewTask {
-        user_id: user(body.user_id)?,
+        user_id: user(&principal, body.user_id)?,
         title: title(body.title)?,
         notes: notes(body.notes)?,
         status: body.status.unwrap_or(TaskStatus::Todo),
@@ -91,13 +96,14 @@ pub struct ListQuery {
 
 #[get("/tasks")]
 pub async fn list(
+    principal: Principal,
     db: web::Data<Persistence>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let (limit, _) = page(q.limit, 0, 200)?;
     let query = TaskQuery {
-        user_id: user(q.user_id)?,
+        user_id: user(&principal, q.user_id)?,
         status: q.status,
         after: q.after,
         limit,
@@ -113,11 +119,12 @@ pub async fn list(
 
 #[get("/tasks/{task_id}")]
 pub async fn get(
+    principal: Principal,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     q: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = user(q.into_inner().user_id)?;
+    let user_id = user(&principal, q.into_inner().user_id)?;
     Ok(HttpResponse::Ok().json(db.get_task(user_id, path.into_inner()).await?))
 }
 
@@ -132,12 +139,13 @@ pub struct PatchBody {
 
 #[patch("/tasks/{task_id}")]
 pub async fn update(
+    principal: Principal,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     q: web::Query<UserQuery>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = user(q.into_inner().user_id)?;
+    let user_id = user(&principal, q.into_inner().user_id)?;
     let body = body.into_inner();
     let patch = TaskPatch {
         title: body.title.map(title).transpose()?,
@@ -150,11 +158,12 @@ pub async fn update(
 
 #[delete("/tasks/{task_id}")]
 pub async fn delete(
+    principal: Principal,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     q: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = user(q.into_inner().user_id)?;
+    let user_id = user(&principal, q.into_inner().user_id)?;
     db.delete_task(user_id, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,7 +4,9 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ownership::OwnedThread;
 use super::{object_or_none, page, without_nul};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{
@@ -30,6 +32,7 @@ pub struct CreateBody {
 
 #[post("/threads")]
 pub async fn create(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -45,16 +48,29 @@ pub async fn create(
     };
     let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
     without_nul(&metadata, "metadata")?;
+    // a user's thread is its own; a service's belongs to the user its metadata names, if any
+    let owner = principal.acting_user(named_user(&metadata))?;
+    let do_nothing = matches!(body.if_exists, Some(IfExists::DoNothing));
     let new = NewThread {
         thread_id,
         metadata,
-        do_nothing_if_exists: matches!(body.if_exists, Some(IfExists::DoNothing)),
+        owner,
+        do_nothing_if_exists: do_nothing,
     };
-    Ok(HttpResponse::Ok().json(db.create_thread(new).await?))
+    let thread = db.create_thread(new).await?;
+    // `do_nothing` on another user's id must not hand that user's thread over
+    if !principal.owns(thread.owner.as_deref()) {
+        return Err(ApiError::Conflict(format!(
+            "Thread with ID {} already exists",
+            thread.thread_id
+        )));
+    }
+    Ok(HttpResponse::Ok().json(thread))
 }
 
 #[get("/threads/{thread_id}")]
 pub async fn get(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -82,6 +98,8 @@ pub struct PatchBody {
 
 #[patch("/threads/{thread_id}")]
 pub async fn patch(
+    _owned: OwnedThread,
+    principal: Principal,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Json<PatchBody>,
@@ -89,11 +107,13 @@ pub async fn patch(
     let metadata =
         object_or_none(body.into_inner().metadata, "metadata")?.unwrap_or_else(|| json!({}));
     without_nul(&metadata, "metadata")?;
+    principal.acting_user(named_user(&metadata))?;
     Ok(HttpResponse::Ok().json(db.patch_thread(path.into_inner(), metadata).await?))
 }
 
 #[delete("/threads/{thread_id}")]
 pub async fn delete(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -110,14 +130,31 @@ pub struct FilterBody {
 }
 
 impl FilterBody {
-    fn into_filter(self) -> Result<ThreadFilter, ApiError> {
+    /// The filter, narrowed to a user principal's own threads.
+    fn into_filter(self, principal: &Principal) -> Result<ThreadFilter, ApiError> {
         Ok(ThreadFilter {
             metadata: object_or_none(self.metadata, "metadata")?,
             values: object_or_none(self.values, "values")?,
             ids: self.ids,
             status: self.status,
+            owner: principal.bound_user().map(str::to_string),
         })
     }
+}
+
+/// Whether a request says its body is JSON (`application/json` or `…+json`).
+fn is_json(req: &actix_web::HttpRequest) -> bool {
+    use actix_web::HttpMessage;
+    req.mime_type().ok().flatten().is_some_and(|m| {
+        use actix_web::mime;
+        m.type_() == mime::APPLICATION
+            && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+    })
+}
+
+/// The user a thread's metadata names (`metadata.user_id`), if it is a string.
+fn named_user(metadata: &Value) -> Option<&str> {
+    metadata.get("user_id").and_then(Value::as_str)
 }
 
 #[derive(Deserialize)]
@@ -145,13 +182,14 @@ pub struct SearchBody {
 
 #[post("/threads/search")]
 pub async fn search(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<SearchBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (limit, offset) = page(body.limit, body.offset, 1000)?;
     let query = ThreadSearch {
-        filter: body.filter.into_filter()?,
+        filter: body.filter.into_filter(&principal)?,
         sort_by: body.sort_by.unwrap_or(ThreadSortBy::CreatedAt),
         descending: !matches!(body.sort_order, Some(SortOrder::Asc)),
         limit,
@@ -169,10 +207,12 @@ pub async fn search(
 
 #[post("/threads/count")]
 pub async fn count(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<FilterBody>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(db.count_threads(body.into_inner().into_filter()?).await?))
+    let filter = body.into_inner().into_filter(&principal)?;
+    Ok(HttpResponse::Ok().json(db.count_threads(filter).await?))
 }
 
 #[derive(Deserialize)]
@@ -184,6 +224,8 @@ pub struct CopyBody {
 
 #[post("/threads/{thread_id}/copy")]
 pub async fn copy(
+    _owned: OwnedThread,
+    req: actix_web::HttpRequest,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Bytes,
@@ -191,6 +233,10 @@ pub async fn copy(
     // the body is optional: the LangGraph clients send none
     let target = if body.iter().all(u8::is_ascii_whitespace) {
         None
+    } else if !is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json".into(),
+        ));
     } else {
         serde_json::from_slice::<CopyBody>(&body)
             .map_err(|e| ApiError::validation(format!("invalid copy body: {e}")))?
@@ -221,6 +267,7 @@ fn default_prune() -> String {
 /// checkpoint per namespace (with that checkpoint's pending writes and blobs).
 #[post("/threads/prune")]
 pub async fn prune(
+    principal: Principal,
     db: web::Data<Persistence>,
     body: web::Json<PruneBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -234,7 +281,8 @@ pub async fn prune(
             )));
         }
     };
-    let pruned = db.prune_threads(body.thread_ids, strategy).await?;
+    let owner = principal.bound_user().map(str::to_string);
+    let pruned = db.prune_threads(body.thread_ids, strategy, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "pruned_count": pruned })))
 }
 
@@ -335,6 +383,7 @@ async fn state(
 
 #[get("/threads/{thread_id}/state")]
 pub async fn get_state(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -343,6 +392,7 @@ pub async fn get_state(
 
 #[get("/threads/{thread_id}/state/{checkpoint_id}")]
 pub async fn state_at_checkpoint(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -363,6 +413,7 @@ pub struct StateCheckpointBody {
 
 #[post("/threads/{thread_id}/state/checkpoint")]
 pub async fn state_at_checkpoint_post(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Json<StateCheckpointBody>,
@@ -392,6 +443,7 @@ pub struct UpdateBody {
 
 #[post("/threads/{thread_id}/state")]
 pub async fn update_state(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Json<UpdateBody>,
@@ -468,6 +520,7 @@ pub struct HistoryBody {
 
 #[post("/threads/{thread_id}/history")]
 pub async fn history_post(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     body: web::Json<HistoryBody>,
@@ -498,6 +551,7 @@ pub struct HistoryQuery {
 
 #[get("/threads/{thread_id}/history")]
 pub async fn history_get(
+    _owned: OwnedThread,
     db: web::Data<Persistence>,
     path: web::Path<String>,
     q: web::Query<HistoryQuery>,

@@ -4,6 +4,7 @@
 
 mod agent;
 mod assistants;
+mod auth;
 mod checkpoints;
 mod fake_llm;
 mod helpers;

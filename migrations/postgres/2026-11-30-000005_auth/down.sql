@@ -1,0 +1,3 @@
+DROP TABLE api_keys;
+DROP INDEX threads_owner_idx;
+ALTER TABLE threads DROP COLUMN owner;

@@ -1,0 +1,969 @@
+//! Identity and isolation: every route needs credentials (but the probes), and a user's key
+//! reaches nothing of another user's. The route list is read from the code, so a route added
+//! without a case here fails `every_route_has_a_case`.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Kind, TestApp, TestDb};
+
+both_backends!(
+    every_route_refuses_strangers_and_hides_one_users_data_from_another,
+    keys_expire_and_revoked_keys_are_refused,
+    the_agent_acts_as_the_threads_owner,
+    jwt_users_and_services,
+);
+
+/// Routes as the code declares them: `(METHOD, path)` from every route attribute in `src/`.
+fn declared_routes() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let dirs = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/src/routes"),
+    ];
+    for dir in dirs {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            for line in src.lines() {
+                let line = line.trim();
+                for (attr, method) in [
+                    ("#[get(\"", "GET"),
+                    ("#[get_route(\"", "GET"),
+                    ("#[post(\"", "POST"),
+                    ("#[put(\"", "PUT"),
+                    ("#[put_route(\"", "PUT"),
+                    ("#[patch(\"", "PATCH"),
+                    ("#[delete(\"", "DELETE"),
+                    ("#[delete_route(\"", "DELETE"),
+                ] {
+                    if let Some(rest) = line.strip_prefix(attr) {
+                        let route = rest.split('"').next().unwrap().to_string();
+                        out.insert((method.to_string(), route));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What user B's key gets on a route, given user A's resources.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ForB {
+    /// Answers without credentials.
+    Open,
+    /// A's resource: 404, as if it did not exist.
+    NotFound,
+    /// B names A as the user it acts for: 403.
+    Forbidden,
+    /// B's own (empty) view or B's own new resource: a 2xx that must not show A's data.
+    Own,
+}
+
+struct Case {
+    method: &'static str,
+    route: &'static str,
+    path: String,
+    body: Option<Value>,
+    for_b: ForB,
+}
+
+/// Mnemo with `MNEMO_AUTH=api_key` (and JWT with a secret) on a fresh database.
+async fn spawn_with_auth(
+    kind: Kind,
+    tweak: impl FnOnce(&mut mnemo::config::Config),
+) -> Option<(TestApp, TestDb)> {
+    let db = TestDb::new(kind).await?;
+    let mut config = db.config();
+    config.auth = Some("api_key,jwt".into());
+    config.jwt_secret = Some("test-secret-of-enough-length-000".into());
+    tweak(&mut config);
+    let app = TestApp::start(config).await;
+    Some((app, db))
+}
+
+/// A new key on the test's database, made the way `mnemo keys create` makes one.
+pub async fn make_key(db: &TestDb, user: Option<&str>, expires_in_days: Option<i64>) -> String {
+    let (persistence, arbiter) = mnemo::startup::open_persistence(&db.config())
+        .await
+        .unwrap();
+    let (key, key_id) = mnemo::auth::generate_key().unwrap();
+    persistence
+        .create_api_key(mnemo::model::NewApiKey {
+            key_id,
+            name: "test".into(),
+            user_id: user.map(str::to_string),
+            key_hash: mnemo::auth::keys::hash_key(&key),
+            expires_at: expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d)),
+        })
+        .await
+        .unwrap();
+    persistence
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    arbiter.stop();
+    key
+}
+
+/// One request with an optional key; the status and the body as JSON (`Null` when not JSON).
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        app.url(path),
+    );
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn checkpoint_body(id: &str) -> Value {
+    json!({"checkpoint": {"v": 4, "id": id, "ts": "2026-11-26T00:00:00+00:00",
+        "channel_values": {}, "channel_versions": {}, "versions_seen": {}, "updated_channels": []}})
+}
+
+fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str) -> Vec<Case> {
+    use ForB::*;
+    let t = |rest: &str| format!("/threads/{thread}{rest}");
+    let run_body = json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "get tasks"}]}});
+    let as_alice =
+        json!({"assistant_id": "agent", "config": {"configurable": {"user_id": "alice"}}});
+    let c = |method, route, path: String, body: Option<Value>, for_b| Case {
+        method,
+        route,
+        path,
+        body,
+        for_b,
+    };
+    vec![
+        c("GET", "/ok", "/ok".into(), None, Open),
+        c("GET", "/info", "/info".into(), None, Open),
+        c("GET", "/health", "/health".into(), None, Open),
+        c("GET", "/ready", "/ready".into(), None, Open),
+        // a user key is not enough for metrics
+        c("GET", "/metrics", "/metrics".into(), None, Forbidden),
+        c(
+            "POST",
+            "/assistants/search",
+            "/assistants/search".into(),
+            Some(json!({})),
+            Own,
+        ),
+        c(
+            "POST",
+            "/assistants/count",
+            "/assistants/count".into(),
+            Some(json!({})),
+            Own,
+        ),
+        c(
+            "GET",
+            "/assistants/{assistant_id}",
+            format!("/assistants/{assistant}"),
+            None,
+            Own,
+        ),
+        c(
+            "GET",
+            "/assistants/{assistant_id}/schemas",
+            format!("/assistants/{assistant}/schemas"),
+            None,
+            Own,
+        ),
+        c(
+            "GET",
+            "/assistants/{assistant_id}/graph",
+            format!("/assistants/{assistant}/graph"),
+            None,
+            Own,
+        ),
+        // the store: alice's namespace
+        c(
+            "PUT",
+            "/store/items",
+            "/store/items".into(),
+            Some(
+                json!({"namespace": ["users", "alice", "memories"], "key": "pin", "value": {"text": "bob was here"}}),
+            ),
+            Forbidden,
+        ),
+        c(
+            "GET",
+            "/store/items",
+            "/store/items?namespace=users.alice.memories&key=pin".into(),
+            None,
+            NotFound,
+        ),
+        c(
+            "DELETE",
+            "/store/items",
+            "/store/items".into(),
+            Some(json!({"namespace": ["users", "alice", "memories"], "key": "pin"})),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/store/items/search",
+            "/store/items/search".into(),
+            Some(json!({"namespace_prefix": ["users"]})),
+            Own,
+        ),
+        c(
+            "POST",
+            "/store/namespaces",
+            "/store/namespaces".into(),
+            Some(json!({})),
+            Own,
+        ),
+        // tasks: naming alice is 403, alice's task id is 404
+        c(
+            "POST",
+            "/tasks",
+            "/tasks".into(),
+            Some(json!({"user_id": "alice", "title": "x"})),
+            Forbidden,
+        ),
+        c(
+            "GET",
+            "/tasks",
+            "/tasks?user_id=alice".into(),
+            None,
+            Forbidden,
+        ),
+        c(
+            "GET",
+            "/tasks/{task_id}",
+            format!("/tasks/{task}"),
+            None,
+            NotFound,
+        ),
+        c(
+            "PATCH",
+            "/tasks/{task_id}",
+            format!("/tasks/{task}"),
+            Some(json!({"title": "pwned"})),
+            NotFound,
+        ),
+        c(
+            "DELETE",
+            "/tasks/{task_id}",
+            format!("/tasks/{task}"),
+            None,
+            NotFound,
+        ),
+        // runs
+        c(
+            "POST",
+            "/agent/stream",
+            "/agent/stream".into(),
+            Some(json!({"user_id": "bob", "message": "get tasks", "thread_id": thread})),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/runs",
+            "/runs".into(),
+            Some(as_alice.clone()),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/runs/wait",
+            "/runs/wait".into(),
+            Some(as_alice.clone()),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/runs/stream",
+            "/runs/stream".into(),
+            Some(as_alice),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/runs/cancel",
+            "/runs/cancel".into(),
+            Some(json!({"thread_id": thread, "run_ids": [run]})),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/runs",
+            t("/runs"),
+            Some(run_body.clone()),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/runs/wait",
+            t("/runs/wait"),
+            Some(run_body.clone()),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/runs/stream",
+            t("/runs/stream"),
+            Some(run_body),
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/runs",
+            t("/runs"),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/runs/{run_id}",
+            t(&format!("/runs/{run}")),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/runs/{run_id}/join",
+            t(&format!("/runs/{run}/join")),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/runs/{run_id}/stream",
+            t(&format!("/runs/{run}/stream")),
+            None,
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/runs/{run_id}/cancel",
+            t(&format!("/runs/{run}/cancel")),
+            None,
+            NotFound,
+        ),
+        c(
+            "DELETE",
+            "/threads/{thread_id}/runs/{run_id}",
+            t(&format!("/runs/{run}")),
+            None,
+            NotFound,
+        ),
+        // threads
+        c(
+            "POST",
+            "/threads",
+            "/threads".into(),
+            Some(json!({"metadata": {"user_id": "alice"}})),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/threads/search",
+            "/threads/search".into(),
+            Some(json!({})),
+            Own,
+        ),
+        c(
+            "POST",
+            "/threads/count",
+            "/threads/count".into(),
+            Some(json!({})),
+            Own,
+        ),
+        c(
+            "POST",
+            "/threads/prune",
+            "/threads/prune".into(),
+            Some(json!({"thread_ids": [thread]})),
+            Own,
+        ),
+        c("GET", "/threads/{thread_id}", t(""), None, NotFound),
+        c(
+            "PATCH",
+            "/threads/{thread_id}",
+            t(""),
+            Some(json!({"metadata": {"x": 1}})),
+            NotFound,
+        ),
+        c("DELETE", "/threads/{thread_id}", t(""), None, NotFound),
+        c(
+            "POST",
+            "/threads/{thread_id}/copy",
+            t("/copy"),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/state",
+            t("/state"),
+            None,
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/state",
+            t("/state"),
+            Some(json!({"values": {"messages": []}})),
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/state/{checkpoint_id}",
+            t(&format!("/state/{checkpoint}")),
+            None,
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/state/checkpoint",
+            t("/state/checkpoint"),
+            Some(json!({"checkpoint": {"checkpoint_id": checkpoint}})),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/history",
+            t("/history"),
+            Some(json!({})),
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/history",
+            t("/history"),
+            None,
+            NotFound,
+        ),
+        // the raw checkpointer
+        c(
+            "POST",
+            "/checkpoints/delete_for_runs",
+            "/checkpoints/delete_for_runs".into(),
+            Some(json!({"run_ids": [run]})),
+            Own,
+        ),
+        c(
+            "PUT",
+            "/threads/{thread_id}/checkpoints",
+            t("/checkpoints"),
+            Some(checkpoint_body("zz")),
+            NotFound,
+        ),
+        c(
+            "PUT",
+            "/threads/{thread_id}/checkpoints/{checkpoint_id}/writes",
+            t(&format!("/checkpoints/{checkpoint}/writes")),
+            Some(json!({"task_id": "t1", "writes": []})),
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/checkpoints/latest",
+            t("/checkpoints/latest"),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/threads/{thread_id}/checkpoints/{checkpoint_id}",
+            t(&format!("/checkpoints/{checkpoint}")),
+            None,
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/threads/{thread_id}/checkpoints/search",
+            t("/checkpoints/search"),
+            Some(json!({})),
+            NotFound,
+        ),
+        c(
+            "DELETE",
+            "/threads/{thread_id}/checkpoints",
+            t("/checkpoints"),
+            None,
+            NotFound,
+        ),
+    ]
+}
+
+/// Alice's thread with a finished run (whose agent made her a task), a checkpoint, a task and a
+/// memory; returns (thread, run, checkpoint, task).
+async fn alices_world(app: &TestApp, alice: &str) -> (String, String, String, String) {
+    let (s, thread) = call(app, "POST", "/threads", Some(alice), Some(&json!({}))).await;
+    assert_eq!(s, 200, "{thread}");
+    let thread = thread["thread_id"].as_str().unwrap().to_string();
+    let (s, _) = call(
+        app,
+        "POST",
+        &format!("/threads/{thread}/runs/wait"),
+        Some(alice),
+        Some(&json!({"assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": "add task buy milk"}]}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, runs) = call(
+        app,
+        "GET",
+        &format!("/threads/{thread}/runs"),
+        Some(alice),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let (s, state) = call(
+        app,
+        "GET",
+        &format!("/threads/{thread}/state"),
+        Some(alice),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let checkpoint = state["checkpoint"]["checkpoint_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // the agent acted as alice: the task is on her list, found without naming her
+    let (s, tasks) = call(app, "GET", "/tasks", Some(alice), None).await;
+    assert_eq!(s, 200, "{tasks}");
+    assert_eq!(tasks["tasks"][0]["title"], "buy milk", "{tasks}");
+    let task = tasks["tasks"][0]["task_id"].as_str().unwrap().to_string();
+    let (s, _) = call(
+        app,
+        "PUT",
+        "/store/items",
+        Some(alice),
+        Some(&json!({"namespace": ["users", "alice", "memories"], "key": "pin", "value": {"text": "my PIN is 4321"}})),
+    )
+    .await;
+    assert_eq!(s, 204);
+    (thread, run, checkpoint, task)
+}
+
+async fn every_route_refuses_strangers_and_hides_one_users_data_from_another(kind: Kind) {
+    let Some((app, db)) = spawn_with_auth(kind, |_| {}).await else {
+        return;
+    };
+    let alice = make_key(&db, Some("alice"), None).await;
+    let bob = make_key(&db, Some("bob"), None).await;
+    let service = make_key(&db, None, None).await;
+    let (thread, run, checkpoint, task) = alices_world(&app, &alice).await;
+    let (_, assistants) = call(
+        &app,
+        "POST",
+        "/assistants/search",
+        Some(&service),
+        Some(&json!({})),
+    )
+    .await;
+    let assistant = assistants[0]["assistant_id"].as_str().unwrap().to_string();
+    let cases = cases(&thread, &run, &checkpoint, &task, &assistant);
+
+    // every route the code declares has a case, and every case a route
+    let covered: BTreeSet<(String, String)> = cases
+        .iter()
+        .map(|c| (c.method.to_string(), c.route.to_string()))
+        .collect();
+    assert_eq!(
+        declared_routes(),
+        covered,
+        "routes without a case (or cases without a route)"
+    );
+
+    for case in &cases {
+        let what = format!("{} {}", case.method, case.path);
+        // no credentials, and made-up ones
+        let (status, body) = call(&app, case.method, &case.path, None, case.body.as_ref()).await;
+        let bogus = "mnemo_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let (bogus_status, _) = call(
+            &app,
+            case.method,
+            &case.path,
+            Some(bogus),
+            case.body.as_ref(),
+        )
+        .await;
+        if case.for_b == ForB::Open {
+            assert_eq!(status, 200, "{what} is open");
+            continue;
+        }
+        assert_eq!(status, 401, "{what} without credentials: {body}");
+        assert!(body["detail"].is_string(), "{what}: {body}");
+        assert_eq!(bogus_status, 401, "{what} with a made-up key");
+
+        // bob on alice's things
+        let (status, body) = call(
+            &app,
+            case.method,
+            &case.path,
+            Some(&bob),
+            case.body.as_ref(),
+        )
+        .await;
+        let text = body.to_string();
+        match case.for_b {
+            ForB::NotFound => assert_eq!(status, 404, "{what} as bob: {body}"),
+            ForB::Forbidden => assert_eq!(status, 403, "{what} as bob: {body}"),
+            ForB::Own => assert!(
+                (200..300).contains(&status),
+                "{what} as bob: {status} {body}"
+            ),
+            ForB::Open => unreachable!(),
+        }
+        // a 404 may echo the id bob sent; nothing else of alice's may show
+        let mut secrets = vec!["4321", "buy milk", checkpoint.as_str()];
+        if case.for_b == ForB::Own {
+            secrets.extend([thread.as_str(), "alice"]);
+        }
+        for secret in secrets {
+            if case.path.contains(secret) {
+                continue;
+            }
+            assert!(
+                !text.contains(secret),
+                "{what} as bob shows {secret}: {text}"
+            );
+        }
+    }
+
+    // nothing of alice's was touched
+    let (s, state) = call(
+        &app,
+        "GET",
+        &format!("/threads/{thread}/state"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(state["checkpoint"]["checkpoint_id"], checkpoint.as_str());
+    let (s, t) = call(&app, "GET", &format!("/tasks/{task}"), Some(&alice), None).await;
+    assert_eq!((s, t["title"].as_str()), (200, Some("buy milk")));
+    let (s, item) = call(
+        &app,
+        "GET",
+        "/store/items?namespace=users.alice.memories&key=pin",
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, item["value"]["text"].as_str()),
+        (200, Some("my PIN is 4321"))
+    );
+    // alice cannot see bob's thread made in the loop (through /runs/… and /threads), nor count it
+    let (_, count_a) = call(
+        &app,
+        "POST",
+        "/threads/count",
+        Some(&alice),
+        Some(&json!({})),
+    )
+    .await;
+    let (_, count_b) = call(&app, "POST", "/threads/count", Some(&bob), Some(&json!({}))).await;
+    let (_, count_s) = call(
+        &app,
+        "POST",
+        "/threads/count",
+        Some(&service),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(count_a, 1, "alice sees only her thread");
+    assert_eq!(
+        count_s.as_i64().unwrap(),
+        1 + count_b.as_i64().unwrap(),
+        "a service sees both"
+    );
+
+    // a service key reaches alice's data and acts for whoever it names
+    let (s, found) = call(
+        &app,
+        "POST",
+        "/threads/search",
+        Some(&service),
+        Some(&json!({"limit": 100})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(found.to_string().contains(&thread));
+    let (s, _) = call(
+        &app,
+        "GET",
+        &format!("/threads/{thread}/history"),
+        Some(&service),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, tasks) = call(&app, "GET", "/tasks?user_id=alice", Some(&service), None).await;
+    assert_eq!(
+        (s, tasks["tasks"][0]["title"].as_str()),
+        (200, Some("buy milk"))
+    );
+    let (s, items) = call(
+        &app,
+        "POST",
+        "/store/items/search",
+        Some(&service),
+        Some(&json!({"namespace_prefix": ["users"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(items.to_string().contains("4321"));
+    let resp = app
+        .client
+        .get(app.url("/metrics"))
+        .header("x-api-key", &service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let metrics = resp.text().await.unwrap();
+    assert!(
+        metrics.contains("mnemo_auth_failures_total{reason=\"missing\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&service) && !metrics.contains(&alice));
+    app.stop().await;
+}
+
+async fn keys_expire_and_revoked_keys_are_refused(kind: Kind) {
+    let Some((app, db)) = spawn_with_auth(kind, |_| {}).await else {
+        return;
+    };
+    let expired = make_key(&db, Some("carol"), Some(-1)).await;
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/threads/search",
+        Some(&expired),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, body["detail"].as_str()),
+        (401, Some("Credentials expired"))
+    );
+
+    let key = make_key(&db, Some("carol"), Some(30)).await;
+    // both ways of sending it
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/threads/search",
+        Some(&key),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let resp = app
+        .client
+        .post(app.url("/threads/search"))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // a wrong secret with a real id
+    let mut wrong = key.clone();
+    wrong.pop();
+    wrong.push(if key.ends_with('A') { 'B' } else { 'A' });
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/threads/search",
+        Some(&wrong),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let resp = app
+        .client
+        .post(app.url("/threads/search"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.headers().get("www-authenticate").is_some());
+
+    // revoked from another process (the CLI's own pool): refused within the poll interval
+    let key_id = mnemo::auth::key_id_of(&key).unwrap().to_string();
+    let (persistence, arbiter) = mnemo::startup::open_persistence(&db.config())
+        .await
+        .unwrap();
+    persistence.revoke_api_key(key_id).await.unwrap();
+    persistence
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    arbiter.stop();
+    let started = std::time::Instant::now();
+    let mut status = 200;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        status = call(
+            &app,
+            "POST",
+            "/threads/search",
+            Some(&key),
+            Some(&json!({})),
+        )
+        .await
+        .0;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 401, "revoked key still accepted");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
+
+async fn the_agent_acts_as_the_threads_owner(kind: Kind) {
+    let Some((app, db)) = spawn_with_auth(kind, |_| {}).await else {
+        return;
+    };
+    let service = make_key(&db, None, None).await;
+    let mallory = make_key(&db, Some("mallory"), None).await;
+    // a service makes alice's thread; a run on it naming another user still acts as alice
+    let (s, thread) = call(
+        &app,
+        "POST",
+        "/threads",
+        Some(&service),
+        Some(&json!({"metadata": {"user_id": "alice"}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let thread = thread["thread_id"].as_str().unwrap();
+    let (s, _) = call(
+        &app,
+        "POST",
+        &format!("/threads/{thread}/runs/wait"),
+        Some(&service),
+        Some(
+            &json!({"assistant_id": "agent", "config": {"configurable": {"user_id": "mallory"}},
+            "input": {"messages": [{"role": "user", "content": "add task call mom"}]}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, alice_tasks) = call(&app, "GET", "/tasks?user_id=alice", Some(&service), None).await;
+    assert_eq!(alice_tasks["tasks"][0]["title"], "call mom");
+    let (_, mallory_tasks) = call(&app, "GET", "/tasks", Some(&mallory), None).await;
+    assert_eq!(mallory_tasks["tasks"], json!([]));
+    // mallory's own stateless run acts as mallory, and naming alice is refused
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/runs/wait",
+        Some(&mallory),
+        Some(&json!({"assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": "add task steal"}]}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, mallory_tasks) = call(&app, "GET", "/tasks", Some(&mallory), None).await;
+    assert_eq!(mallory_tasks["tasks"][0]["title"], "steal");
+    let (_, alice_tasks) = call(&app, "GET", "/tasks?user_id=alice", Some(&service), None).await;
+    assert_eq!(alice_tasks["tasks"].as_array().unwrap().len(), 1);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/agent/stream",
+        Some(&mallory),
+        Some(&json!({"user_id": "alice", "message": "get tasks"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    app.stop().await;
+}
+
+fn hs256(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-of-enough-length-000").unwrap(),
+    )
+    .unwrap()
+}
+
+async fn jwt_users_and_services(kind: Kind) {
+    let Some((app, _db)) = spawn_with_auth(kind, |_| {}).await else {
+        return;
+    };
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let alice = hs256(&json!({"sub": "alice", "exp": exp}));
+    let bob = hs256(&json!({"sub": "bob", "exp": exp}));
+    let service = hs256(&json!({"sub": "backend", "exp": exp, "scope": "read mnemo:service"}));
+    let bearer = |token: &str| format!("Bearer {token}");
+    let post = |token: String, path: &'static str, body: Value| {
+        let req = app
+            .client
+            .post(app.url(path))
+            .header("authorization", token)
+            .json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (s, thread) = post(bearer(&alice), "/threads", json!({})).await;
+    assert_eq!(s, 200);
+    let (s, found) = post(bearer(&bob), "/threads/search", json!({})).await;
+    assert_eq!((s, found), (200, json!([])));
+    let (s, found) = post(bearer(&service), "/threads/search", json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(found[0]["thread_id"], thread["thread_id"]);
+    let expired = hs256(&json!({"sub": "alice", "exp": exp - 3600}));
+    let (s, body) = post(bearer(&expired), "/threads/search", json!({})).await;
+    assert_eq!(
+        (s, body["detail"].as_str()),
+        (401, Some("Credentials expired"))
+    );
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "alice", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret").unwrap(),
+    )
+    .unwrap();
+    let (s, _) = post(bearer(&forged), "/threads/search", json!({})).await;
+    assert_eq!(s, 401);
+    app.stop().await;
+}
