@@ -46,7 +46,11 @@ impl BrowserPolicy {
         }
         let hosts = list(&config.allowed_hosts);
         Ok(BrowserPolicy {
-            origins: if any_origin { None } else { origins.clone() },
+            origins: if any_origin {
+                None
+            } else {
+                Some(origins.clone().unwrap_or_default())
+            },
             loopback_origins: origins.is_none(),
             // without auth only loopback names (and the listed ones); with auth any, unless listed
             hosts: match hosts {

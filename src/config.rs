@@ -171,7 +171,7 @@ pub struct Config {
 
     /// Runs that may wait (enqueued) behind a thread's active run.
     #[arg(long, env = "MNEMO_MAX_PENDING_RUNS_PER_THREAD", default_value_t = 16)]
-    pub max_pending_runs_per_thread: i64,
+    pub max_pending_runs_per_thread: usize,
 
     /// Streams one user may hold open at once.
     #[arg(long, env = "MNEMO_MAX_STREAMS_PER_USER", default_value_t = 32)]

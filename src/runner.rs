@@ -219,6 +219,46 @@ struct Inner {
     live: Mutex<HashMap<String, Arc<Live>>>,
     run_timeout: Duration,
     stopping: watch::Sender<bool>,
+    quotas: Quotas,
+    /// Open streams per user.
+    streams: Mutex<HashMap<String, usize>>,
+}
+
+/// Limits a single user never meets, so that no user can take the process from the others
+/// (429 beyond them). Counted in this process. Services are not limited.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Runs one user may have pending or running at once.
+    pub active_runs_per_user: usize,
+    /// Runs that may wait behind a thread's active run.
+    pub pending_runs_per_thread: usize,
+    /// Streams one user may hold open at once.
+    pub streams_per_user: usize,
+}
+
+/// One open stream of a user's, given back when dropped (the stream's producer holds it).
+pub struct StreamSlot {
+    runner: Runner,
+    user: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.runner.streams();
+        if let Some(n) = streams.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                streams.remove(&self.user);
+            }
+        }
+    }
+}
+
+fn quota_exceeded(what: &str) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: format!("Too many {what}"),
+        retry_after_s: 1,
+    }
 }
 
 /// Starts, tracks, cancels and stops this process's runs.
@@ -249,14 +289,62 @@ impl<E: std::fmt::Display> From<E> for Halt {
 }
 
 impl Runner {
-    pub fn new(db: Persistence, model: Model, run_timeout: Duration) -> Runner {
+    pub fn new(db: Persistence, model: Model, run_timeout: Duration, quotas: Quotas) -> Runner {
         Runner(Arc::new(Inner {
             db,
             model,
             live: Mutex::new(HashMap::new()),
             run_timeout,
             stopping: watch::channel(false).0,
+            quotas,
+            streams: Mutex::new(HashMap::new()),
         }))
+    }
+
+    fn streams(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.0.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for one more open stream of `user` (`None`: a service's, not counted); 429 past
+    /// the user's quota.
+    pub fn open_stream(&self, user: Option<&str>) -> Result<Option<StreamSlot>, ApiError> {
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let mut streams = self.streams();
+        let n = streams.entry(user.to_string()).or_insert(0);
+        if *n >= self.0.quotas.streams_per_user {
+            return Err(quota_exceeded("open streams for this user"));
+        }
+        *n += 1;
+        Ok(Some(StreamSlot {
+            runner: self.clone(),
+            user: user.to_string(),
+        }))
+    }
+
+    /// 429 when a new run would take `req`'s user past its active runs, or its thread past
+    /// its queue.
+    fn check_quotas(&self, req: &RunRequest) -> Result<(), ApiError> {
+        let registry = self.registry();
+        if let Some(user) = &req.owner {
+            let active = registry
+                .values()
+                .filter(|l| l.thread_owner() == Some(user.as_str()))
+                .count();
+            if active >= self.0.quotas.active_runs_per_user {
+                return Err(quota_exceeded("active runs for this user"));
+            }
+        }
+        let on_thread: Vec<&Arc<Live>> = registry
+            .values()
+            .filter(|l| l.run.thread_id == req.thread_id)
+            .collect();
+        let queued = on_thread.iter().filter(|l| l.status() == "pending").count();
+        if !on_thread.is_empty() && queued >= self.0.quotas.pending_runs_per_thread {
+            return Err(quota_exceeded("runs waiting on this thread"));
+        }
+        Ok(())
     }
 
     pub fn db(&self) -> &Persistence {
@@ -296,6 +384,7 @@ impl Runner {
         if *self.0.stopping.borrow() {
             return Err(ApiError::Unavailable("mnemo is shutting down".into()));
         }
+        self.check_quotas(&req)?;
         let started = self
             .0
             .db

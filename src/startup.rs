@@ -43,7 +43,12 @@ impl Application {
         let browser = BrowserPolicy::from_config(&config, auth_settings.is_some())?;
         let (persistence, arbiter) = open_persistence(&config).await?;
         let model = Model::from_config(&config)?;
-        let runner = Runner::new(persistence.clone(), model, config.run_timeout());
+        let quotas = crate::runner::Quotas {
+            active_runs_per_user: config.max_active_runs_per_user,
+            pending_runs_per_thread: config.max_pending_runs_per_thread,
+            streams_per_user: config.max_streams_per_user,
+        };
+        let runner = Runner::new(persistence.clone(), model, config.run_timeout(), quotas);
         // runs left pending or running by a process that is gone (a graceful stop ends its runs)
         recover_runs(&persistence, config.run_timeout()).await;
 

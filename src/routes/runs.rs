@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{NewThread, RunEvent};
-use crate::runner::{Live, RunRequest, Runner, Stop, Subscription};
+use crate::runner::{Live, RunRequest, Runner, Stop, StreamSlot, Subscription};
 
 #[derive(Deserialize, Default)]
 pub struct RunBody {
@@ -265,6 +265,7 @@ enum Source {
 /// run at once: the server notices the closed connection, not a failed write.
 fn event_stream(
     runner: Runner,
+    slot: Option<StreamSlot>,
     source: Source,
     after: i64,
     only: Option<Vec<String>>,
@@ -277,6 +278,8 @@ fn event_stream(
     let base = format!("/threads/{thread_id}/runs/{run_id}");
     let (sse_tx, sse_rx) = mpsc::channel::<sse::Event>(64);
     actix_web::rt::spawn(async move {
+        // the user's stream counts until its producer ends
+        let _slot = slot;
         let (ids, past, mut rx) = match source {
             Source::Live(live, subscription) => {
                 let (past, rx) = subscription.unwrap_or_else(|| live.subscribe(after));
@@ -397,12 +400,14 @@ async fn stream(
     stateless: bool,
 ) -> Result<impl Responder, ApiError> {
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
+    let slot = runner.open_stream(principal.bound_user())?;
     // errors (404, 409, 422) are answered as JSON, before any byte of the stream
     let (live, subscription) = runner
         .launch(request(&principal, thread_id, body, stateless)?, true)
         .await?;
     Ok(event_stream(
         runner,
+        slot,
         Source::Live(live, subscription),
         0,
         None,
@@ -478,6 +483,7 @@ fn rejoin_modes(query: &str) -> Result<Option<Vec<String>>, ApiError> {
 #[get("/threads/{thread_id}/runs/{run_id}/stream")]
 pub async fn join_stream(
     _owned: OwnedThread,
+    principal: Principal,
     runner: web::Data<Runner>,
     path: web::Path<(String, String)>,
     q: web::Query<JoinQuery>,
@@ -497,6 +503,7 @@ pub async fn join_stream(
     };
     let only = rejoin_modes(http.query_string())?;
     let runner = runner.get_ref().clone();
+    let slot = runner.open_stream(principal.bound_user())?;
     let (source, after) = match runner.live(&thread_id, &run_id) {
         Some(live) => {
             let after = last_event_id.unwrap_or_else(|| live.last_seq());
@@ -521,6 +528,7 @@ pub async fn join_stream(
     };
     Ok(event_stream(
         runner,
+        slot,
         source,
         after,
         only,

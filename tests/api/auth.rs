@@ -967,3 +967,414 @@ async fn jwt_users_and_services(kind: Kind) {
     assert_eq!(s, 401);
     app.stop().await;
 }
+
+mod limits {
+    //! Quotas, browsers and start-up refusals (one backend: none of this touches SQL).
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::{call, make_key, spawn_with_auth};
+    use crate::fake_llm::{FakeLlm, Reply};
+    use crate::helpers::{Kind, TestApp, TestDb, spawn_app};
+
+    fn ask() -> serde_json::Value {
+        json!({"messages": [{"role": "user", "content": "get tasks"}]})
+    }
+
+    #[actix_web::test]
+    async fn each_users_quotas_answer_429() {
+        let fake = FakeLlm::start(vec![Reply::Hang, Reply::Hang, Reply::Hang, Reply::Hang]).await;
+        let base_url = fake.base_url.clone();
+        let Some((app, db)) = spawn_with_auth(Kind::Sqlite, |c| {
+            c.llm = "openai".into();
+            c.llm_base_url = base_url;
+            c.llm_max_retries = 0;
+            c.max_active_runs_per_user = 3;
+            c.max_pending_runs_per_thread = 1;
+            c.max_streams_per_user = 1;
+        })
+        .await
+        else {
+            return;
+        };
+        let alice = make_key(&db, Some("alice"), None).await;
+        let service = make_key(&db, None, None).await;
+        let mut threads = Vec::new();
+        for _ in 0..3 {
+            let (_, t) = call(&app, "POST", "/threads", Some(&alice), Some(&json!({}))).await;
+            threads.push(t["thread_id"].as_str().unwrap().to_string());
+        }
+        let run = |t: &str| json!({"assistant_id": "agent", "input": ask(), "multitask_strategy": "enqueue", "_t": t});
+        let start = |t: String| {
+            let body = run(&t);
+            let app = &app;
+            let alice = alice.clone();
+            async move {
+                call(
+                    app,
+                    "POST",
+                    &format!("/threads/{t}/runs"),
+                    Some(&alice),
+                    Some(&body),
+                )
+                .await
+            }
+        };
+        let (s, first) = start(threads[0].clone()).await;
+        assert_eq!(s, 200, "{first}");
+        fake.received(1).await;
+        // one run may wait behind the running one; a second may not
+        assert_eq!(start(threads[0].clone()).await.0, 200);
+        let (s, body) = start(threads[0].clone()).await;
+        assert_eq!(
+            (s, body["detail"].as_str()),
+            (429, Some("Too many runs waiting on this thread"))
+        );
+        // three active runs in all, then 429
+        assert_eq!(start(threads[1].clone()).await.0, 200);
+        let (s, body) = start(threads[2].clone()).await;
+        assert_eq!(
+            (s, body["detail"].as_str()),
+            (429, Some("Too many active runs for this user"))
+        );
+        // one open stream: a second is refused while the first is open, a service is not counted
+        let run_id = first["run_id"].as_str().unwrap();
+        let path = format!("/threads/{}/runs/{run_id}/stream", threads[0]);
+        let open = app
+            .client
+            .get(app.url(&path))
+            .header("x-api-key", &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(open.status().as_u16(), 200);
+        let second = app
+            .client
+            .get(app.url(&path))
+            .header("x-api-key", &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(second.status().as_u16(), 429);
+        assert!(second.headers().get("retry-after").is_some());
+        let by_service = app
+            .client
+            .get(app.url(&path))
+            .header("x-api-key", &service)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_service.status().as_u16(), 200);
+        drop((open, by_service));
+        // the slot comes back when the stream is gone
+        let mut status = 429;
+        for _ in 0..50 {
+            let again = app
+                .client
+                .get(app.url(&path))
+                .header("x-api-key", &alice)
+                .send()
+                .await
+                .unwrap();
+            status = again.status().as_u16();
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, 200);
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/runs/cancel",
+            Some(&alice),
+            Some(&json!({"status": "all"})),
+        )
+        .await;
+        assert_eq!(s, 204);
+        app.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn a_user_past_its_request_rate_gets_429_with_retry_after() {
+        let Some((app, db)) = spawn_with_auth(Kind::Sqlite, |c| {
+            c.rate_limit_per_s = 1;
+            c.rate_limit_burst = 3;
+        })
+        .await
+        else {
+            return;
+        };
+        let alice = make_key(&db, Some("alice"), None).await;
+        let service = make_key(&db, None, None).await;
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                call(
+                    &app,
+                    "POST",
+                    "/threads/count",
+                    Some(&alice),
+                    Some(&json!({})),
+                )
+                .await
+                .0,
+            );
+        }
+        assert_eq!(&statuses[..3], &[200, 200, 200]);
+        assert_eq!(statuses[4], 429, "{statuses:?}");
+        let resp = app
+            .client
+            .post(app.url("/threads/count"))
+            .header("x-api-key", &alice)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 429);
+        assert!(resp.headers().get("retry-after").is_some());
+        // services are not rate limited
+        for _ in 0..5 {
+            assert_eq!(
+                call(
+                    &app,
+                    "POST",
+                    "/threads/count",
+                    Some(&service),
+                    Some(&json!({}))
+                )
+                .await
+                .0,
+                200
+            );
+        }
+        app.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn browsers_reach_mnemo_only_from_allowed_origins_and_hosts() {
+        let Some((app, _db)) = spawn_app(Kind::Sqlite).await else {
+            return;
+        };
+        let preflight = |origin: &'static str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/threads/search"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type,x-api-key")
+                .send()
+        };
+        let allowed =
+            |r: &reqwest::Response| r.headers().get("access-control-allow-origin").cloned();
+        let ok = preflight("http://localhost:3000").await.unwrap();
+        assert_eq!(allowed(&ok).unwrap(), "http://localhost:3000");
+        let evil = preflight("https://evil.example").await.unwrap();
+        assert!(
+            allowed(&evil).is_none(),
+            "{:?} {:?}",
+            evil.status(),
+            evil.headers()
+        );
+        // a text/plain POST (no preflight in a browser) is not taken as JSON
+        let resp = app
+            .client
+            .post(app.url("/threads"))
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 415);
+        let resp = app
+            .client
+            .post(app.url("/threads"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 415);
+        let resp = app
+            .client
+            .post(app.url("/threads/00000000-0000-0000-0000-000000000000/copy"))
+            .header("content-type", "text/plain")
+            .body("{\"thread_id\": \"x\"}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 415);
+        // DNS rebinding: a foreign Host is refused; loopback names are served
+        let resp = app
+            .client
+            .get(app.url("/threads/search"))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 421);
+        let (s, _) = call(&app, "POST", "/threads/count", None, Some(&json!({}))).await;
+        assert_eq!(s, 200);
+        let resp = app
+            .client
+            .post(app.url("/threads/count"))
+            .header("host", "localhost:2024")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        app.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn configured_origins_and_hosts_are_served() {
+        let Some((app, _db)) = spawn_with_auth(Kind::Sqlite, |c| {
+            c.cors_origins = Some("https://chat.example".into());
+            c.allowed_hosts = Some("mnemo.internal".into());
+        })
+        .await
+        else {
+            return;
+        };
+        let preflight = |origin: &'static str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/threads/search"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "x-api-key")
+                .send()
+        };
+        let ok = preflight("https://chat.example").await.unwrap();
+        assert_eq!(
+            ok.headers().get("access-control-allow-origin").unwrap(),
+            "https://chat.example"
+        );
+        let other = preflight("http://localhost:3000").await.unwrap();
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+        let resp = app
+            .client
+            .get(app.url("/ok"))
+            .header("host", "mnemo.internal:443")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let resp = app
+            .client
+            .get(app.url("/ok"))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 421);
+        app.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn an_open_api_off_loopback_is_refused_unless_asked_for() {
+        let db = TestDb::new(Kind::Sqlite).await.unwrap();
+        let mut config = db.config();
+        config.host = "0.0.0.0".into();
+        let err = TestApp::try_start(config.clone()).await.err().unwrap();
+        assert!(err.contains("MNEMO_AUTH=api_key"), "{err}");
+        config.auth = Some("none".into());
+        TestApp::start(config.clone()).await.stop().await;
+        config.host = "127.0.0.1".into();
+        config.cors_origins = Some("*".into());
+        let err = TestApp::try_start(config).await.err().unwrap();
+        assert!(err.contains("MNEMO_CORS_ORIGINS=*"), "{err}");
+    }
+
+    #[actix_web::test]
+    async fn the_keys_command_prints_the_key_once_and_never_again() {
+        use std::process::Command;
+        let db = TestDb::new(Kind::Sqlite).await.unwrap();
+        let mnemo = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_mnemo"))
+                .args(args)
+                .env("DATABASE_URL", &db.url)
+                .env("RUST_LOG", "warn")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let out = mnemo(&[
+            "keys",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "laptop",
+            "--expires-in-days",
+            "7",
+        ]);
+        let key = out.trim_end();
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+        let id = mnemo::auth::key_id_of(key)
+            .expect("a mnemo key")
+            .to_string();
+        let service = mnemo(&["keys", "create", "--service", "--name", "backend"]);
+        let list = mnemo(&["keys", "list"]);
+        assert!(
+            list.contains(&id) && list.contains("laptop") && list.contains("user:alice"),
+            "{list}"
+        );
+        assert!(
+            list.contains("backend") && list.contains("service"),
+            "{list}"
+        );
+        assert!(
+            !list.contains(key) && !list.contains(service.trim()),
+            "the list shows a key"
+        );
+        let config = {
+            let mut c = db.config();
+            c.auth = Some("api_key".into());
+            c
+        };
+        let app = TestApp::start(config).await;
+        assert_eq!(
+            call(&app, "POST", "/threads/count", Some(key), Some(&json!({})))
+                .await
+                .0,
+            200
+        );
+        mnemo(&["keys", "revoke", &id]);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            call(&app, "POST", "/threads/count", Some(key), Some(&json!({})))
+                .await
+                .0,
+            401
+        );
+        let list = mnemo(&["keys", "list"]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(&id) && !l.ends_with("\t-")),
+            "{list}"
+        );
+        app.stop().await;
+        // secrets stay out of --help and Debug
+        let help = Command::new(env!("CARGO_BIN_EXE_mnemo"))
+            .arg("--help")
+            .env("DATABASE_URL", "postgres://u:hunter2@db.example/mnemo")
+            .env("MNEMO_JWT_SECRET", "jwt-hunter2")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.contains("DATABASE_URL") && !help.contains("hunter2"),
+            "{help}"
+        );
+        let mut c = db.config();
+        c.database_url = "postgres://u:hunter2@db.example/mnemo".into();
+        c.jwt_secret = Some("jwt-hunter2".into());
+        c.llm_api_key = Some("sk-hunter2".into());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
