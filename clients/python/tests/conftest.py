@@ -1,6 +1,10 @@
 """A real mnemo for the tests: the built binary on port 0, on a fresh SQLite file and on a fresh
 Postgres database (`MNEMO_TEST_PG_URL`). Postgres is skipped, loudly, when it cannot be reached,
-unless `MNEMO_TEST_REQUIRE_POSTGRES=1`."""
+unless `MNEMO_TEST_REQUIRE_POSTGRES=1`.
+
+Authentication is on (`MNEMO_AUTH=api_key`): the suite makes its keys with `mnemo keys create`
+against the server's database, a service key for the conformance suite and the graph (which act
+for no user in particular), and user keys where a test is about what a user may reach."""
 
 from __future__ import annotations
 
@@ -26,6 +30,11 @@ class Mnemo:
     backend: str
     database_url: str
     log: Path
+    service_key: str = ""
+
+    def key(self, user: str | None = None, name: str = "test") -> str:
+        """A new API key on this mnemo's database: `user`'s, or a service key."""
+        return create_key(self.database_url, user=user, name=name)
 
 
 def _binary() -> str:
@@ -55,6 +64,23 @@ def _with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
+def create_key(database_url: str, *, user: str | None = None, name: str = "test") -> str:
+    """`mnemo keys create`: prints only the key."""
+    who = ["--user", user] if user is not None else ["--service"]
+    done = subprocess.run(
+        [_binary(), "keys", "create", *who, "--name", name],
+        env={**os.environ, "DATABASE_URL": database_url, "RUST_LOG": "warn"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    key = done.stdout.strip()
+    if done.returncode != 0 or not re.fullmatch(r"mnemo_\S+", key):
+        pytest.fail(f"mnemo keys create failed ({done.returncode}): {done.stderr.strip()}")
+    return key
+
+
 def start_mnemo(database_url: str, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
     """Starts mnemo and returns it with its base URL (from its start-up line)."""
     proc = subprocess.Popen(
@@ -65,6 +91,7 @@ def start_mnemo(database_url: str, log: Path, **env: str) -> tuple[subprocess.Po
             "MNEMO_HOST": "127.0.0.1",
             "MNEMO_PORT": "0",
             "RUST_LOG": "info",
+            "MNEMO_AUTH": "api_key",
             **env,
         },
         stderr=subprocess.PIPE,
@@ -120,7 +147,9 @@ def mnemo(request, tmp_path_factory) -> Iterator[Mnemo]:
         dropper = name
     proc, url = start_mnemo(database_url, tmp / "mnemo.log")
     try:
-        yield Mnemo(url=url, backend=request.param, database_url=database_url, log=tmp / "mnemo.log")
+        server = Mnemo(url=url, backend=request.param, database_url=database_url, log=tmp / "mnemo.log")
+        server.service_key = server.key(name="conformance")
+        yield server
     finally:
         stop_mnemo(proc)
         if dropper:

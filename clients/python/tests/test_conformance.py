@@ -1,5 +1,6 @@
 """LangGraph's own checkpointer conformance suite (`langgraph-checkpoint-conformance`) against a
-real mnemo, on each backend: every base capability and every extended one must pass."""
+real mnemo, on each backend: every base capability and every extended one must pass. The saver
+uses a service key: the suite's threads belong to no user."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from mnemo_langgraph import MnemoSaver
 async def test_conformance(mnemo, capsys) -> None:
     @checkpointer_test(name=f"MnemoSaver ({mnemo.backend})")
     async def factory():
-        async with MnemoSaver(mnemo.url) as saver:
+        async with MnemoSaver(mnemo.url, api_key=mnemo.service_key) as saver:
             yield saver
 
     report = await validate(factory, progress=ProgressCallbacks.verbose())

@@ -1,6 +1,7 @@
 """A real LangGraph graph on MnemoSaver and MnemoStore: a tool-calling loop with a scripted
 (offline) chat model, interrupted for approval and resumed, its history read back through
-LangGraph and through mnemo's own HTTP API."""
+LangGraph and through mnemo's own HTTP API. An app's graph acts for no one user: it runs on a
+service key."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def script() -> FakeMessagesListChatModel:
 async def test_tool_loop_interrupted_resumed_and_read_back_over_http(mnemo) -> None:
     thread = str(uuid.uuid4())
     config = {"configurable": {"thread_id": thread}}
-    async with MnemoSaver(mnemo.url) as saver, MnemoStore(mnemo.url) as store:
+    key = mnemo.service_key
+    async with MnemoSaver(mnemo.url, api_key=key) as saver, MnemoStore(mnemo.url, api_key=key) as store:
         await saver.setup()
         graph = build(script(), saver, store)
 
@@ -120,7 +122,7 @@ async def test_tool_loop_interrupted_resumed_and_read_back_over_http(mnemo) -> N
         assert [t.value["title"] for t in tasks] == ["buy milk"]
 
     # the same thread through mnemo's HTTP API (what agent-chat-ui and the SDKs read)
-    with httpx.Client(base_url=mnemo.url) as http:
+    with httpx.Client(base_url=mnemo.url, headers={"x-api-key": mnemo.service_key}) as http:
         state = http.get(f"/threads/{thread}/state").json()
         latest = history[0].config["configurable"]["checkpoint_id"]
         assert state["checkpoint"]["checkpoint_id"] == latest
@@ -148,7 +150,8 @@ def test_sync_graph_and_the_errors_callers_see(mnemo) -> None:
     thread = str(uuid.uuid4())
     config = {"configurable": {"thread_id": thread}}
     model = FakeMessagesListChatModel(responses=[AIMessage("hello")])
-    with MnemoSaver(mnemo.url) as saver, MnemoStore(mnemo.url) as store:
+    key = mnemo.service_key
+    with MnemoSaver(mnemo.url, api_key=key) as saver, MnemoStore(mnemo.url, api_key=key) as store:
         saver.setup()
         graph = build(model, saver, store)
         out = graph.invoke({"messages": [HumanMessage("hi")]}, config)
@@ -174,7 +177,7 @@ def test_sync_graph_and_the_errors_callers_see(mnemo) -> None:
 
 def test_store_operations(mnemo) -> None:
     ns = ("prefs", str(uuid.uuid4())[:8])
-    with MnemoStore(mnemo.url) as store:
+    with MnemoStore(mnemo.url, api_key=mnemo.service_key) as store:
         store.put(ns, "color", {"value": "blue", "rank": 1})
         store.put(ns, "food", {"value": "tea", "rank": 2}, ttl=5)
         store.put((*ns, "deep"), "x", {"rank": 3})
@@ -198,7 +201,7 @@ def test_any_string_is_a_thread_id(mnemo) -> None:
         generate_metadata,
     )
 
-    with MnemoSaver(mnemo.url) as saver:
+    with MnemoSaver(mnemo.url, api_key=mnemo.service_key) as saver:
         for tid in ["a/b", "user:1 2", "ü?#%", "x%2Fy"]:
             cp = generate_checkpoint(channel_values={"k": tid}, channel_versions={"k": 1})
             cfg = saver.put(generate_config(tid, checkpoint_ns="sub/1"), cp, generate_metadata(), {"k": 1})
