@@ -5,6 +5,12 @@
   OpenAI-compatible endpoint in this process that answers as slowly as a test asks (runs that
   are still going when a test cancels, rejoins or queues behind them).
 
+Both run with `MNEMO_AUTH=api_key`. Each test talks to them as a user of its own: `user_key` (and
+`slow_key`) is a fresh user's key, made with `mnemo keys create --user` against the server's
+database, passed the SDK's way (`get_client(url=..., api_key=...)`); the agent acts as the
+thread's owner, so every test starts with an empty task list. `service_key` is for what only a
+service may do.
+
 Each mnemo gets a database of its own, created here and dropped at the end; every process started
 here is stopped at the end, also when tests fail.
 """
@@ -63,15 +69,18 @@ class Mnemo:
         finally:
             admin.close()
         binary = os.environ.get("MNEMO_BIN") or str(ROOT / "target/debug/mnemo")
+        self.binary = binary
+        self.database_url = _db_url(self.admin_url, self.db)
         self.log = Path(tempfile.mkstemp(prefix=f"mnemo-{label}-", suffix=".log")[1])
         LOGS.append(self.log)
         self.log_file = self.log.open("wb")
         full_env = {
             **os.environ,
-            "DATABASE_URL": _db_url(self.admin_url, self.db),
+            "DATABASE_URL": self.database_url,
             "MNEMO_HOST": "127.0.0.1",
             "MNEMO_PORT": "0",
             "RUST_LOG": os.environ.get("RUST_LOG", "info,actix_web=warn,actix_server=warn"),
+            "MNEMO_AUTH": "api_key",
             **env,
         }
         self.proc = subprocess.Popen(
@@ -86,6 +95,23 @@ class Mnemo:
         except BaseException:
             self.stop()
             raise
+
+    def key(self, user: str | None = None, name: str = "pytest") -> str:
+        """A new API key on this mnemo's database (`mnemo keys create`): `user`'s, or a
+        service key."""
+        who = ["--user", user] if user is not None else ["--service"]
+        done = subprocess.run(
+            [self.binary, "keys", "create", *who, "--name", name],
+            env={**os.environ, "DATABASE_URL": self.database_url, "RUST_LOG": "warn"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        key = done.stdout.strip()
+        if done.returncode != 0 or not re.fullmatch(r"mnemo_\S+", key):
+            raise RuntimeError(f"mnemo keys create failed ({done.returncode}): {done.stderr}")
+        return key
 
     def _port(self) -> int:
         deadline = time.monotonic() + 60
@@ -203,19 +229,71 @@ class FakeModel:
         self.server.server_close()
 
 
+SDK_KEY_VARS = ("LANGGRAPH_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_sdk_key_in_the_environment():
+    """The SDK falls back on these when no key is passed: the tests pass theirs explicitly."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in SDK_KEY_VARS}
+    yield
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
-def mnemo_url():
+def mnemo():
     server = Mnemo("builtin", {"MNEMO_LLM": "builtin"})
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mnemo_url(mnemo):
+    return mnemo.url
+
+
+@dataclass
+class User:
+    """A user of one mnemo and its API key."""
+
+    user_id: str
+    key: str
+
+
+def new_user(server: Mnemo, prefix: str = "user") -> User:
+    user_id = f"{prefix}-{secrets.token_hex(4)}"
+    return User(user_id, server.key(user_id, name=user_id))
+
+
+@pytest.fixture
+def user(mnemo) -> User:
+    """A user of its own for each test: its threads, tasks and memories start empty."""
+    return new_user(mnemo)
+
+
+@pytest.fixture
+def make_user(mnemo):
+    """More users for a test that needs several: `make_user("alice")`."""
+    return lambda prefix="user": new_user(mnemo, prefix)
+
+
+@pytest.fixture
+def user_key(user) -> str:
+    return user.key
+
+
+@pytest.fixture(scope="session")
+def service_key(mnemo) -> str:
+    return mnemo.key(name="pytest-service")
 
 
 @dataclass
 class SlowMnemo:
     url: str
     model: FakeModel
+    server: Mnemo
 
 
 @pytest.fixture(scope="session")
@@ -233,12 +311,18 @@ def slow_mnemo():
             },
         )
         try:
-            yield SlowMnemo(server.url, model)
+            yield SlowMnemo(server.url, model, server)
         finally:
             model.closing.set()
             server.stop()
     finally:
         model.stop()
+
+
+@pytest.fixture
+def slow_key(slow_mnemo) -> str:
+    """A fresh user's key on the slow mnemo."""
+    return new_user(slow_mnemo.server, "slow").key
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

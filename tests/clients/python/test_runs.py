@@ -1,6 +1,8 @@
 """Runs of mnemo's task agent through `client.runs`: wait, stream (every mode mnemo serves, v1
 and v2), background runs and join, rejoining a resumable stream, cancel, the delete-approval
-interrupt and its resume, multitask strategies, and the SDK's error types."""
+interrupt and its resume, multitask strategies, and the SDK's error types. Each test is a user
+of its own (a fresh user's key): the agent acts as the thread's owner, so its task list starts
+empty."""
 
 import asyncio
 import uuid
@@ -23,15 +25,15 @@ ADDED = 'Added task "buy milk".'
 
 
 @pytest.fixture
-async def client(mnemo_url):
-    async with get_client(url=mnemo_url) as c:
+async def client(mnemo_url, user_key):
+    async with get_client(url=mnemo_url, api_key=user_key) as c:
         yield c
 
 
 @pytest.fixture
-async def slow(slow_mnemo):
+async def slow(slow_mnemo, slow_key):
     """A client of the mnemo whose model answers as slowly as the message asks."""
-    async with get_client(url=slow_mnemo.url) as c:
+    async with get_client(url=slow_mnemo.url, api_key=slow_key) as c:
         yield c
 
 
@@ -64,7 +66,7 @@ async def _gone(client, thread_id) -> bool:
 
 
 async def new_thread(client) -> str:
-    return (await client.threads.create(metadata={"user_id": f"u-{tag()}"}))["thread_id"]
+    return (await client.threads.create(metadata={"origin": f"t-{tag()}"}))["thread_id"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,13 +609,13 @@ class CuttingProxy:
         await asyncio.gather(pipe(client_r, up_w, None), pipe(up_r, client_w, budget))
 
 
-async def test_the_sdk_reconnects_a_dropped_stream(slow, slow_mnemo):
+async def test_the_sdk_reconnects_a_dropped_stream(slow, slow_mnemo, slow_key):
     port = int(slow_mnemo.url.rsplit(":", 1)[1])
     proxy = CuttingProxy(port, cut=1500)
     url = await proxy.start()
     tid = await new_thread(slow)
     try:
-        async with get_client(url=url) as through_proxy:
+        async with get_client(url=url, api_key=slow_key) as through_proxy:
             created = []
             parts = await collect(
                 through_proxy.runs.stream(

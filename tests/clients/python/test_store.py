@@ -1,22 +1,29 @@
-"""The long-term memory store through `client.store`."""
+"""The long-term memory store through `client.store`, as a user: every namespace is under
+["users", <the key's user>, ...], the only ones a user's key may reach."""
 
 import asyncio
 
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import UnprocessableEntityError
+from langgraph_sdk.errors import NotFoundError, PermissionDeniedError, UnprocessableEntityError
 
 from support import tag
 
 
 @pytest.fixture
-async def client(mnemo_url):
-    async with get_client(url=mnemo_url) as c:
+async def client(mnemo_url, user_key):
+    async with get_client(url=mnemo_url, api_key=user_key) as c:
         yield c
 
 
-async def test_put_get_and_delete_an_item(client):
-    ns = ["users", tag(), "prefs"]
+@pytest.fixture
+def me(user) -> list[str]:
+    """The namespace prefix this test's user owns."""
+    return ["users", user.user_id]
+
+
+async def test_put_get_and_delete_an_item(client, me):
+    ns = [*me, tag(), "prefs"]
     await client.store.put_item(ns, "theme", {"theme": "dark", "n": 3})
     item = await client.store.get_item(ns, "theme")
     assert item["namespace"] == ns
@@ -38,12 +45,12 @@ async def test_put_get_and_delete_an_item(client):
     assert await client.store.get_item(ns, "never-put") is None
 
 
-async def test_search_with_filters_and_pages(client):
-    user = tag()
-    ns = ["users", user, "memories"]
+async def test_search_with_filters_and_pages(client, me):
+    mine = [*me, tag()]
+    ns = [*mine, "memories"]
     for i, (kind, n) in enumerate([("a", 1), ("b", 9), ("a", 10), ("b", 100)]):
         await client.store.put_item(ns, f"k{i}", {"kind": kind, "n": n})
-    await client.store.put_item(["users", user, "other"], "x", {"kind": "a", "n": 50})
+    await client.store.put_item([*mine, "other"], "x", {"kind": "a", "n": 50})
 
     found = (await client.store.search_items(ns))["items"]
     # newest first, every item unscored
@@ -60,7 +67,7 @@ async def test_search_with_filters_and_pages(client):
     assert sorted(i["key"] for i in ne) == ["k1", "k3"]
 
     # a prefix reaches every namespace below it
-    whole = (await client.store.search_items(["users", user], filter={"kind": "a"}))["items"]
+    whole = (await client.store.search_items(mine, filter={"kind": "a"}))["items"]
     assert sorted(i["key"] for i in whole) == ["k0", "k2", "x"]
 
     page = (await client.store.search_items(ns, limit=2, offset=1))["items"]
@@ -72,30 +79,27 @@ async def test_search_with_filters_and_pages(client):
     assert e.value.status_code == 422
 
 
-async def test_list_namespaces(client):
-    user = tag()
-    for ns in (["users", user, "memories"], ["users", user, "prefs"], ["users", user, "a", "prefs"]):
+async def test_list_namespaces(client, me):
+    t = tag()
+    u = [*me, t]
+    for ns in ([*u, "memories"], [*u, "prefs"], [*u, "a", "prefs"]):
         await client.store.put_item(ns, "k", {"v": 1})
 
-    got = (await client.store.list_namespaces(prefix=["users", user]))["namespaces"]
-    assert sorted(got) == sorted(
-        [["users", user, "a", "prefs"], ["users", user, "memories"], ["users", user, "prefs"]]
-    )
-    shallow = (await client.store.list_namespaces(prefix=["users", user], max_depth=3))["namespaces"]
-    assert sorted(shallow) == sorted(
-        [["users", user, "a"], ["users", user, "memories"], ["users", user, "prefs"]]
-    )
-    prefs = (await client.store.list_namespaces(prefix=["users", user], suffix=["prefs"]))["namespaces"]
-    assert sorted(prefs) == sorted([["users", user, "a", "prefs"], ["users", user, "prefs"]])
+    got = (await client.store.list_namespaces(prefix=u))["namespaces"]
+    assert sorted(got) == sorted([[*u, "a", "prefs"], [*u, "memories"], [*u, "prefs"]])
+    shallow = (await client.store.list_namespaces(prefix=u, max_depth=4))["namespaces"]
+    assert sorted(shallow) == sorted([[*u, "a"], [*u, "memories"], [*u, "prefs"]])
+    prefs = (await client.store.list_namespaces(prefix=u, suffix=["prefs"]))["namespaces"]
+    assert sorted(prefs) == sorted([[*u, "a", "prefs"], [*u, "prefs"]])
     # `*` matches one label
-    wild = (await client.store.list_namespaces(prefix=["users", "*", "memories"]))["namespaces"]
-    assert ["users", user, "memories"] in wild
-    limited = (await client.store.list_namespaces(prefix=["users", user], limit=1, offset=1))["namespaces"]
+    wild = (await client.store.list_namespaces(prefix=[*me, "*", "memories"]))["namespaces"]
+    assert [*u, "memories"] in wild
+    limited = (await client.store.list_namespaces(prefix=u, limit=1, offset=1))["namespaces"]
     assert len(limited) == 1 and limited[0] in got
 
 
-async def test_ttl_expires_items_and_reads_refresh_it(client):
-    ns = ["ttl", tag()]
+async def test_ttl_expires_items_and_reads_refresh_it(client, me):
+    ns = [*me, "ttl", tag()]
     # ttl is in minutes; a fraction of a minute keeps the test short
     await client.store.put_item(ns, "short", {"v": 1}, ttl=0.03)  # 1.8 s
     await client.store.put_item(ns, "kept", {"v": 2}, ttl=0.03)
@@ -120,16 +124,45 @@ async def test_ttl_expires_items_and_reads_refresh_it(client):
     assert (await client.store.list_namespaces(prefix=ns))["namespaces"] == [ns]
 
 
-async def test_invalid_namespaces_are_422(client):
+async def test_invalid_namespaces_are_422(client, me):
     with pytest.raises(UnprocessableEntityError) as e:
-        await client.store.put_item(["users", ""], "k", {"v": 1})
+        await client.store.put_item([*me, ""], "k", {"v": 1})
     assert e.value.status_code == 422
     assert e.value.response.json()["detail"]
 
 
-def test_the_sync_client(mnemo_url):
-    ns = ["sync", tag()]
-    with get_sync_client(url=mnemo_url) as client:
+async def test_other_namespaces_are_out_of_a_users_reach(client, me, mnemo_url, service_key):
+    other = ["users", f"other-{tag()}", "memories"]
+    async with get_client(url=mnemo_url, api_key=service_key) as service:
+        await service.store.put_item(other, "secret", {"v": "theirs"})
+        await service.store.put_item(["shared", "notes"], "n", {"v": "everyone's"})
+    # writing outside ["users", <own id>] is 403
+    for ns in (other, ["users", "other"], ["shared", tag()], ["users"]):
+        with pytest.raises(PermissionDeniedError) as e:
+            await client.store.put_item(ns, "k", {"v": 1})
+        assert e.value.status_code == 403
+    # reading and deleting there is 404, as for an item that does not exist
+    with pytest.raises(NotFoundError):
+        await client.store.get_item(other, "secret")
+    with pytest.raises(NotFoundError):
+        await client.store.delete_item(other, "secret")
+    # searches and listings stay within the user's own namespaces
+    await client.store.put_item([*me, "mine"], "k", {"v": "mine"})
+    assert (await client.store.search_items(other))["items"] == []
+    assert (await client.store.search_items(["shared"]))["items"] == []
+    for prefix in ([], ["users"], ["users", "*"]):
+        found = (await client.store.search_items(prefix, limit=100))["items"]
+        assert [(i["namespace"], i["key"]) for i in found] == [([*me, "mine"], "k")], prefix
+    listed = (await client.store.list_namespaces(prefix=["users"]))["namespaces"]
+    assert listed == [[*me, "mine"]]
+    assert (await client.store.list_namespaces())["namespaces"] == [[*me, "mine"]]
+    async with get_client(url=mnemo_url, api_key=service_key) as service:
+        assert (await service.store.get_item(other, "secret"))["value"] == {"v": "theirs"}
+
+
+def test_the_sync_client(mnemo_url, user_key, me):
+    ns = [*me, "sync", tag()]
+    with get_sync_client(url=mnemo_url, api_key=user_key) as client:
         client.store.put_item(ns, "k", {"hello": "world"})
         assert client.store.get_item(ns, "k")["value"] == {"hello": "world"}
         assert [i["key"] for i in client.store.search_items(ns)["items"]] == ["k"]

@@ -1,4 +1,5 @@
-"""Assistants, threads, state and history through `client.assistants` and `client.threads`."""
+"""Assistants, threads, state and history through `client.assistants` and `client.threads`, as a
+user (each test its own)."""
 
 import uuid
 
@@ -12,8 +13,8 @@ AGENT_ID = "fe096781-5601-53d2-b2f6-0d3403f7e9ca"  # uuid5 of the graph name, as
 
 
 @pytest.fixture
-async def client(mnemo_url):
-    async with get_client(url=mnemo_url) as c:
+async def client(mnemo_url, user_key):
+    async with get_client(url=mnemo_url, api_key=user_key) as c:
         yield c
 
 
@@ -50,12 +51,13 @@ async def test_assistants_search_and_get(client):
         await client.assistants.get("not-a-uuid")
 
 
-async def test_create_get_update_delete(client):
+async def test_create_get_update_delete(client, user):
     thread_id = str(uuid.uuid4())
-    created = await client.threads.create(thread_id=thread_id, metadata={"user_id": "u1", "n": 1})
+    mine = {"user_id": user.user_id, "n": 1}
+    created = await client.threads.create(thread_id=thread_id, metadata=mine)
     assert created["thread_id"] == thread_id
     assert created["status"] == "idle" and created["values"] is None
-    assert created["metadata"] == {"user_id": "u1", "n": 1}
+    assert created["metadata"] == mine
 
     # if_exists: raise (also the default) is a 409, do_nothing answers the existing thread
     for if_exists in ("raise", None):
@@ -63,9 +65,9 @@ async def test_create_get_update_delete(client):
             await client.threads.create(thread_id=thread_id, if_exists=if_exists)
         assert e.value.status_code == 409
     same = await client.threads.create(
-        thread_id=thread_id, metadata={"user_id": "someone else"}, if_exists="do_nothing"
+        thread_id=thread_id, metadata={"n": 99, "other": True}, if_exists="do_nothing"
     )
-    assert same["thread_id"] == thread_id and same["metadata"] == {"user_id": "u1", "n": 1}
+    assert same["thread_id"] == thread_id and same["metadata"] == mine
     assert same["created_at"] == created["created_at"]
 
     got = await client.threads.get(thread_id)
@@ -73,7 +75,7 @@ async def test_create_get_update_delete(client):
 
     # update merges top-level metadata keys
     updated = await client.threads.update(thread_id, metadata={"n": 2, "color": "blue"})
-    assert updated["metadata"] == {"user_id": "u1", "n": 2, "color": "blue"}
+    assert updated["metadata"] == {"user_id": user.user_id, "n": 2, "color": "blue"}
     assert (await client.threads.get(thread_id))["metadata"] == updated["metadata"]
 
     await client.threads.delete(thread_id)
@@ -112,7 +114,7 @@ async def test_search_and_count_by_metadata(client):
 
 
 async def test_state_history_and_copy(client):
-    thread = await client.threads.create(metadata={"user_id": f"user-{tag()}"})
+    thread = await client.threads.create(metadata={"origin": tag()})
     tid = thread["thread_id"]
 
     empty = await client.threads.get_state(tid)
