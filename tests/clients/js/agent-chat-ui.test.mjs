@@ -5,6 +5,10 @@
 // Two mnemo processes share one fresh Postgres database: `builtin` (the offline model, for the
 // chat itself) and `slow` (an OpenAI-compatible model that takes its time, so that a run is still
 // going while the client disconnects, rejoins or cancels).
+//
+// Both require API keys (MNEMO_AUTH=api_key). The chat is a user's, alice's: her key (made with
+// `mnemo keys create --user alice` on the shared database) goes to the SDK as agent-chat-ui passes
+// it, `new Client({ apiUrl, apiKey })`. A second user, bob, sees none of her threads.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -12,14 +16,18 @@ import { after, before, test } from "node:test";
 import { Client } from "@langchain/langgraph-sdk";
 import { getBranchContext } from "@langchain/langgraph-sdk/ui";
 
-import { createDatabase, startMnemo } from "./lib/mnemo.mjs";
+import { createDatabase, createKey, startMnemo } from "./lib/mnemo.mjs";
 import { SLOW_WORDS, startSlowModel } from "./lib/slow-model.mjs";
 import { ChatSession, ensureToolCallsHaveResponses, humanMessage } from "./lib/use-stream.mjs";
 
 // the id the LangGraph server derives for graph `agent` (uuid5), which mnemo uses too
 const AGENT_ASSISTANT_ID = "fe096781-5601-53d2-b2f6-0d3403f7e9ca";
 
+// the SDK falls back on these when no key is given: every client here is given its key
+for (const v of ["LANGGRAPH_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"]) delete process.env[v];
+
 let db;
+let aliceKey;
 let builtin;
 let slow;
 let model;
@@ -39,6 +47,7 @@ const watch = async (url, init) => {
 
 before(async () => {
   db = createDatabase();
+  aliceKey = createKey(db.url, { user: "alice", name: "agent-chat-ui" });
   model = await startSlowModel();
   builtin = await startMnemo(db.url, { MNEMO_LLM: "builtin" }, "mnemo-builtin");
   slow = await startMnemo(
@@ -149,8 +158,8 @@ test(
   withLog(
     () => builtin,
     async () => {
-      assert.ok((await fetch(`${builtin.url}/info`)).ok, "agent-chat-ui's connection check");
-      const client = new Client({ apiUrl: builtin.url });
+      assert.ok((await fetch(`${builtin.url}/info`)).ok, "agent-chat-ui's connection check, without a key");
+      const client = new Client({ apiUrl: builtin.url, apiKey: aliceKey });
       assert.deepEqual(await client.threads.search({ metadata: { graph_id: "agent" }, limit: 100 }), []);
     },
   ),
@@ -161,7 +170,7 @@ test(
   withLog(
     () => builtin,
     async () => {
-      chat = new ChatSession({ apiUrl: builtin.url, fetch: watch });
+      chat = new ChatSession({ apiUrl: builtin.url, apiKey: aliceKey, fetch: watch });
       await chat.mount(); // no ?threadId= yet
       const first = requests.length;
       const msg = humanMessage("add task buy milk");
@@ -190,6 +199,7 @@ test(
         `GET /threads/${t}/runs/${firstRunId}`,
         `POST /threads/${t}/history`,
       ]);
+      for (const r of made) assert.equal(r.headers["x-api-key"], aliceKey, `the key on ${r.method} ${r.path}`);
       const body = made[1].body;
       assert.deepEqual(body.stream_mode, ["values", "messages-tuple", "custom"]);
       assert.equal(body.stream_subgraphs, true);
@@ -307,7 +317,7 @@ test(
   withLog(
     () => builtin,
     async () => {
-      const client = new Client({ apiUrl: builtin.url });
+      const client = new Client({ apiUrl: builtin.url, apiKey: aliceKey });
       for (const metadata of [{ graph_id: "agent" }, { assistant_id: AGENT_ASSISTANT_ID }]) {
         const threads = await client.threads.search({ metadata, limit: 100 });
         assert.deepEqual(
@@ -327,12 +337,85 @@ test(
   ),
 );
 
+/** Resolves to the HTTP status `promise` was rejected with (the SDK's HTTPError), or fails. */
+async function statusOf(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    if (typeof e?.status === "number") return e.status;
+    throw e;
+  }
+  throw new Error("the call succeeded");
+}
+
+test(
+  "a second user's key sees none of the first user's threads",
+  withLog(
+    () => builtin,
+    async () => {
+      const bobKey = createKey(db.url, { user: "bob", name: "agent-chat-ui" });
+      const bob = new Client({ apiUrl: builtin.url, apiKey: bobKey });
+      // bob's sidebar, as agent-chat-ui fills it, and any other search: none of alice's threads
+      for (const metadata of [{ graph_id: "agent" }, { assistant_id: AGENT_ASSISTANT_ID }, {}]) {
+        assert.deepEqual(await bob.threads.search({ metadata, limit: 100 }), [], JSON.stringify(metadata));
+      }
+      // her thread is not there for him: every read is a 404
+      const t = chat.threadId;
+      assert.equal(await statusOf(bob.threads.get(t)), 404);
+      assert.equal(await statusOf(bob.threads.getHistory(t, { limit: 10 })), 404);
+      assert.equal(await statusOf(bob.threads.getState(t)), 404);
+      assert.equal(await statusOf(bob.runs.list(t)), 404);
+      assert.equal(await statusOf(bob.runs.get(t, firstRunId)), 404);
+
+      // bob chats on a thread of his own: the agent knows none of alice's tasks, and his
+      // sidebar lists his thread alone
+      const session = new ChatSession({ apiUrl: builtin.url, apiKey: bobKey });
+      await session.submit(
+        { messages: [humanMessage("get tasks")] },
+        { streamMode: ["values"], streamSubgraphs: true, streamResumable: true },
+      );
+      assert.deepEqual(session.errors, []);
+      assert.doesNotMatch(text(session.messages.at(-1).content), /buy milk/);
+      const his = await bob.threads.search({ metadata: { graph_id: "agent" }, limit: 100 });
+      assert.deepEqual(his.map((x) => x.thread_id), [session.threadId]);
+      // and alice's sidebar is unchanged
+      const alice = new Client({ apiUrl: builtin.url, apiKey: aliceKey });
+      const hers = await alice.threads.search({ metadata: { graph_id: "agent" }, limit: 100 });
+      assert.deepEqual(hers.map((x) => x.thread_id), [t]);
+    },
+  ),
+);
+
+test(
+  "no key, or a key mnemo does not know, is 401",
+  withLog(
+    () => builtin,
+    async () => {
+      for (const apiKey of [null, "mnemo_000000000000_notakey", "not-a-key"]) {
+        const anonymous = new Client({ apiUrl: builtin.url, apiKey });
+        assert.equal(await statusOf(anonymous.threads.search({ limit: 10 })), 401, `key ${apiKey}`);
+        assert.equal(await statusOf(anonymous.threads.get(chat.threadId)), 401);
+        assert.equal(await statusOf(anonymous.threads.getHistory(chat.threadId, { limit: 10 })), 401);
+        assert.equal(await statusOf(anonymous.threads.create({})), 401);
+      }
+      const raw = await fetch(`${builtin.url}/threads/search`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      assert.equal(raw.status, 401);
+      assert.ok(raw.headers.get("www-authenticate"), "401 names the scheme in WWW-Authenticate");
+      assert.ok((await raw.json()).detail);
+    },
+  ),
+);
+
 test(
   "opening the thread's page shows the conversation from its history",
   withLog(
     () => builtin,
     async () => {
-      const page = new ChatSession({ apiUrl: builtin.url, threadId: chat.threadId });
+      const page = new ChatSession({ apiUrl: builtin.url, apiKey: aliceKey, threadId: chat.threadId });
       await page.mount();
       assert.deepEqual(
         page.messages.map((m) => [m.id, m.type]),
@@ -349,7 +432,7 @@ test(
     () => slow,
     async () => {
       const storage = new Map();
-      const session = new ChatSession({ apiUrl: slow.url, reconnectOnMount: storage });
+      const session = new ChatSession({ apiUrl: slow.url, apiKey: aliceKey, reconnectOnMount: storage });
       const msg = humanMessage("say something slowly");
       const submitted = session.submit(
         { messages: [msg] },
@@ -391,7 +474,7 @@ test(
 
       // a reload: the page mounts on ?threadId=, reads the history, and rejoins the stored run
       // from its first event (Last-Event-ID -1), as useStream's reconnectOnMount does
-      const page = new ChatSession({ apiUrl: slow.url, threadId, reconnectOnMount: storage });
+      const page = new ChatSession({ apiUrl: slow.url, apiKey: aliceKey, threadId, reconnectOnMount: storage });
       await page.mount();
       assert.deepEqual(page.errors, []);
       const replay = page.parts.at(-1);
@@ -419,7 +502,7 @@ test(
     () => slow,
     async () => {
       const storage = new Map();
-      const session = new ChatSession({ apiUrl: slow.url, reconnectOnMount: storage, fetch: watch });
+      const session = new ChatSession({ apiUrl: slow.url, apiKey: aliceKey, reconnectOnMount: storage, fetch: watch });
       const msg = humanMessage("think forever");
       const submitted = session.submit(
         { messages: [msg] },
@@ -475,7 +558,7 @@ test(
   withLog(
     () => slow,
     async () => {
-      const client = new Client({ apiUrl: slow.url });
+      const client = new Client({ apiUrl: slow.url, apiKey: aliceKey });
       const thread = await client.threads.create({ metadata: { graph_id: "agent" } });
       let created;
       const run = await client.runs.create(thread.thread_id, "agent", {
@@ -504,7 +587,7 @@ test(
   withLog(
     () => slow,
     async () => {
-      const client = new Client({ apiUrl: slow.url });
+      const client = new Client({ apiUrl: slow.url, apiKey: aliceKey });
       const thread = await client.threads.create({});
       const run = await client.runs.create(thread.thread_id, "agent", {
         input: { messages: [humanMessage("keep going forever")] },
@@ -515,7 +598,7 @@ test(
       const started = Date.now();
       await slow.stop();
       assert.ok(Date.now() - started < 5000, `mnemo took ${Date.now() - started} ms to stop`);
-      const other = new Client({ apiUrl: builtin.url });
+      const other = new Client({ apiUrl: builtin.url, apiKey: aliceKey });
       assert.equal((await other.runs.get(thread.thread_id, run.run_id)).status, "interrupted");
       assert.equal((await other.threads.get(thread.thread_id)).status, "idle");
     },

@@ -1,4 +1,5 @@
-// Starts mnemo binaries on port 0 over a fresh Postgres database, and takes everything down again.
+// Starts mnemo binaries on port 0 over a fresh Postgres database (with API keys required:
+// MNEMO_AUTH=api_key), makes keys on it, and takes everything down again.
 
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -30,7 +31,22 @@ export function createDatabase() {
 }
 
 /**
- * Starts `mnemo serve` with `env` on top of ours; resolves once it logs the port it listens on.
+ * A new API key on the database at `databaseUrl` (`mnemo keys create`, which prints only the key):
+ * `user`'s, or a service key when `user` is null.
+ */
+export function createKey(databaseUrl, { user = null, name = "js-test" } = {}) {
+  const who = user == null ? ["--service"] : ["--user", user];
+  const key = execFileSync(bin, ["keys", "create", ...who, "--name", name], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+    encoding: "utf8",
+  }).trim();
+  if (!/^mnemo_\S+$/.test(key)) throw new Error(`mnemo keys create printed ${JSON.stringify(key)}`);
+  return key;
+}
+
+/**
+ * Starts `mnemo serve` with `env` on top of ours (and MNEMO_AUTH=api_key unless `env` says otherwise); resolves once it logs the port it listens on.
  * Its log goes to a file, shown by `log()` when a test fails.
  */
 export async function startMnemo(databaseUrl, env = {}, label = "mnemo") {
@@ -40,6 +56,7 @@ export async function startMnemo(databaseUrl, env = {}, label = "mnemo") {
     env: {
       ...process.env,
       RUST_LOG: "info",
+      MNEMO_AUTH: "api_key",
       ...env,
       DATABASE_URL: databaseUrl,
       MNEMO_HOST: "127.0.0.1",

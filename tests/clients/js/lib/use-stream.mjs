@@ -39,14 +39,15 @@ export class ChatSession {
   /**
    * @param {object} o
    * @param {string} o.apiUrl
+   * @param {string} [o.apiKey] sent as x-api-key (agent-chat-ui passes its stored key as `apiKey`)
    * @param {string} [o.assistantId] agent-chat-ui's default: "agent"
    * @param {string|null} [o.threadId] the `?threadId=` of the page
    * @param {Map<string,string>|null} [o.reconnectOnMount] a sessionStorage stand-in: set, the
    *   hook remembers the running run, cancels it on stop() and rejoins it on mount
    * @param {typeof fetch} [o.fetch] goes to the Client's callerOptions (to watch the requests)
    */
-  constructor({ apiUrl, assistantId = "agent", threadId = null, reconnectOnMount = null, fetch } = {}) {
-    this.client = new Client({ apiUrl, callerOptions: fetch ? { fetch } : undefined });
+  constructor({ apiUrl, apiKey, assistantId = "agent", threadId = null, reconnectOnMount = null, fetch } = {}) {
+    this.client = new Client({ apiUrl, apiKey, callerOptions: fetch ? { fetch } : undefined });
     this.assistantId = assistantId;
     this.threadId = threadId;
     this.storage = reconnectOnMount;
