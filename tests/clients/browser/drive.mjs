@@ -1,11 +1,14 @@
-// Serves the built agent-chat-ui and drives it in headless Chromium against a running mnemo.
+// Serves the built agent-chat-ui and drives it in headless Chromium against a running mnemo that
+// requires API keys and allows the app's origin (MNEMO_AUTH=api_key, MNEMO_CORS_ORIGINS).
 //
 //   MNEMO_PLAYWRIGHT_MODULES=<node_modules with playwright-core> \
-//     node drive.mjs <dist dir> <mnemo base url> <output dir>
+//   MNEMO_ALICE_KEY=<alice's API key> MNEMO_BOB_KEY=<bob's API key> \
+//     node drive.mjs <dist dir> <mnemo base url> <output dir> [app port]
 //
-// The app is built once (and cached) with API_URL_PLACEHOLDER baked in as its API URL; this
-// server swaps it for the real mnemo URL in every file it serves, so the browser calls mnemo
-// directly, cross-origin, exactly as a deployed agent-chat-ui does (CORS included).
+// The app is built with nothing baked in, so it opens on its setup form: the test types mnemo's
+// URL, the graph and alice's key there, as a user does. The browser calls mnemo directly,
+// cross-origin, exactly as a deployed agent-chat-ui does (CORS preflights included). Then bob, in
+// a fresh browser profile with his own key, must find none of alice's threads.
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -20,12 +23,15 @@ if (!modules) {
 }
 const { chromium } = createRequire(path.join(modules, "noop.js"))("playwright-core");
 
-const API_URL_PLACEHOLDER = "http://mnemo-api.invalid"; // the same string as in ./run
 const TIMEOUT = 30_000;
 
-const [distDir, mnemoUrl, outDir] = process.argv.slice(2);
-if (!distDir || !mnemoUrl || !outDir) {
-  console.error("usage: node drive.mjs <dist dir> <mnemo base url> <output dir>");
+const [distDir, mnemoUrl, outDir, appPort = "0"] = process.argv.slice(2);
+const ALICE_KEY = process.env.MNEMO_ALICE_KEY;
+const BOB_KEY = process.env.MNEMO_BOB_KEY;
+if (!distDir || !mnemoUrl || !outDir || !ALICE_KEY || !BOB_KEY) {
+  console.error(
+    "usage: MNEMO_ALICE_KEY=… MNEMO_BOB_KEY=… node drive.mjs <dist dir> <mnemo base url> <output dir> [app port]",
+  );
   process.exit(2);
 }
 fs.mkdirSync(outDir, { recursive: true });
@@ -56,33 +62,49 @@ function serveApp() {
       file = path.join(root, "index.html"); // a single-page app: every other route is index.html
     }
     const type = TYPES[path.extname(file)] ?? "application/octet-stream";
-    let body = fs.readFileSync(file);
-    if (/^(text|application\/json)/.test(type)) {
-      body = Buffer.from(body.toString("utf8").replaceAll(API_URL_PLACEHOLDER, mnemoUrl));
-    }
     res.writeHead(200, { "content-type": type, "cache-control": "no-store" });
-    res.end(body);
+    res.end(fs.readFileSync(file));
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(appPort), "127.0.0.1", () => resolve(server));
+  });
 }
 
 // ---- what the browser does, logged ----
 const problems = []; // console errors, page errors, failed requests, 4xx/5xx answers
+const expected = []; // the same, where a step expects them (bob opening alice's thread)
 const streams = []; // every run stream the app opened: {url, status, contentType, body, request}
+let expecting = null; // while set, (text) => whether a problem is the one the step expects
 
-async function watch(page) {
+function problem(line) {
+  if (expecting?.(line)) expected.push(line);
+  else problems.push(line);
+}
+
+// `key`: the API key every request of this page to mnemo must carry
+async function watch(page, key) {
   page.on("console", (m) => {
     note(`console.${m.type()}: ${m.text()}`);
-    if (m.type() === "error") problems.push(`console error: ${m.text()}`);
+    if (m.type() === "error") problem(`console error: ${m.text()} (${m.location()?.url ?? ""})`);
   });
   page.on("pageerror", (e) => {
     note(`pageerror: ${e.stack ?? e}`);
-    problems.push(`page error: ${e.message}`);
+    problem(`page error: ${e.message}`);
+  });
+  page.on("request", (r) => {
+    if (!r.url().startsWith(`${mnemoUrl}/`)) return;
+    const sent = r.headers()["x-api-key"];
+    if (sent !== key) {
+      const what = sent == null ? "no x-api-key" : "another key";
+      note(`${r.method()} ${r.url()} carried ${what}`);
+      problems.push(`${r.method()} ${r.url()} carried ${what}, not the key entered in the form`);
+    }
   });
   page.on("response", (r) => {
     const line = `${r.status()} ${r.request().method()} ${r.url()}`;
     note(line);
-    if (r.status() >= 400) problems.push(`response ${line}`);
+    if (r.status() >= 400) problem(`response ${line}`);
   });
   page.on("requestfailed", (r) => {
     const line = `request failed: ${r.method()} ${r.url()} (${r.failure()?.errorText})`;
@@ -95,7 +117,7 @@ async function watch(page) {
       return;
     }
     note(line);
-    problems.push(line);
+    problem(line);
   });
 
   // Run streams' bodies as the page received them, from the DevTools protocol (reading them
@@ -269,16 +291,12 @@ const TURN_2 = [
   { who: "ai", has: ["Your tasks:", "buy milk (todo)"] },
 ];
 
-// ---- the run ----
-const server = await serveApp();
-const appUrl = `http://127.0.0.1:${server.address().port}`;
-console.log(`  app served at ${appUrl}, API ${mnemoUrl}`);
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mnemo-chromium-"));
-let context;
-let exitCode = 0;
-let failure = "";
-try {
-  context = await chromium.launchPersistentContext(userDataDir, {
+// A browser with a profile of its own (its own localStorage, where the app keeps the API key).
+const profiles = [];
+async function browser() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mnemo-chromium-"));
+  profiles.push(dir);
+  const context = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium",
     headless: true,
     args: [
@@ -293,15 +311,100 @@ try {
     ],
     viewport: { width: 1280, height: 1300 },
   });
-  note(`chromium ${context.browser()?.version() ?? ""}`);
-  const page = context.pages()[0] ?? (await context.newPage());
-  await watch(page);
+  note(`chromium ${context.browser()?.version() ?? ""}, profile ${dir}`);
+  return context;
+}
 
+// The POST /threads/search the sidebar makes (agent-chat-ui's getThreads), answered.
+function sidebarSearch(page) {
+  return page.waitForResponse(
+    (r) => r.request().method() === "POST" && r.url() === `${mnemoUrl}/threads/search`,
+    { timeout: TIMEOUT },
+  );
+}
+
+// The setup form the app opens on (nothing is baked into the build): mnemo's URL, the graph, and
+// the user's API key, which the app keeps in localStorage and sends as x-api-key from then on.
+async function setUp(page, who, key) {
   await page.goto(appUrl);
+  await page.locator("#apiUrl").waitFor({ timeout: TIMEOUT });
+  const prefilled = await page.locator("#apiKey").inputValue();
+  if (prefilled) throw new Error(`${who}'s setup form already holds an API key`);
+  await page.locator("#apiUrl").fill(mnemoUrl);
+  await page.locator("#assistantId").fill("agent");
+  await page.locator("#apiKey").fill(key);
+  await shot(page, `${who}-setup-form`);
+  const searched = sidebarSearch(page);
+  await page.getByRole("button", { name: "Continue" }).click();
   await page.locator("form textarea").waitFor({ timeout: TIMEOUT });
-  if (await page.locator("#apiUrl").count()) throw new Error("the app shows its setup form: no API URL baked in");
+  const stored = await page.evaluate(() => window.localStorage.getItem("lg:chat:apiKey"));
+  if (stored !== key) throw new Error(`the app did not keep ${who}'s key from its form`);
+  return searched;
+}
+
+// Fetches mnemo with a key (or none): the status and the JSON answer.
+async function api(pathname, key, init = {}) {
+  const headers = { ...(init.headers ?? {}), ...(key ? { "x-api-key": key } : {}) };
+  const r = await fetch(`${mnemoUrl}${pathname}`, { ...init, headers });
+  const text = await r.text();
+  let body = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // left as text
+  }
+  return { status: r.status, body, headers: r.headers };
+}
+
+// A CORS preflight as a browser on `origin` sends it before a keyed call.
+async function preflight(origin) {
+  const r = await fetch(`${mnemoUrl}/threads/search`, {
+    method: "OPTIONS",
+    headers: {
+      origin,
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "content-type,x-api-key",
+    },
+  });
+  return {
+    status: r.status,
+    origin: r.headers.get("access-control-allow-origin"),
+    headers: (r.headers.get("access-control-allow-headers") ?? "").toLowerCase(),
+  };
+}
+
+// ---- the run ----
+const server = await serveApp();
+const appUrl = `http://127.0.0.1:${server.address().port}`;
+console.log(`  app served at ${appUrl}, API ${mnemoUrl}`);
+let context;
+let exitCode = 0;
+let failure = "";
+try {
+  // mnemo lets the app's origin send the key, and no other origin
+  const ours = await preflight(appUrl);
+  if (ours.origin !== appUrl || !ours.headers.split(/,\s*/).includes("x-api-key")) {
+    throw new Error(`the preflight from ${appUrl} was answered ${JSON.stringify(ours)}`);
+  }
+  const foreign = await preflight("http://evil.example");
+  if (foreign.origin) throw new Error(`a foreign origin's preflight was allowed: ${JSON.stringify(foreign)}`);
+  const anonymous = await api("/threads/search", null, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  if (anonymous.status !== 401 || !anonymous.headers.get("www-authenticate")) {
+    throw new Error(`a search without a key answered ${anonymous.status} ${JSON.stringify(anonymous.body)}`);
+  }
+  pass(`mnemo requires a key (401 without one) and allows CORS from ${appUrl} (x-api-key included), not from other origins`);
+
+  context = await browser();
+  const page = context.pages()[0] ?? (await context.newPage());
+  await watch(page, ALICE_KEY);
+  const first = await (await setUp(page, "alice", ALICE_KEY)).json();
+  if (JSON.stringify(first) !== "[]") throw new Error(`alice's first sidebar search answered ${JSON.stringify(first)}`);
   await shot(page, "empty-chat");
-  pass("the app opens straight on the chat (API URL and assistant id baked in)");
+  pass("alice enters mnemo's URL, the graph and her API key in the app's setup form; the chat opens");
 
   await send(page, "add task buy milk");
   await waitForConversation(page, TURN_1, "first turn");
@@ -324,7 +427,8 @@ try {
   const n2 = await checkStream(streams[1], threadId, "get tasks", "buy milk (todo)");
   pass(`both answers were streamed over SSE on thread ${threadId} from the URL (${n1}; ${n2})`);
 
-  const thread = await (await fetch(`${mnemoUrl}/threads/${threadId}`)).json();
+  const { status: got, body: thread } = await api(`/threads/${threadId}`, ALICE_KEY);
+  if (got !== 200) throw new Error(`GET /threads/${threadId} with alice's key answered ${got}`);
   const kept = (thread.values?.messages ?? []).filter((m) => m.type === "human").map((m) => m.content);
   if (JSON.stringify(kept) !== JSON.stringify(["add task buy milk", "get tasks"])) {
     throw new Error(`mnemo's thread ${threadId} holds human messages ${JSON.stringify(kept)}`);
@@ -332,19 +436,19 @@ try {
   pass("mnemo's thread holds both human messages");
 
   // a new page on the thread's URL: the whole conversation comes back from mnemo's history
+  const threadUrl = page.url(); // ?apiUrl=…&assistantId=agent&threadId=…
   await page.close();
   const again = await context.newPage();
-  await watch(again);
-  await again.goto(`${appUrl}/?threadId=${threadId}`);
+  await watch(again, ALICE_KEY);
+  await again.goto(threadUrl);
   await waitForConversation(again, [...TURN_1, ...TURN_2], "history after reload");
   await shot(again, "history-reloaded");
   pass(`opening ?threadId=${threadId} afresh renders the whole conversation again`);
 
-  // The thread list in the sidebar (threads.search by graph_id). The template fills it only when
-  // the API URL and assistant id are query parameters, as its setup form leaves them.
+  // The thread list in the sidebar (threads.search by graph_id, with the key from localStorage).
   await again.close();
   const listed = await context.newPage();
-  await watch(listed);
+  await watch(listed, ALICE_KEY);
   const q = new URLSearchParams({ apiUrl: mnemoUrl, assistantId: "agent", chatHistoryOpen: "true" });
   await listed.goto(`${appUrl}/?${q}`);
   const entry = listed.locator("button p.truncate", { hasText: "add task buy milk" });
@@ -417,14 +521,86 @@ try {
   pass('regenerating the "get tasks" answer streams it again as version 2 / 2');
 
   if (problems.length) throw new Error(`the browser saw errors:\n    ${problems.join("\n    ")}`);
-  pass("no console errors, page errors, failed requests or 4xx/5xx answers");
+  pass("no console errors, page errors, failed requests or 4xx/5xx answers; every call to mnemo carried alice's key");
+  await context.close();
+
+  // Bob, in a browser of his own, with his own key: his sidebar is empty, alice's thread is not there
+  context = await browser();
+  const bob = context.pages()[0] ?? (await context.newPage());
+  await watch(bob, BOB_KEY);
+  const bobFirst = await setUp(bob, "bob", BOB_KEY);
+  const bobSearch = await bobFirst.json();
+  if (bobFirst.status() !== 200 || JSON.stringify(bobSearch) !== "[]") {
+    throw new Error(`bob's sidebar search answered ${bobFirst.status()} ${JSON.stringify(bobSearch)}`);
+  }
+  const searched = sidebarSearch(bob);
+  await bob.goto(`${appUrl}/?${q}`);
+  const opened = await searched;
+  const openedBody = await opened.json();
+  if (opened.status() !== 200 || JSON.stringify(openedBody) !== "[]") {
+    throw new Error(`bob's sidebar search answered ${opened.status()} ${JSON.stringify(openedBody)}`);
+  }
+  await bob.getByRole("heading", { name: "Thread History" }).first().waitFor({ timeout: TIMEOUT });
+  await bob.waitForTimeout(500); // the list renders what the search answered
+  const bobList = await bob.locator("button p.truncate").allInnerTexts();
+  if (bobList.length) throw new Error(`bob's sidebar lists ${JSON.stringify(bobList)}`);
+  await shot(bob, "bob-thread-list-empty");
+  pass("bob, in a fresh browser with his own key, finds no thread in his sidebar (threads.search answered [])");
+
+  // alice's thread's URL shows bob nothing: mnemo answers 404, as for a thread that does not exist
+  expecting = (line) => line.includes(threadId) || /\b404\b/.test(line);
+  const history = bob.waitForResponse((r) => r.url() === `${mnemoUrl}/threads/${threadId}/history`, {
+    timeout: TIMEOUT,
+  });
+  await bob.goto(`${appUrl}/?${new URLSearchParams({ apiUrl: mnemoUrl, assistantId: "agent", threadId })}`);
+  const denied = await history;
+  if (denied.status() !== 404) throw new Error(`alice's thread's history answered bob ${denied.status()}`);
+  await bob.locator("form textarea").waitFor({ timeout: TIMEOUT });
+  await bob.waitForTimeout(1000);
+  const shownToBob = await rendered(bob);
+  if (shownToBob.length) throw new Error(`alice's thread shows bob ${JSON.stringify(shownToBob)}`);
+  await shot(bob, "bob-on-alices-thread");
+  expecting = null;
+  const direct = await api(`/threads/${threadId}`, BOB_KEY);
+  if (direct.status !== 404) throw new Error(`GET /threads/${threadId} with bob's key answered ${direct.status}`);
+  pass(`alice's thread's URL shows bob no message: its history is 404 to his key (${expected.length} expected 404s)`);
+
+  // bob's own chat: his agent knows none of alice's tasks; his sidebar lists his thread alone
+  await bob.goto(`${appUrl}/?${q}`);
+  await send(bob, "get tasks");
+  await waitForConversation(
+    bob,
+    [
+      { who: "human", has: ["get tasks"] },
+      { who: "ai", has: ["list_tasks"] },
+      { who: "ai", has: ["Tool Result: list_tasks", "You have no tasks."] },
+      { who: "ai", has: ["You have no tasks."] },
+    ],
+    "bob's get tasks",
+  );
+  await bob.waitForURL(/[?&]threadId=/, { timeout: TIMEOUT });
+  const bobThread = new URL(bob.url()).searchParams.get("threadId");
+  const relisted = sidebarSearch(bob);
+  await bob.goto(`${appUrl}/?${q}`);
+  const mine = await (await relisted).json();
+  if (JSON.stringify(mine.map((t) => t.thread_id)) !== JSON.stringify([bobThread])) {
+    throw new Error(`bob's sidebar search answered threads ${JSON.stringify(mine.map((t) => t.thread_id))}`);
+  }
+  await bob.locator("button p.truncate", { hasText: "get tasks" }).first().waitFor({ timeout: TIMEOUT });
+  const listedForBob = await bob.locator("button p.truncate").allInnerTexts();
+  if (listedForBob.length !== 1) throw new Error(`bob's sidebar lists ${JSON.stringify(listedForBob)}`);
+  await shot(bob, "bob-own-thread");
+  pass('bob\'s own "get tasks" finds no task of alice\'s, and his sidebar lists his thread alone');
+
+  if (problems.length) throw new Error(`the browser saw errors:\n    ${problems.join("\n    ")}`);
+  pass("bob's browser saw no errors but the expected 404s; every call to mnemo carried bob's key");
 } catch (e) {
   exitCode = 1;
   failure = e.message;
 } finally {
   await context?.close().catch(() => {});
   server.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  for (const dir of profiles) fs.rmSync(dir, { recursive: true, force: true });
 }
 for (const [i, s] of streams.entries()) fs.writeFileSync(path.join(outDir, `stream-${i + 1}.sse`), s.body ?? "");
 log.end();
