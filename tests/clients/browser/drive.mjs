@@ -566,7 +566,11 @@ try {
   pass(`alice's thread's URL shows bob no message: its history is 404 to his key (${expected.length} expected 404s)`);
 
   // bob's own chat: his agent knows none of alice's tasks; his sidebar lists his thread alone
+  const mounted = sidebarSearch(bob);
   await bob.goto(`${appUrl}/?${q}`);
+  await mounted;
+  // the app refetches the sidebar's list a few seconds after a new thread gets its id
+  const relisted = sidebarSearch(bob);
   await send(bob, "get tasks");
   await waitForConversation(
     bob,
@@ -580,8 +584,6 @@ try {
   );
   await bob.waitForURL(/[?&]threadId=/, { timeout: TIMEOUT });
   const bobThread = new URL(bob.url()).searchParams.get("threadId");
-  const relisted = sidebarSearch(bob);
-  await bob.goto(`${appUrl}/?${q}`);
   const mine = await (await relisted).json();
   if (JSON.stringify(mine.map((t) => t.thread_id)) !== JSON.stringify([bobThread])) {
     throw new Error(`bob's sidebar search answered threads ${JSON.stringify(mine.map((t) => t.thread_id))}`);
