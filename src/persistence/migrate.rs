@@ -3,7 +3,8 @@
 //! On Postgres they run under a session advisory lock, so replicas starting at the same moment
 //! on one empty database take turns: the first applies, the others find nothing pending.
 //! Both run on a blocking thread through diesel's synchronous migration harness, which needs no
-//! libpq (an `AsyncConnectionWrapper` drives the async Postgres connection).
+//! libpq (an `AsyncConnectionWrapper` drives the async Postgres connection, opened the way the
+//! pool opens its own, TLS included).
 
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
@@ -12,6 +13,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::pool::{Backend, SQLITE_PRAGMAS, sqlite_path};
+use super::tls::PgConnector;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -21,19 +23,26 @@ const MIGRATION_LOCK: i64 = 0x6d6e656d6f;
 
 /// Applies every pending migration; returns how many ran.
 pub async fn run_migrations(database_url: &str) -> Result<usize, String> {
-    let backend = Backend::of_url(database_url)?;
-    let url = database_url.to_string();
-    tokio::task::spawn_blocking(move || match backend {
-        Backend::Postgres => migrate_pg(&url),
-        Backend::Sqlite => migrate_sqlite(sqlite_path(&url)),
-    })
-    .await
-    .map_err(|e| format!("migration task failed: {e}"))?
+    let migrated = match Backend::of_url(database_url)? {
+        Backend::Postgres => {
+            // connected here, with the pool's TLS rules; the connection's driver task runs on this
+            // runtime while the blocking thread drives the wrapper through a handle to it
+            let conn = PgConnector::from_url(database_url)?
+                .connect()
+                .await
+                .map_err(|e| format!("while connecting to run migrations: {e}"))?;
+            tokio::task::spawn_blocking(move || migrate_pg(AsyncConnectionWrapper::from(conn)))
+                .await
+        }
+        Backend::Sqlite => {
+            let path = sqlite_path(database_url).to_string();
+            tokio::task::spawn_blocking(move || migrate_sqlite(&path)).await
+        }
+    };
+    migrated.map_err(|e| format!("migration task failed: {e}"))?
 }
 
-fn migrate_pg(url: &str) -> Result<usize, String> {
-    let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)
-        .map_err(|e| format!("while connecting to run migrations: {e}"))?;
+fn migrate_pg(mut conn: AsyncConnectionWrapper<AsyncPgConnection>) -> Result<usize, String> {
     diesel::sql_query("SET application_name = 'mnemo-migrate'")
         .execute(&mut conn)
         .map_err(|e| e.to_string())?;

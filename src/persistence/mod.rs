@@ -21,6 +21,7 @@ mod schema;
 mod store;
 mod tasks;
 mod threads;
+mod tls;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
 pub use checkpoints::{Prune, next_state};

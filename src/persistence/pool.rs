@@ -1,6 +1,7 @@
 //! Building the connection pool: one function per backend, each connection set up the same way
 //! every time it is created, and checked (and retired when old) when it is handed out again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::ConnectionError;
@@ -13,6 +14,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
+use super::tls::PgConnector;
 use crate::config::Config;
 
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
@@ -105,11 +107,17 @@ impl DbPool {
         match Backend::of_url(&url)? {
             Backend::Postgres => {
                 let statement_timeout = config.statement_timeout().as_millis();
+                // sslmode/sslrootcert are read (and sslrootcert loaded) once, here
+                let connector = Arc::new(PgConnector::from_url(&url)?);
                 let mut cfg = ManagerConfig::<AsyncPgConnection>::default();
                 cfg.recycling_method = RecyclingMethod::Fast;
-                cfg.custom_setup = Box::new(move |url| {
+                cfg.custom_setup = Box::new(move |_url| {
+                    let connector = Arc::clone(&connector);
                     async move {
-                        let mut conn = AsyncPgConnection::establish(url).await?;
+                        let mut conn = connector
+                            .connect()
+                            .await
+                            .map_err(ConnectionError::BadConnection)?;
                         conn.batch_execute(&format!(
                             "SET application_name = 'mnemo'; SET statement_timeout = {statement_timeout}"
                         ))

@@ -20,3 +20,4 @@ mod sse;
 mod store;
 mod tasks;
 mod threads;
+mod tls;
