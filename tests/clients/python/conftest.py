@@ -325,6 +325,12 @@ def slow_key(slow_mnemo) -> str:
     return new_user(slow_mnemo.server, "slow").key
 
 
+@pytest.fixture
+def make_slow_user(slow_mnemo):
+    """More users of the slow mnemo: `make_slow_user("alice")`."""
+    return lambda prefix="slow": new_user(slow_mnemo.server, prefix)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """On failure, the end of each mnemo's log (kept for reading); on success the logs go."""
     for log in LOGS:

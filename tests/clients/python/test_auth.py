@@ -1,14 +1,14 @@
 """Authentication (`MNEMO_AUTH=api_key`) through the SDK: a user's key sees only its own threads
 (another user's are missing: search never returns them, every route on them is 404), a request
 without a key or with a wrong one is the SDK's AuthenticationError (401), and a user's key may not
-act as another user (403)."""
+act as another user (403) nor stop another user's runs."""
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 
-from support import contents, human, tag
+from support import collect, contents, human, tag, until
 
 AGENT_ID = "fe096781-5601-53d2-b2f6-0d3403f7e9ca"
 
@@ -127,3 +127,34 @@ async def test_a_users_key_may_not_act_as_another_user(mnemo_url, user, user_key
             tid, "agent", input=human("get tasks"), config={"configurable": {"user_id": user.user_id}}
         )
         assert done["messages"][-1]["type"] == "ai"
+
+
+async def test_a_second_user_cannot_reach_the_first_users_running_run(slow_mnemo, make_slow_user):
+    alice, bob = make_slow_user("alice"), make_slow_user("bob")
+    model = slow_mnemo.model
+    async with get_client(url=slow_mnemo.url, api_key=alice.key) as a, get_client(
+        url=slow_mnemo.url, api_key=bob.key
+    ) as b:
+        tid = (await a.threads.create())["thread_id"]
+        asked = model.count()
+        run = await a.runs.create(tid, "agent", input=human("hang"), stream_resumable=True)
+        await until(lambda: model.count() > asked, what="the model to be asked")
+
+        # bob's cancels reach none of alice's runs: "all" means all of his
+        # (cancel with wait and join_stream raise httpx's own error, NotFoundError's base)
+        await b.runs.cancel_many(status="all")
+        for attempt in (
+            b.runs.cancel(tid, run["run_id"], wait=True),
+            b.runs.cancel(tid, run["run_id"]),
+            b.runs.cancel_many(thread_id=tid, run_ids=[run["run_id"]]),
+            collect(b.runs.join_stream(tid, run["run_id"], last_event_id="0")),
+        ):
+            with pytest.raises(httpx.HTTPStatusError) as e:
+                await attempt
+            assert e.value.response.status_code == 404
+        assert (await a.runs.get(tid, run["run_id"]))["status"] == "running"
+        assert (await a.threads.get(tid))["status"] == "busy"
+
+        # alice's own cancel stops it
+        cancelled = await a.runs.cancel(tid, run["run_id"], wait=True)
+        assert cancelled["status"] == "interrupted"
