@@ -20,9 +20,11 @@ COPY --from=build /src/target/release/mnemo /usr/local/bin/mnemo
 USER mnemo
 WORKDIR /var/lib/mnemo
 # DATABASE_URL comes from the environment: postgres://… in production; the default keeps an
-# embedded SQLite file in the container's working directory.
+# embedded SQLite file in the container's working directory. The API needs a key: make one with
+# `docker exec <container> mnemo keys create --user <id>` (or set MNEMO_AUTH=jwt and a secret).
 ENV MNEMO_HOST=0.0.0.0 \
     MNEMO_PORT=2024 \
+    MNEMO_AUTH=api_key \
     DATABASE_URL=sqlite:///var/lib/mnemo/mnemo.db \
     RUST_LOG=info
 EXPOSE 2024

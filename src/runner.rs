@@ -282,9 +282,16 @@ enum Halt {
     Stopped(Stop),
 }
 
-impl<E: std::fmt::Display> From<E> for Halt {
-    fn from(e: E) -> Halt {
-        Halt::Failed(e.to_string())
+/// A run's error event says what went wrong in mnemo's words; the driver's go to the log.
+impl From<DbError> for Halt {
+    fn from(e: DbError) -> Halt {
+        match e {
+            DbError::NotFound(m) | DbError::Conflict(m) | DbError::Invalid(m) => Halt::Failed(m),
+            other => {
+                log::warn!("a run's database call failed: {other:?}");
+                Halt::Failed("the database could not be reached".into())
+            }
+        }
     }
 }
 
@@ -857,7 +864,7 @@ impl Runner {
         delete: &ToolCall,
         progress: &mut Progress,
     ) -> Result<Value, Halt> {
-        progress.settle().await?;
+        progress.settle().await.map_err(Halt::Failed)?;
         let Some(asked) = &progress.latest else {
             return Err(Halt::Failed("no checkpoint to interrupt on".into()));
         };
@@ -914,7 +921,8 @@ impl Progress {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
             if let (Ok(()), Err(e)) = (&result, done) {
-                result = Err(format!("a checkpoint could not be written: {e}"));
+                log::warn!("a checkpoint could not be written: {e}");
+                result = Err("a checkpoint could not be written".to_string());
             }
         }
         result

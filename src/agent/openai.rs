@@ -89,10 +89,14 @@ impl OpenAi {
                 if data == "[DONE]" {
                     return answer.finish();
                 }
-                let event: Value = serde_json::from_str(data)
-                    .map_err(|e| format!("the model sent an unreadable event ({e}): {data}"))?;
+                // the endpoint's own words go to the log; the run's error says what happened
+                let event: Value = serde_json::from_str(data).map_err(|e| {
+                    log::warn!("the model sent an unreadable event ({e}): {data}");
+                    "the model sent an unreadable answer".to_string()
+                })?;
                 if let Some(error) = event.get("error") {
-                    return Err(format!("the model answered an error: {error}"));
+                    log::warn!("the model answered an error: {error}");
+                    return Err("the model answered an error".to_string());
                 }
                 if let Some(delta) = event.pointer("/choices/0/delta") {
                     answer.apply(delta, on_delta);
@@ -125,19 +129,23 @@ impl OpenAi {
                         .and_then(|s| s.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     let text = r.text().await.unwrap_or_default();
-                    let failure = format!(
+                    log::warn!(
                         "the model's endpoint answered {status}: {}",
                         text.chars().take(300).collect::<String>()
                     );
+                    let failure = format!("the model's endpoint answered {}", status.as_u16());
                     if status.as_u16() != 429 && !status.is_server_error() {
                         return Err(failure);
                     }
                     (failure, retry_after)
                 }
-                Err(e) if e.is_connect() => (
-                    format!("could not connect to the model's endpoint: {e}"),
-                    None,
-                ),
+                Err(e) if e.is_connect() => {
+                    log::warn!("could not connect to the model's endpoint: {e}");
+                    (
+                        "could not connect to the model's endpoint".to_string(),
+                        None,
+                    )
+                }
                 Err(e) => return Err(read_error(&e)),
             };
             if attempt >= self.max_retries {
@@ -154,10 +162,11 @@ impl OpenAi {
 }
 
 fn read_error(e: &reqwest::Error) -> String {
+    log::warn!("the model's endpoint: {e}");
     if e.is_timeout() {
-        format!("the model's endpoint timed out: {e}")
+        "the model's endpoint timed out".to_string()
     } else {
-        format!("reading the model's answer failed: {e}")
+        "reading the model's answer failed".to_string()
     }
 }
 
