@@ -58,6 +58,26 @@ pub struct BenchArgs {
     /// Streams `idle_streams` holds open.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
+    /// The key every request carries (`x-api-key`), for a mnemo with authentication on.
+    #[arg(long, env = "MNEMO_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Start the in-process mnemo with `MNEMO_AUTH=api_key` and send a service key of its own.
+    #[arg(long)]
+    auth: bool,
+}
+
+/// The key the load generator's clients send, set once before they start.
+static API_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// An HTTP client that sends the bench's key, if any.
+fn http_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = API_KEY.get()
+        && let Ok(value) = reqwest::header::HeaderValue::from_str(key)
+    {
+        headers.insert("x-api-key", value);
+    }
+    builder.default_headers(headers).build().unwrap_or_default()
 }
 
 /// Threads the checkpoint operations use.
@@ -120,10 +140,7 @@ where
     F: Fn(reqwest::Client, u64, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Sample, reqwest::Error>> + Send,
 {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap_or_default();
+    let client = http_client(reqwest::Client::builder().pool_max_idle_per_host(clients));
     let op = Arc::new(op);
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -280,7 +297,7 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
     }
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let blob = base64::engine::general_purpose::STANDARD.encode(messages().to_string());
-    let c = reqwest::Client::new();
+    let c = http_client(reqwest::Client::builder());
 
     // the store and checkpoint data, when an operation reads it
     if ops.iter().any(|o| ALL_OPS.split(',').any(|k| k == o)) {
@@ -628,13 +645,17 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     }
 }
 
-pub async fn run(config: Config, args: BenchArgs) -> Result<(), String> {
+pub async fn run(config: Config, mut args: BenchArgs) -> Result<(), String> {
     let settings = config.clone();
     let (base, app) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_string(), None),
         None => {
             let mut config = config;
             config.port = 0;
+            if args.auth {
+                config.auth = Some("api_key".into());
+                args.api_key = Some(service_key(&config).await?);
+            }
             let app = Application::build(config).await?;
             let base = format!("http://127.0.0.1:{}", app.port());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -644,6 +665,9 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<(), String> {
             (base, Some((tx, server)))
         }
     };
+    if let Some(key) = &args.api_key {
+        let _ = API_KEY.set(key.clone());
+    }
     // the load generator gets its own runtime, off the server's threads
     let generator = std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()
@@ -667,4 +691,23 @@ pub async fn run(config: Config, args: BenchArgs) -> Result<(), String> {
         let _ = server.await;
     }
     result
+}
+
+/// A new service key on `config`'s database, for `--auth`.
+async fn service_key(config: &Config) -> Result<String, String> {
+    let (db, arbiter) = crate::startup::open_persistence(config).await?;
+    let (key, key_id) = crate::auth::generate_key()?;
+    let made = db
+        .create_api_key(crate::model::NewApiKey {
+            key_id,
+            name: "bench".into(),
+            user_id: None,
+            key_hash: crate::auth::keys::hash_key(&key),
+            expires_at: None,
+        })
+        .await
+        .map_err(|e| format!("while making the bench's key: {e}"));
+    let _ = db.shutdown(config.shutdown_timeout()).await;
+    arbiter.stop();
+    made.map(|_| key)
 }

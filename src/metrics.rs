@@ -54,8 +54,8 @@ pub async fn export(
     auth: web::Data<Arc<Authenticator>>,
     principal: Option<Principal>,
 ) -> Result<HttpResponse, ApiError> {
-    // open only with MNEMO_METRICS_PUBLIC (then the middleware lets it through without one)
-    if principal.as_ref().is_some_and(|p| !p.is_service()) {
+    // a service's, unless MNEMO_METRICS_PUBLIC (then the middleware lets it through without one)
+    if !auth.metrics_public() && !principal.as_ref().is_some_and(Principal::is_service) {
         return Err(ApiError::Forbidden(
             "metrics need a service credential".into(),
         ));

@@ -71,9 +71,9 @@ impl Authenticator {
         })
     }
 
-    /// Whether credentials are checked at all.
-    pub fn enabled(&self) -> bool {
-        self.settings.is_some()
+    /// Whether `/metrics` answers anyone (`MNEMO_METRICS_PUBLIC`, or no auth at all).
+    pub fn metrics_public(&self) -> bool {
+        self.settings.as_ref().is_none_or(|s| s.metrics_public)
     }
 
     /// Refusals so far, by reason (for `/metrics`).

@@ -978,6 +978,18 @@ mod limits {
     use crate::fake_llm::{FakeLlm, Reply};
     use crate::helpers::{Kind, TestApp, TestDb, spawn_app};
 
+    /// A browser's CORS preflight for a POST with the SDKs' headers, from `origin`.
+    async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/threads/search"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-api-key")
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn ask() -> serde_json::Value {
         json!({"messages": [{"role": "user", "content": "get tasks"}]})
     }
@@ -1157,19 +1169,11 @@ mod limits {
         let Some((app, _db)) = spawn_app(Kind::Sqlite).await else {
             return;
         };
-        let preflight = |origin: &'static str| {
-            app.client
-                .request(reqwest::Method::OPTIONS, app.url("/threads/search"))
-                .header("origin", origin)
-                .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "content-type,x-api-key")
-                .send()
-        };
         let allowed =
             |r: &reqwest::Response| r.headers().get("access-control-allow-origin").cloned();
-        let ok = preflight("http://localhost:3000").await.unwrap();
+        let ok = preflight(&app, "http://localhost:3000").await;
         assert_eq!(allowed(&ok).unwrap(), "http://localhost:3000");
-        let evil = preflight("https://evil.example").await.unwrap();
+        let evil = preflight(&app, "https://evil.example").await;
         assert!(
             allowed(&evil).is_none(),
             "{:?} {:?}",
@@ -1236,20 +1240,12 @@ mod limits {
         else {
             return;
         };
-        let preflight = |origin: &'static str| {
-            app.client
-                .request(reqwest::Method::OPTIONS, app.url("/threads/search"))
-                .header("origin", origin)
-                .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "x-api-key")
-                .send()
-        };
-        let ok = preflight("https://chat.example").await.unwrap();
+        let ok = preflight(&app, "https://chat.example").await;
         assert_eq!(
             ok.headers().get("access-control-allow-origin").unwrap(),
             "https://chat.example"
         );
-        let other = preflight("http://localhost:3000").await.unwrap();
+        let other = preflight(&app, "http://localhost:3000").await;
         assert!(other.headers().get("access-control-allow-origin").is_none());
         let resp = app
             .client
@@ -1267,6 +1263,30 @@ mod limits {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 421);
+        app.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn public_metrics_answer_anyone() {
+        let Some((app, db)) = spawn_with_auth(Kind::Sqlite, |c| c.metrics_public = true).await
+        else {
+            return;
+        };
+        let alice = make_key(&db, Some("alice"), None).await;
+        for key in [None, Some(alice.as_str())] {
+            let mut req = app.client.get(app.url("/metrics"));
+            if let Some(key) = key {
+                req = req.header("x-api-key", key);
+            }
+            assert_eq!(req.send().await.unwrap().status().as_u16(), 200);
+        }
+        // the rest still needs credentials
+        assert_eq!(
+            call(&app, "POST", "/threads/count", None, Some(&json!({})))
+                .await
+                .0,
+            401
+        );
         app.stop().await;
     }
 
