@@ -978,6 +978,24 @@ mod limits {
     use crate::fake_llm::{FakeLlm, Reply};
     use crate::helpers::{Kind, TestApp, TestDb, spawn_app};
 
+    /// The status of a request with the given headers and raw body.
+    async fn status_of(
+        app: &TestApp,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&'static str>,
+    ) -> u16 {
+        let mut req = app.client.request(method, app.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+
     /// A browser's CORS preflight for a POST with the SDKs' headers, from `origin`.
     async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
         app.client
@@ -1181,52 +1199,33 @@ mod limits {
             evil.headers()
         );
         // a text/plain POST (no preflight in a browser) is not taken as JSON
-        let resp = app
-            .client
-            .post(app.url("/threads"))
-            .header("content-type", "text/plain")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 415);
-        let resp = app
-            .client
-            .post(app.url("/threads"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 415);
-        let resp = app
-            .client
-            .post(app.url("/threads/00000000-0000-0000-0000-000000000000/copy"))
-            .header("content-type", "text/plain")
-            .body("{\"thread_id\": \"x\"}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 415);
+        use reqwest::Method;
+        let text = [("content-type", "text/plain")];
+        let copy = "/threads/00000000-0000-0000-0000-000000000000/copy";
+        assert_eq!(
+            status_of(&app, Method::POST, "/threads", &text, Some("{}")).await,
+            415
+        );
+        assert_eq!(
+            status_of(&app, Method::POST, "/threads", &[], Some("{}")).await,
+            415
+        );
+        let body = Some("{\"thread_id\": \"x\"}");
+        assert_eq!(status_of(&app, Method::POST, copy, &text, body).await, 415);
         // DNS rebinding: a foreign Host is refused; loopback names are served
-        let resp = app
-            .client
-            .get(app.url("/threads/search"))
-            .header("host", "evil.example")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 421);
+        let evil_host = [("host", "evil.example")];
+        assert_eq!(
+            status_of(&app, Method::GET, "/threads/search", &evil_host, None).await,
+            421
+        );
         let (s, _) = call(&app, "POST", "/threads/count", None, Some(&json!({}))).await;
         assert_eq!(s, 200);
-        let resp = app
-            .client
-            .post(app.url("/threads/count"))
-            .header("host", "localhost:2024")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
+        let local = [
+            ("host", "localhost:2024"),
+            ("content-type", "application/json"),
+        ];
+        let status = status_of(&app, Method::POST, "/threads/count", &local, Some("{}")).await;
+        assert_eq!(status, 200);
         app.stop().await;
     }
 
@@ -1247,22 +1246,14 @@ mod limits {
         );
         let other = preflight(&app, "http://localhost:3000").await;
         assert!(other.headers().get("access-control-allow-origin").is_none());
-        let resp = app
-            .client
-            .get(app.url("/ok"))
-            .header("host", "mnemo.internal:443")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let resp = app
-            .client
-            .get(app.url("/ok"))
-            .header("host", "evil.example")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 421);
+        let get = reqwest::Method::GET;
+        let listed = [("host", "mnemo.internal:443")];
+        assert_eq!(
+            status_of(&app, get.clone(), "/ok", &listed, None).await,
+            200
+        );
+        let evil = [("host", "evil.example")];
+        assert_eq!(status_of(&app, get, "/ok", &evil, None).await, 421);
         app.stop().await;
     }
 
