@@ -9,6 +9,11 @@
 
 pub mod admin;
 pub mod jwt;
+pub mod keys;
+mod middleware;
+
+pub use keys::{generate_key, key_id_of};
+pub use middleware::{Authenticator, authenticate};
 
 /// The caller a request acts as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,12 +65,6 @@ impl AuthFailure {
         }
     }
 }
-
-pub mod keys;
-mod middleware;
-
-pub use keys::{generate_key, key_id_of};
-pub use middleware::{Authenticator, authenticate};
 
 impl Principal {
     /// The rate-limit and log name: `user:<id>` or `service:<name>`.
