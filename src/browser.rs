@@ -1,7 +1,8 @@
-//! What browsers may do: which origins get CORS answers, which `Host` names mnemo answers (a DNS
-//! rebinding page reaches a mnemo on 127.0.0.1 only through a foreign `Host`), and that JSON
-//! bodies say `application/json` (a `text/plain` POST is a "simple" request that skips the
-//! preflight; the JSON extractor's config refuses it with 415).
+//! What browsers may do: which origins get CORS answers (requests from others are refused
+//! outright), which `Host` names mnemo answers (a DNS rebinding page reaches a mnemo on 127.0.0.1
+//! only through a foreign `Host`), and that JSON bodies say `application/json` (a `text/plain`
+//! POST is a "simple" request that skips the preflight; the JSON extractor's config refuses it
+//! with 415).
 
 use actix_cors::Cors;
 use actix_web::body::{EitherBody, MessageBody};
@@ -129,14 +130,16 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
-/// Middleware: a request for a `Host` mnemo does not serve is 421.
-pub async fn check_host(
+/// Middleware: a request for a `Host` mnemo does not serve is 421; a request a browser sent from
+/// an origin CORS does not allow is 403 (the browser would hide the answer, but a "simple"
+/// request without a preflight would still have acted).
+pub async fn check_browser(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let allowed = match req.app_data::<web::Data<BrowserPolicy>>() {
-        None => true,
-        Some(policy) => {
+    let refused = req
+        .app_data::<web::Data<BrowserPolicy>>()
+        .and_then(|policy| {
             // the Host header itself, never X-Forwarded-Host, which a page's script may set
             let host = req
                 .headers()
@@ -145,15 +148,20 @@ pub async fn check_host(
                 .map(str::to_string)
                 .or_else(|| req.uri().authority().map(|a| a.to_string()))
                 .unwrap_or_default();
-            policy.host_allowed(&host)
-        }
-    };
-    if allowed {
-        return next
+            if !policy.host_allowed(&host) {
+                return Some(ApiError::MisdirectedRequest(
+                    "This server does not answer for that Host".into(),
+                ));
+            }
+            let origin = req.headers().get(actix_web::http::header::ORIGIN)?;
+            (!origin.to_str().is_ok_and(|o| policy.origin_allowed(o)))
+                .then(|| ApiError::Forbidden("This origin may not call this server".into()))
+        });
+    match refused {
+        None => next
             .call(req)
             .await
-            .map(ServiceResponse::map_into_left_body);
+            .map(ServiceResponse::map_into_left_body),
+        Some(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
     }
-    let e = ApiError::MisdirectedRequest("This server does not answer for that Host".into());
-    Ok(req.into_response(e.error_response()).map_into_right_body())
 }

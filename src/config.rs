@@ -92,7 +92,8 @@ pub struct Config {
     #[arg(
         long,
         env = "MNEMO_LLM_BASE_URL",
-        default_value = "https://api.openai.com/v1"
+        default_value = "https://api.openai.com/v1",
+        hide_env_values = true
     )]
     pub llm_base_url: String,
 
@@ -130,7 +131,7 @@ pub struct Config {
     pub jwt_secret: Option<String>,
 
     /// JWKS with the keys that sign the JWTs mnemo accepts: an http(s) URL or a file.
-    #[arg(long, env = "MNEMO_JWT_JWKS")]
+    #[arg(long, env = "MNEMO_JWT_JWKS", hide_env_values = true)]
     pub jwt_jwks: Option<String>,
 
     /// When set, a JWT's `iss` must be this.

@@ -147,6 +147,8 @@ fn unauthorized_text(failure: AuthFailure) -> &'static str {
         AuthFailure::Expired => "Credentials expired",
         AuthFailure::Revoked => "Credentials revoked",
         AuthFailure::Disabled => "This kind of credential is not accepted by this server",
-        AuthFailure::Invalid | AuthFailure::Unavailable => "Invalid credentials",
+        AuthFailure::Invalid | AuthFailure::Unavailable | AuthFailure::Throttled => {
+            "Invalid credentials"
+        }
     }
 }

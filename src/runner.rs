@@ -446,7 +446,7 @@ impl Runner {
         };
         for other in started.to_cancel {
             if let Err(e) = self.cancel(&run.thread_id, &other, stop).await {
-                log::warn!("could not cancel run {other}: {e}");
+                log::warn!("could not cancel run {other}: {e:?}");
             }
         }
         let runner = self.clone();
@@ -576,7 +576,7 @@ impl Runner {
                 .rollback_run(live.run.thread_id.clone(), run_id.clone(), claimed)
                 .await;
             if let Err(e) = undone {
-                log::error!("run {run_id} could not be rolled back: {e}");
+                log::error!("run {run_id} could not be rolled back: {e:?}");
             }
             Run {
                 status: status.into(),
@@ -587,7 +587,7 @@ impl Runner {
                 .finish_run(run_id.clone(), status.into(), thread_status, thread_values)
                 .await;
             finished.unwrap_or_else(|e| {
-                log::error!("run {run_id} could not be marked {status}: {e}");
+                log::error!("run {run_id} could not be marked {status}: {e:?}");
                 live.run.clone()
             })
         };
@@ -606,7 +606,7 @@ impl Runner {
         if req.delete_thread
             && let Err(e) = db.delete_thread(live.run.thread_id.clone()).await
         {
-            log::warn!("the thread of stateless run {run_id} could not be deleted: {e}");
+            log::warn!("the thread of stateless run {run_id} could not be deleted: {e:?}");
         }
     }
 
@@ -921,7 +921,7 @@ impl Progress {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
             if let (Ok(()), Err(e)) = (&result, done) {
-                log::warn!("a checkpoint could not be written: {e}");
+                log::warn!("a checkpoint could not be written: {e:?}");
                 result = Err("a checkpoint could not be written".to_string());
             }
         }
@@ -947,7 +947,7 @@ async fn persist(db: Persistence, run_id: String, mut rx: mpsc::UnboundedReceive
             batch.push(next);
         }
         if let Err(e) = db.put_run_events(run_id.clone(), batch).await {
-            log::warn!("events of run {run_id} could not be stored: {e}");
+            log::warn!("events of run {run_id} could not be stored: {e:?}");
         }
     }
 }

@@ -80,7 +80,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(from_fn(crate::auth::authenticate))
-                .wrap(from_fn(crate::browser::check_host))
+                .wrap(from_fn(crate::browser::check_browser))
                 .wrap(from_fn(crate::metrics::count))
                 .wrap(browser.cors())
                 .wrap(Logger::new("%r %s %b %Dms"))
@@ -179,7 +179,7 @@ impl Application {
                 r.size_after,
                 r.waited_ms
             ),
-            Err(e) => log::warn!("mnemo stopped: closing the pool failed: {e}"),
+            Err(e) => log::warn!("mnemo stopped: closing the pool failed: {e:?}"),
         }
         arbiter.stop();
         let _ = arbiter.join();
@@ -213,7 +213,7 @@ async fn recover_runs(db: &Persistence, run_timeout: std::time::Duration) {
     match db.recover_runs(cutoff).await {
         Ok(0) => {}
         Ok(n) => log::warn!("{n} run(s) left behind by a stopped process marked as error"),
-        Err(e) => log::warn!("recovering runs: {e}"),
+        Err(e) => log::warn!("recovering runs: {e:?}"),
     }
 }
 
@@ -234,7 +234,7 @@ fn spawn_sweeper(
                     match db.sweep_expired().await {
                         Ok(0) => {}
                         Ok(n) => log::info!("store sweeper deleted {n} expired item(s)"),
-                        Err(e) => log::warn!("store sweeper: {e}"),
+                        Err(e) => log::warn!("store sweeper: {e:?}"),
                     }
                     recover_runs(&db, run_timeout).await;
                 }

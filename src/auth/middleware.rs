@@ -3,6 +3,7 @@
 //! refusal counters for `/metrics`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,11 @@ use crate::persistence::Persistence;
 const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 /// How often each process asks the database whether a key was revoked.
 pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+/// Keys one client address may have looked up in the database (cache misses) per second, and
+/// the burst above it: made-up keys must not take the pool from everybody else.
+const LOOKUPS_PER_S: u32 = 20;
+const LOOKUP_BURST: u32 = 100;
 
 /// Paths that answer without credentials: probes and the server's description.
 const OPEN_PATHS: [&str; 4] = ["/ok", "/health", "/ready", "/info"];
@@ -53,6 +59,7 @@ pub struct Authenticator {
     db: Persistence,
     keys: RwLock<HashMap<String, CachedKey>>,
     rate: Option<DefaultKeyedRateLimiter<String>>,
+    lookups: DefaultKeyedRateLimiter<IpAddr>,
     failures: [AtomicU64; AuthFailure::ALL.len()],
 }
 
@@ -67,6 +74,10 @@ impl Authenticator {
             db,
             keys: RwLock::new(HashMap::new()),
             rate,
+            lookups: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::new(LOOKUPS_PER_S).unwrap_or(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(LOOKUP_BURST).unwrap_or(NonZeroU32::MIN)),
+            ),
             failures: Default::default(),
         })
     }
@@ -90,6 +101,10 @@ impl Authenticator {
             AuthFailure::Unavailable => {
                 ApiError::Unavailable("credentials cannot be checked now".into())
             }
+            AuthFailure::Throttled => ApiError::TooManyRequests {
+                detail: "Too many unknown credentials from this address".into(),
+                retry_after_s: 1,
+            },
             f => ApiError::Unauthorized(f),
         }
     }
@@ -112,7 +127,8 @@ impl Authenticator {
         };
         let verified = if credential.starts_with(PREFIX) {
             if settings.api_keys {
-                self.verify_key(&credential).await
+                self.verify_key(&credential, req.peer_addr().map(|a| a.ip()))
+                    .await
             } else {
                 Err(AuthFailure::Disabled)
             }
@@ -132,7 +148,7 @@ impl Authenticator {
         }
     }
 
-    async fn verify_key(&self, key: &str) -> Result<Principal, AuthFailure> {
+    async fn verify_key(&self, key: &str, peer: Option<IpAddr>) -> Result<Principal, AuthFailure> {
         let id = key_id_of(key).ok_or(AuthFailure::Invalid)?;
         let cached = self.keys.read().ok().and_then(|keys| {
             keys.get(id)
@@ -148,12 +164,17 @@ impl Authenticator {
             }
             return Ok(principal);
         }
+        if let Some(ip) = peer
+            && self.lookups.check_key(&ip).is_err()
+        {
+            return Err(AuthFailure::Throttled);
+        }
         let row = self
             .db
             .find_api_key(id.to_string())
             .await
             .map_err(|e| {
-                log::warn!("reading API key {id}: {e}");
+                log::warn!("reading API key {id}: {e:?}");
                 AuthFailure::Unavailable
             })?
             .ok_or(AuthFailure::Invalid)?;
@@ -178,7 +199,7 @@ impl Authenticator {
             let id = row.key_id.clone();
             actix_web::rt::spawn(async move {
                 if let Err(e) = db.touch_api_key(id).await {
-                    log::debug!("recording an API key's use: {e}");
+                    log::debug!("recording an API key's use: {e:?}");
                 }
             });
         }
@@ -231,10 +252,11 @@ impl Authenticator {
                     _ = stop.changed() => break,
                 }
                 ticks += 1;
-                if let Some(rate) = &auth.rate
-                    && ticks.is_multiple_of(240)
-                {
-                    rate.retain_recent();
+                if ticks.is_multiple_of(240) {
+                    auth.lookups.retain_recent();
+                    if let Some(rate) = &auth.rate {
+                        rate.retain_recent();
+                    }
                 }
                 match auth.db.last_revocation().await {
                     Ok(latest) if latest != seen => {
@@ -244,7 +266,7 @@ impl Authenticator {
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => log::debug!("watching key revocations: {e}"),
+                    Err(e) => log::debug!("watching key revocations: {e:?}"),
                 }
             }
         });

@@ -41,16 +41,19 @@ pub enum AuthFailure {
     Disabled,
     /// The verifier could not run (JWKS unreachable, database down).
     Unavailable,
+    /// Too many keys from one address that had to be looked up in the database.
+    Throttled,
 }
 
 impl AuthFailure {
-    pub const ALL: [AuthFailure; 6] = [
+    pub const ALL: [AuthFailure; 7] = [
         AuthFailure::Missing,
         AuthFailure::Invalid,
         AuthFailure::Expired,
         AuthFailure::Revoked,
         AuthFailure::Disabled,
         AuthFailure::Unavailable,
+        AuthFailure::Throttled,
     ];
 
     /// The metrics label and log word.
@@ -62,6 +65,7 @@ impl AuthFailure {
             AuthFailure::Revoked => "revoked",
             AuthFailure::Disabled => "disabled",
             AuthFailure::Unavailable => "unavailable",
+            AuthFailure::Throttled => "throttled",
         }
     }
 }

@@ -6,7 +6,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database cannot be reached in time: pool checkout timed out, pool closed, connection lost.
-    #[error("database unavailable: {0}")]
+    /// (Displayed without the cause, which is the driver's or the pool's text: it may reach a
+    /// client or a thread's tool message; `Debug` has it, for the log.)
+    #[error("database unavailable")]
     Unavailable(String),
     /// The row the caller named does not exist.
     #[error("{0}")]
@@ -24,7 +26,7 @@ pub enum DbError {
     #[error("database error")]
     Query(#[source] DieselError),
     /// Any other database error, seen by a whole batch of writes.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Failed(String),
 }
 

@@ -339,7 +339,7 @@ fn event_stream(
                     if cancel_on_disconnect {
                         log::info!("client left: cancelling run {run_id}");
                         if let Err(e) = runner.cancel(&thread_id, &run_id, Stop::Interrupt).await {
-                            log::warn!("could not cancel run {run_id}: {e}");
+                            log::warn!("could not cancel run {run_id}: {e:?}");
                         }
                     }
                     break;

@@ -1198,6 +1198,18 @@ mod limits {
             evil.status(),
             evil.headers()
         );
+        // a simple request from a foreign page is refused before it acts; an allowed one passes
+        let foreign = [("origin", "https://evil.example")];
+        let cancel = "/threads/00000000-0000-0000-0000-000000000000/runs/x/cancel";
+        assert_eq!(
+            status_of(&app, reqwest::Method::POST, cancel, &foreign, None).await,
+            403
+        );
+        let local = [("origin", "http://localhost:5173")];
+        assert_eq!(
+            status_of(&app, reqwest::Method::POST, cancel, &local, None).await,
+            404
+        );
         // a text/plain POST (no preflight in a browser) is not taken as JSON
         use reqwest::Method;
         let text = [("content-type", "text/plain")];
@@ -1254,6 +1266,40 @@ mod limits {
         );
         let evil = [("host", "evil.example")];
         assert_eq!(status_of(&app, get, "/ok", &evil, None).await, 421);
+        app.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn a_flood_of_made_up_keys_is_throttled_and_known_keys_still_work() {
+        let Some((app, db)) = spawn_with_auth(Kind::Sqlite, |_| {}).await else {
+            return;
+        };
+        let alice = make_key(&db, Some("alice"), None).await;
+        let count = json!({});
+        assert_eq!(
+            call(&app, "POST", "/threads/count", Some(&alice), Some(&count))
+                .await
+                .0,
+            200
+        );
+        let mut statuses = Vec::new();
+        for _ in 0..130 {
+            let (made_up, _) = mnemo::auth::generate_key().unwrap();
+            statuses.push(
+                call(&app, "POST", "/threads/count", Some(&made_up), Some(&count))
+                    .await
+                    .0,
+            );
+        }
+        assert!(statuses[..50].iter().all(|s| *s == 401), "{statuses:?}");
+        assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+        // alice's key is verified from the cache: no lookup, no throttle
+        assert_eq!(
+            call(&app, "POST", "/threads/count", Some(&alice), Some(&count))
+                .await
+                .0,
+            200
+        );
         app.stop().await;
     }
 
