@@ -1421,6 +1421,8 @@ mod limits {
             .arg("--help")
             .env("DATABASE_URL", "postgres://u:hunter2@db.example/mnemo")
             .env("MNEMO_JWT_SECRET", "jwt-hunter2")
+            .env("MNEMO_LLM_BASE_URL", "https://u:hunter2@llm.example/v1")
+            .env("MNEMO_JWT_JWKS", "https://u:hunter2@idp.example/jwks")
             .output()
             .unwrap();
         let help = String::from_utf8_lossy(&help.stdout);
