@@ -1416,13 +1416,18 @@ mod limits {
             200
         );
         mnemo(&["keys", "revoke", &id]);
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(
-            call(&app, "POST", "/threads/count", Some(key), Some(&json!({})))
+        // refused within the revocation poll (250 ms), waited for up to 3 s
+        let mut status = 200;
+        for _ in 0..60 {
+            status = call(&app, "POST", "/threads/count", Some(key), Some(&json!({})))
                 .await
-                .0,
-            401
-        );
+                .0;
+            if status == 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, 401);
         let list = mnemo(&["keys", "list"]);
         assert!(
             list.lines()
