@@ -8,11 +8,11 @@ use actix_cors::Cors;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::web;
 
 use crate::auth::is_loopback;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, pass_unless};
 
 /// The origins and hosts this process accepts, from the configuration.
 #[derive(Clone)]
@@ -157,11 +157,5 @@ pub async fn check_browser(
             (!origin.to_str().is_ok_and(|o| policy.origin_allowed(o)))
                 .then(|| ApiError::Forbidden("This origin may not call this server".into()))
         });
-    match refused {
-        None => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body),
-        Some(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
-    }
+    pass_unless(req, next, refused).await
 }

@@ -2,8 +2,11 @@
 //! [`ApiError`]; the status is chosen here and nowhere else. Bodies follow the LangGraph API:
 //! `{"detail": "…"}`. Internal causes are logged here, once, and never sent to the client.
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use crate::auth::AuthFailure;
@@ -110,6 +113,22 @@ impl ResponseError for ApiError {
             _ => {}
         }
         resp.json(serde_json::json!({ "detail": self.to_string() }))
+    }
+}
+
+/// A middleware's last step: the request goes on to the next service, or the refusal is its
+/// answer.
+pub async fn pass_unless<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+    refused: Option<ApiError>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match refused {
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Some(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError, web};
+use actix_web::{HttpMessage, web};
 use chrono::{DateTime, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::watch;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::jwt::{JwtVerifier, looks_like_jwt};
 use super::keys::{PREFIX, key_id_of, matches};
 use super::{AuthFailure, Principal};
-use crate::error::ApiError;
+use crate::error::{ApiError, pass_unless};
 use crate::persistence::Persistence;
 
 /// A verified key is read from the database again after this long (which also records its use).
@@ -295,10 +295,7 @@ pub async fn authenticate(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(auth) = req.app_data::<web::Data<Arc<Authenticator>>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
+        return pass_unless(req, next, None).await;
     };
     let refused = match auth.principal(&req).await {
         Ok(Some(principal)) => match auth.check_rate(&principal) {
@@ -311,11 +308,5 @@ pub async fn authenticate(
         Ok(None) => None,
         Err(e) => Some(e),
     };
-    match refused {
-        None => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body),
-        Some(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
-    }
+    pass_unless(req, next, refused).await
 }
