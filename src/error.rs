@@ -142,6 +142,13 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::ContentType => {
             ApiError::UnsupportedMediaType("Content-Type must be application/json".into())
         }
+        JsonPayloadError::Payload(p) if crate::limits::refusal_of(p).is_some() => {
+            ApiError::Validation(
+                crate::limits::refusal_of(p)
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            )
+        }
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Validation(e.to_string()),
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("Invalid JSON: {e}")),
         other => ApiError::BadRequest(other.to_string()),

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod config;
 pub mod error;
 pub mod graphs;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod persistence;

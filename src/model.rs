@@ -27,6 +27,13 @@ impl Namespace {
         if labels.is_empty() && !allow_empty {
             return Err("Namespace cannot be empty.".into());
         }
+        if labels.len() > crate::limits::MAX_NAMESPACE_LABELS {
+            return Err(format!(
+                "Namespace has {} labels; at most {} are allowed",
+                labels.len(),
+                crate::limits::MAX_NAMESPACE_LABELS
+            ));
+        }
         for label in &labels {
             if label.is_empty() {
                 return Err(format!(
@@ -151,6 +158,13 @@ impl FieldFilter {
                     value: value.clone(),
                 });
             }
+        }
+        if out.len() > crate::limits::MAX_FILTER_CONDITIONS {
+            return Err(format!(
+                "filter has {} conditions; at most {} are allowed",
+                out.len(),
+                crate::limits::MAX_FILTER_CONDITIONS
+            ));
         }
         Ok(out)
     }

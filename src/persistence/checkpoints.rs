@@ -636,9 +636,9 @@ pub async fn list(db: &DbPool, query: CheckpointQuery) -> Result<Vec<CheckpointR
             q = q.filter(c::checkpoint_id.lt(before.clone()));
         }
         if let Some(m) = &query.metadata {
-            for p in dialect::contains::<c::table>("metadata", m) {
-                q = q.filter(p);
-            }
+            q = q.filter(super::json_filter::AllOf(dialect::contains::<c::table>(
+                "metadata", m,
+            )));
         }
         let rows: Vec<Row> = q
             .order(c::checkpoint_id.desc())

@@ -4,10 +4,52 @@
 //! strings (bytewise), and a field of another type never matches. Every value is bound, never
 //! spliced into the SQL; column names are constants of this crate.
 
-use diesel::expression::BoxableExpression;
+use diesel::QueryResult;
+use diesel::backend::Backend;
+use diesel::expression::{
+    AppearsOnTable, BoxableExpression, Expression, SelectableExpression, ValidGrouping,
+    is_aggregate,
+};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::Bool;
 
 pub type Pred<QS, DB> = Box<dyn BoxableExpression<QS, DB, SqlType = Bool>>;
+
+/// The conjunction of predicates, written in a loop. Diesel's `.and()` (and each `.filter()`
+/// on a boxed query) nests one level per condition, and building or walking that tree recurses
+/// as deep as a filter is wide: thousands of conditions overflowed the stack.
+pub struct AllOf<QS, DB>(pub Vec<Pred<QS, DB>>);
+
+impl<QS, DB> Expression for AllOf<QS, DB> {
+    type SqlType = Bool;
+}
+
+impl<QS, DB> AppearsOnTable<QS> for AllOf<QS, DB> {}
+
+impl<QS, DB> SelectableExpression<QS> for AllOf<QS, DB> {}
+
+impl<QS, DB> ValidGrouping<()> for AllOf<QS, DB> {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl<QS, DB> QueryId for AllOf<QS, DB> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS, DB: Backend> QueryFragment<DB> for AllOf<QS, DB> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if self.0.is_empty() {
+            out.push_sql("1 = 1");
+        }
+        for (i, p) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { " AND (" });
+            p.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
 
 pub mod pg {
     use diesel::dsl::sql;

@@ -180,8 +180,11 @@ pub async fn search(db: &DbPool, query: StoreSearch) -> Result<Vec<StoreItem>, D
                     .or(dialect::below::<s::store::table>(&prefix)),
             );
         }
-        for f in &query.filter {
-            q = q.filter(dialect::field::<s::store::table>(f));
+        if !query.filter.is_empty() {
+            let fields = query.filter.iter();
+            q = q.filter(super::json_filter::AllOf(
+                fields.map(dialect::field::<s::store::table>).collect(),
+            ));
         }
         let rows: Vec<Row> = q
             .order(t::updated_at.desc())

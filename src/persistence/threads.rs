@@ -64,15 +64,15 @@ macro_rules! filtered {
     ($q:expr, $f:expr, $t:ident, $s:ident) => {{
         let mut q = $q;
         let f: &ThreadFilter = $f;
+        let mut preds = Vec::new();
         if let Some(m) = &f.metadata {
-            for p in dialect::contains::<$s::threads::table>("metadata", m) {
-                q = q.filter(p);
-            }
+            preds.extend(dialect::contains::<$s::threads::table>("metadata", m));
         }
         if let Some(v) = &f.values {
-            for p in dialect::contains::<$s::threads::table>("state_values", v) {
-                q = q.filter(p);
-            }
+            preds.extend(dialect::contains::<$s::threads::table>("state_values", v));
+        }
+        if !preds.is_empty() {
+            q = q.filter($crate::persistence::json_filter::AllOf(preds));
         }
         if let Some(ids) = &f.ids {
             q = q.filter($t::thread_id.eq_any(ids.clone()));

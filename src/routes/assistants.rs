@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{object_or_none, page};
+use super::{filter_or_none, page};
 use crate::error::ApiError;
 use crate::graphs::{GRAPHS, Graph};
 
@@ -49,7 +49,7 @@ pub struct SearchBody {
 
 fn matching(body: SearchBody) -> Result<(Vec<Value>, i64, i64), ApiError> {
     let (limit, offset) = page(body.limit, body.offset, 1000)?;
-    let metadata = object_or_none(body.metadata, "metadata")?;
+    let metadata = filter_or_none(body.metadata, "metadata")?;
     let all: Vec<Value> = GRAPHS
         .iter()
         .filter(|g| body.graph_id.as_deref().is_none_or(|id| id == g.id))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{object_or_none, page, without_nul};
+use super::{filter_or_none, object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, format_ts};
@@ -76,7 +76,6 @@ pub async fn put(
     if !body.checkpoint.is_object() {
         return Err(ApiError::validation("checkpoint must be an object"));
     }
-    without_nul(&body.checkpoint, "checkpoint")?;
     let checkpoint_id = body
         .checkpoint_id
         .or_else(|| {
@@ -96,9 +95,6 @@ pub async fn put(
                 .as_deref()
                 .map(|d| decode("blobs.data", d))
                 .transpose()?;
-            if let Some(v) = &b.value {
-                without_nul(v, "blobs.value")?;
-            }
             Ok(Blob {
                 channel: b.channel,
                 version: b.version,
@@ -109,7 +105,6 @@ pub async fn put(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
-    without_nul(&metadata, "metadata")?;
     let new = NewCheckpoint {
         thread_id: path.into_inner(),
         checkpoint_ns: body.checkpoint_ns,
@@ -239,7 +234,7 @@ pub async fn search(
     let query = CheckpointQuery {
         thread_id: path.into_inner(),
         checkpoint_ns: body.checkpoint_ns,
-        metadata: object_or_none(body.filter, "filter")?,
+        metadata: filter_or_none(body.filter, "filter")?,
         before: body.before,
         limit,
     };
@@ -270,7 +265,9 @@ pub async fn delete_for_runs(
     db: web::Data<Persistence>,
     body: web::Json<DeleteForRunsBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let run_ids = body.into_inner().run_ids;
+    crate::limits::check_ids("run_ids", Some(&run_ids))?;
     let owner = principal.bound_user().map(str::to_string);
-    let deleted = db.delete_for_runs(body.into_inner().run_ids, owner).await?;
+    let deleted = db.delete_for_runs(run_ids, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted_count": deleted })))
 }

@@ -78,6 +78,16 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("Not Found".into()))
 }
 
+/// A JSON containment filter: an object (or nothing), within the filter caps.
+pub(crate) fn filter_or_none(
+    v: Option<serde_json::Value>,
+    what: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let filter = object_or_none(v, what)?;
+    crate::limits::check_filter(what, filter.as_ref())?;
+    Ok(filter)
+}
+
 /// `limit` and `offset` as the API accepts them.
 pub(crate) fn page(limit: i64, offset: i64, max: i64) -> Result<(i64, i64), ApiError> {
     if !(1..=max).contains(&limit) {
@@ -100,31 +110,5 @@ pub(crate) fn object_or_none(
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
         Some(_) => Err(ApiError::validation(format!("{what} must be an object"))),
-    }
-}
-
-/// Postgres cannot store a NUL character in JSON text, SQLite can: refuse it on both, so a
-/// document means the same wherever it is stored.
-pub(crate) fn without_nul(v: &serde_json::Value, what: &str) -> Result<(), ApiError> {
-    use serde_json::Value;
-    let has_nul = |s: &str| s.contains('\0');
-    let bad = match v {
-        Value::String(s) => has_nul(s),
-        Value::Array(items) => return items.iter().try_for_each(|i| without_nul(i, what)),
-        Value::Object(map) => {
-            if map.keys().any(|k| has_nul(k)) {
-                true
-            } else {
-                return map.values().try_for_each(|i| without_nul(i, what));
-            }
-        }
-        _ => false,
-    };
-    if bad {
-        Err(ApiError::validation(format!(
-            "{what} must not contain the NUL character (\\u0000)"
-        )))
-    } else {
-        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::ownership::OwnedThread;
-use super::{object_or_none, page, without_nul};
+use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
@@ -87,7 +87,6 @@ fn request(
         }
     };
     let input = body.input.unwrap_or(Value::Null);
-    without_nul(&input, "input")?;
     let nodes = |field, names: &Option<Value>| {
         graphs::nodes_named(field, names.as_ref().unwrap_or(&Value::Null))
             .map_err(ApiError::Validation)
@@ -747,6 +746,7 @@ pub async fn cancel_many(
 ) -> Result<HttpResponse, ApiError> {
     let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
     let body = body.into_inner();
+    crate::limits::check_ids("run_ids", body.run_ids.as_deref())?;
     let targets: Vec<(String, String)> = match (body.thread_id, body.run_ids, body.status) {
         (Some(thread_id), Some(run_ids), None) => {
             super::ownership::check_thread(runner.db(), &principal, &thread_id).await?;

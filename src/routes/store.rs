@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{page, without_nul};
+use super::page;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{FieldFilter, Namespace, StoreSearch};
@@ -68,7 +68,6 @@ pub async fn put_item(
     if !body.value.is_object() {
         return Err(ApiError::validation("value must be an object"));
     }
-    without_nul(&body.value, "value")?;
     if body
         .ttl
         .is_some_and(|ttl| !ttl.is_finite() || ttl <= 0.0 || ttl > MAX_TTL_MINUTES)
@@ -215,6 +214,14 @@ pub async fn list_namespaces(
     }
     let prefix = body.prefix.unwrap_or_default();
     let suffix = body.suffix.unwrap_or_default();
+    for (what, pattern) in [("prefix", &prefix), ("suffix", &suffix)] {
+        if pattern.len() > crate::limits::MAX_NAMESPACE_LABELS {
+            return Err(ApiError::validation(format!(
+                "{what} has more than {} labels",
+                crate::limits::MAX_NAMESPACE_LABELS
+            )));
+        }
+    }
     // the labels before the first wildcard narrow the scan in SQL; the rest is matched here
     let literal: Vec<String> = prefix.iter().take_while(|l| *l != "*").cloned().collect();
     let Some(literal) = narrowed(&principal, literal) else {

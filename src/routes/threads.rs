@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{object_or_none, page, without_nul};
+use super::{filter_or_none, object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
@@ -47,7 +47,6 @@ pub async fn create(
         None => uuid::Uuid::now_v7().to_string(),
     };
     let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
-    without_nul(&metadata, "metadata")?;
     // a user's thread is its own; a service's belongs to the user its metadata names, if any
     let owner = principal.acting_user(named_user(&metadata))?;
     let do_nothing = matches!(body.if_exists, Some(IfExists::DoNothing));
@@ -106,7 +105,6 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let metadata =
         object_or_none(body.into_inner().metadata, "metadata")?.unwrap_or_else(|| json!({}));
-    without_nul(&metadata, "metadata")?;
     principal.acting_user(named_user(&metadata))?;
     Ok(HttpResponse::Ok().json(db.patch_thread(path.into_inner(), metadata).await?))
 }
@@ -133,9 +131,15 @@ impl FilterBody {
     /// The filter, narrowed to a user principal's own threads.
     fn into_filter(self, principal: &Principal) -> Result<ThreadFilter, ApiError> {
         Ok(ThreadFilter {
-            metadata: object_or_none(self.metadata, "metadata")?,
-            values: object_or_none(self.values, "values")?,
-            ids: self.ids,
+            metadata: filter_or_none(self.metadata, "metadata")?,
+            values: filter_or_none(self.values, "values")?,
+            ids: match self.ids {
+                Some(ids) => {
+                    crate::limits::check_ids("ids", Some(&ids))?;
+                    Some(ids)
+                }
+                None => None,
+            },
             status: self.status,
             owner: principal.bound_user().map(str::to_string),
         })
@@ -281,6 +285,7 @@ pub async fn prune(
             )));
         }
     };
+    crate::limits::check_ids("thread_ids", Some(&body.thread_ids))?;
     let owner = principal.bound_user().map(str::to_string);
     let pruned = db.prune_threads(body.thread_ids, strategy, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "pruned_count": pruned })))
@@ -454,7 +459,6 @@ pub async fn update_state(
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(ApiError::validation("values must be an object")),
     };
-    without_nul(&values, "values")?;
     let update = StateUpdate {
         thread_id: path.into_inner(),
         values,
@@ -530,7 +534,7 @@ pub async fn history_post(
         .checkpoint
         .and_then(|c| c.checkpoint_ns)
         .unwrap_or_default();
-    let metadata = object_or_none(body.metadata, "metadata")?;
+    let metadata = filter_or_none(body.metadata, "metadata")?;
     history(
         &db,
         path.into_inner(),

@@ -11,6 +11,7 @@ mod helpers;
 mod interrupts;
 mod jwt;
 mod lifecycle;
+mod limits;
 mod models;
 mod ops;
 mod process;
