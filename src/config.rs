@@ -3,7 +3,8 @@
 //! Every variable (also listed in the README):
 //! - `DATABASE_URL`: `postgres://…` or `sqlite://PATH` (default `sqlite://mnemo.db`).
 //! - `MNEMO_HOST` (default `127.0.0.1`) and `MNEMO_PORT` (default `2024`, where LangGraph clients look).
-//! - `MNEMO_POOL_MAX` (default 16): the most database connections mnemo ever holds.
+//! - `MNEMO_POOL_MAX` (default 16): the most database connections mnemo ever holds (at least 2
+//!   on Postgres, where one of them listens for wake-ups from other processes).
 //! - `MNEMO_POOL_TIMEOUT_MS` (default 5000): how long a request waits for a connection before 503.
 //! - `MNEMO_STATEMENT_TIMEOUT_MS` (default 30000): Postgres `statement_timeout` on every connection.
 //! - `MNEMO_WORKERS` (default: the number of cores): HTTP worker threads.
@@ -18,6 +19,8 @@
 //!   connecting, and the longest silence while a response streams.
 //! - `MNEMO_LLM_MAX_RETRIES` (default 3): retries, with backoff, on 429, 5xx and failed connects.
 //! - `MNEMO_RUN_TIMEOUT_S` (default 600): a run still going after this long ends as `timeout`.
+//! - `MNEMO_RUN_LEASE_S` (default 15, at least 3): a run's lease; a run whose process stopped
+//!   renewing it is ended and its thread freed by any mnemo on the database.
 //! - `MNEMO_AUTH` (default `none`, allowed only on loopback addresses unless given explicitly):
 //!   `none`, `api_key`, `jwt` or `api_key,jwt`.
 //! - `MNEMO_JWT_SECRET` (HS256) or `MNEMO_JWT_JWKS` (a URL or a file), `MNEMO_JWT_ISSUER`,
@@ -120,6 +123,12 @@ pub struct Config {
     /// A run still going after this many seconds is stopped and ends as `timeout`.
     #[arg(long, env = "MNEMO_RUN_TIMEOUT_S", default_value_t = 600)]
     pub run_timeout_s: u64,
+
+    /// A pending or running run is held by its process for this many seconds at a time,
+    /// renewed every third of it; past it, any mnemo on the database ends the run (`error`) and
+    /// frees its thread, so a crashed process blocks no thread for longer.
+    #[arg(long, env = "MNEMO_RUN_LEASE_S", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
+    pub run_lease_s: u64,
 
     /// Credentials accepted: `none`, `api_key`, `jwt` or `api_key,jwt`. Unset means `none`,
     /// which mnemo accepts only while it listens on loopback addresses.
@@ -248,6 +257,10 @@ impl Config {
 
     pub fn run_timeout(&self) -> Duration {
         Duration::from_secs(self.run_timeout_s.max(1))
+    }
+
+    pub fn run_lease(&self) -> Duration {
+        Duration::from_secs(self.run_lease_s.max(3))
     }
 
     pub fn store_sweep_interval(&self) -> Duration {

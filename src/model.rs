@@ -603,6 +603,8 @@ pub struct NewRun {
     pub multitask_strategy: String,
     /// A user principal's id: the thread must be its (else 404), and is its when created.
     pub owner: Option<String>,
+    /// Until when the creating process holds the run (renewed while it lives).
+    pub lease_expires_at: DateTime<Utc>,
 }
 
 /// A created run: `running` when it took its thread at once, else `pending` behind `to_cancel`

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::agent::{Delta, Model, ToolCall, Turn, tools};
@@ -26,8 +26,11 @@ use crate::persistence::{DbError, Persistence, next_state};
 /// Most model turns in one run (LangGraph's default recursion limit).
 const RECURSION_LIMIT: usize = 25;
 
-/// How often a queued run looks whether its thread is free.
-const CLAIM_POLL: Duration = Duration::from_millis(50);
+/// Thread wake-ups a queued run may fall behind on before it looks again regardless.
+const WAKE_BACKLOG: usize = 1024;
+
+/// The wake-up that means "every queued run looks again" (a notification may have been lost).
+pub const WAKE_ALL: &str = "*";
 
 /// A run to execute.
 pub struct RunRequest {
@@ -67,6 +70,9 @@ pub enum Stop {
     Shutdown,
     /// It outlived `MNEMO_RUN_TIMEOUT_S`.
     Timeout,
+    /// It was ended elsewhere while this process held it (its lease expired during an outage,
+    /// or its thread was deleted).
+    Lost,
 }
 
 impl Stop {
@@ -222,6 +228,10 @@ struct Inner {
     quotas: Quotas,
     /// Open streams per user.
     streams: Mutex<HashMap<String, usize>>,
+    /// How long a run stays this process's without a renewal (`MNEMO_RUN_LEASE_S`).
+    lease: Duration,
+    /// Ids of threads that were freed or whose queue moved, for the runs queued on them.
+    wakes: broadcast::Sender<String>,
 }
 
 /// Limits a single user never meets, so that no user can take the process from the others
@@ -296,7 +306,13 @@ impl From<DbError> for Halt {
 }
 
 impl Runner {
-    pub fn new(db: Persistence, model: Model, run_timeout: Duration, quotas: Quotas) -> Runner {
+    pub fn new(
+        db: Persistence,
+        model: Model,
+        run_timeout: Duration,
+        quotas: Quotas,
+        lease: Duration,
+    ) -> Runner {
         Runner(Arc::new(Inner {
             db,
             model,
@@ -305,7 +321,69 @@ impl Runner {
             stopping: watch::channel(false).0,
             quotas,
             streams: Mutex::new(HashMap::new()),
+            lease,
+            wakes: broadcast::channel(WAKE_BACKLOG).0,
         }))
+    }
+
+    /// Wakes the runs queued on `thread_id` ([`WAKE_ALL`]: on every thread) to look whether
+    /// it is their turn.
+    pub fn wake(&self, thread_id: &str) {
+        let _ = self.0.wakes.send(thread_id.to_string());
+    }
+
+    fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::from_std(self.0.lease).unwrap_or(chrono::Duration::seconds(15))
+    }
+
+    /// Every third of the lease until told to stop: renews the leases of this process's runs,
+    /// stops those that were ended elsewhere, and ends any process's runs whose lease expired
+    /// (at start-up too: the first tick is at once).
+    pub fn spawn_lease_keeper(&self, mut stop: watch::Receiver<bool>) {
+        let runner = self.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(runner.0.lease / 3);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => runner.keep_leases().await,
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+
+    async fn keep_leases(&self) {
+        let db = &self.0.db;
+        let lives = self.lives();
+        if !lives.is_empty() {
+            let ids = lives.iter().map(|l| l.run.run_id.clone()).collect();
+            match db.renew_runs(ids, self.lease_until()).await {
+                Ok(held) => {
+                    for live in lives.iter().filter(|l| !held.contains(&l.run.run_id)) {
+                        if !live.log().ended {
+                            log::warn!("run {} was ended elsewhere; stopping it", live.run.run_id);
+                            live.stop(Stop::Lost);
+                        }
+                    }
+                }
+                Err(e) => log::warn!("renewing the leases of {} run(s): {e:?}", lives.len()),
+            }
+        }
+        match db.reap_runs().await {
+            Ok(threads) if threads.is_empty() => {}
+            Ok(threads) => {
+                log::warn!(
+                    "ended the runs of a stopped process (lease expired) on {} thread(s)",
+                    threads.len()
+                );
+                for thread_id in &threads {
+                    self.wake(thread_id);
+                }
+            }
+            Err(e) => log::warn!("ending runs whose lease expired: {e:?}"),
+        }
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<String, usize>> {
@@ -404,6 +482,7 @@ impl Runner {
                 create_thread: req.create_thread,
                 multitask_strategy: req.multitask_strategy.clone(),
                 owner: req.owner.clone(),
+                lease_expires_at: self.lease_until(),
             })
             .await?;
         let run = started.run;
@@ -473,6 +552,7 @@ impl Runner {
         if how == Stop::Rollback {
             db.rollback_run(thread_id.into(), run_id.into(), thread_status.is_some())
                 .await?;
+            self.wake(thread_id);
             return Ok(Run {
                 status: "interrupted".into(),
                 ..run
@@ -481,6 +561,7 @@ impl Runner {
         let run = db
             .finish_run(run_id.into(), "interrupted".into(), thread_status, None)
             .await?;
+        self.wake(thread_id);
         Ok(run)
     }
 
@@ -553,6 +634,11 @@ impl Runner {
                         "ServerShutdown",
                         "mnemo is shutting down; the run was interrupted",
                     ),
+                    Stop::Lost => (
+                        "error",
+                        "RunLost",
+                        "the run was ended elsewhere (its lease expired or its thread was deleted)",
+                    ),
                     Stop::Interrupt | Stop::Rollback => ("interrupted", "", ""),
                 };
                 if !error.is_empty() {
@@ -603,6 +689,7 @@ impl Runner {
         }
         live.outcome.send_replace(Some((ended, values)));
         self.registry().remove(&live.run.run_id);
+        self.wake(&live.run.thread_id);
         if req.delete_thread
             && let Err(e) = db.delete_thread(live.run.thread_id.clone()).await
         {
@@ -620,22 +707,37 @@ impl Runner {
         if live.run.status == "running" {
             return Ok(());
         }
+        // subscribed before the first look, so a wake-up between a look and the wait is kept
+        let mut wakes = self.0.wakes.subscribe();
+        let thread_id = live.run.thread_id.as_str();
         loop {
             if let Some(why) = *stop.borrow() {
                 return Err(Halt::Stopped(why));
             }
-            if self
+            let claimed = self
                 .0
                 .db
-                .claim_run(live.run.run_id.clone())
-                .await?
-                .is_some()
-            {
-                return Ok(());
+                .claim_run(live.run.run_id.clone(), self.lease_until());
+            match claimed.await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                // cancelled (or its thread deleted) while it waited
+                Err(DbError::NotFound(_)) => return Err(Halt::Stopped(Stop::Interrupt)),
+                Err(e) => return Err(e.into()),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(CLAIM_POLL) => {}
-                why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
+            // no polling: the run looks again when its thread's queue moves
+            loop {
+                tokio::select! {
+                    woke = wakes.recv() => match woke {
+                        Ok(t) if t == thread_id || t == WAKE_ALL => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return Err(Halt::Stopped(Stop::Shutdown));
+                        }
+                    },
+                    why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
+                }
             }
         }
     }

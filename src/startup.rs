@@ -48,9 +48,13 @@ impl Application {
             pending_runs_per_thread: config.max_pending_runs_per_thread,
             streams_per_user: config.max_streams_per_user,
         };
-        let runner = Runner::new(persistence.clone(), model, config.run_timeout(), quotas);
-        // runs left pending or running by a process that is gone (a graceful stop ends its runs)
-        recover_runs(&persistence, config.run_timeout()).await;
+        let runner = Runner::new(
+            persistence.clone(),
+            model,
+            config.run_timeout(),
+            quotas,
+            config.run_lease(),
+        );
 
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .map_err(|e| format!("while binding {}:{}: {e}", config.host, config.port))?;
@@ -113,9 +117,16 @@ impl Application {
         spawn_sweeper(
             persistence.clone(),
             config.store_sweep_interval(),
-            config.run_timeout(),
-            stop_rx,
+            stop_rx.clone(),
         );
+        // runs left pending or running by a process that is gone are ended from the first tick
+        runner.spawn_lease_keeper(stop_rx.clone());
+        let waker = runner.clone();
+        crate::persistence::spawn_listener(
+            &config.database_url,
+            Box::new(move |thread| waker.wake(thread.unwrap_or(crate::runner::WAKE_ALL))),
+            stop_rx,
+        )?;
 
         Ok(Application {
             port,
@@ -205,27 +216,8 @@ pub async fn open_persistence(config: &Config) -> Result<(Persistence, Arbiter),
     Ok((Persistence::new(addr, backend), arbiter))
 }
 
-/// Ends runs that a vanished process left pending or running: a run lives at most the run
-/// timeout, so any older one has no process executing it.
-async fn recover_runs(db: &Persistence, run_timeout: std::time::Duration) {
-    let cutoff = chrono::Utc::now()
-        - chrono::Duration::from_std(run_timeout + std::time::Duration::from_secs(60))
-            .unwrap_or(chrono::Duration::MAX);
-    match db.recover_runs(cutoff).await {
-        Ok(0) => {}
-        Ok(n) => log::warn!("{n} run(s) left behind by a stopped process marked as error"),
-        Err(e) => log::warn!("recovering runs: {e:?}"),
-    }
-}
-
-/// Every `interval` until told to stop: deletes expired store items and recovers runs left
-/// behind.
-fn spawn_sweeper(
-    db: Persistence,
-    interval: std::time::Duration,
-    run_timeout: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Every `interval` until told to stop: deletes expired store items.
+fn spawn_sweeper(db: Persistence, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,7 +229,6 @@ fn spawn_sweeper(
                         Ok(n) => log::info!("store sweeper deleted {n} expired item(s)"),
                         Err(e) => log::warn!("store sweeper: {e:?}"),
                     }
-                    recover_runs(&db, run_timeout).await;
                 }
                 _ = stop.changed() => break,
             }

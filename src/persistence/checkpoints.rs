@@ -935,6 +935,12 @@ pub async fn rollback_run(
                     .execute(conn)
                     .await?;
             }
+            if let Some(notify) = dialect::NOTIFY_THREAD {
+                diesel::sql_query(notify)
+                    .bind::<diesel::sql_types::Text, _>(&thread_id)
+                    .execute(conn)
+                    .await?;
+            }
             Ok(())
         })
         .await

@@ -61,6 +61,10 @@ pub mod pg {
 
     type Pred<QS> = super::Pred<QS, Pg>;
 
+    /// Tells every mnemo on this database that a thread was freed or its queue moved (the
+    /// payload is the thread id); sent when the transaction commits.
+    pub const NOTIFY_THREAD: Option<&str> = Some("SELECT pg_notify('mnemo_threads', $1)");
+
     /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): `LIKE`, which the
     /// `text_pattern_ops` index serves whatever the database's collation.
     pub fn below<QS: 'static>(prefix: &str) -> Pred<QS> {
@@ -138,6 +142,9 @@ pub mod sqlite {
     use crate::model::{FieldFilter, FilterOp};
 
     type Pred<QS> = super::Pred<QS, Sqlite>;
+
+    /// SQLite serves one process: its runs are woken in process.
+    pub const NOTIFY_THREAD: Option<&str> = None;
 
     /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): a range on the primary key
     /// (bytewise, `.` + 1 = `/`), which SQLite's planner serves from the index where it would

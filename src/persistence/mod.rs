@@ -18,6 +18,7 @@ mod migrate;
 mod pool;
 mod runs;
 mod schema;
+mod signals;
 mod store;
 mod tasks;
 mod threads;
@@ -28,6 +29,7 @@ pub use checkpoints::{Prune, next_state};
 pub use error::DbError;
 pub use migrate::run_migrations;
 pub use pool::{Backend, DbPool};
+pub use signals::spawn_listener;
 
 use actix::Addr;
 
@@ -239,15 +241,17 @@ operations! {
     /// Starts a run on a thread that is not busy, and marks the thread busy.
     StartRun => fn start_run(new: NewRun) -> StartedRun = runs::start;
     /// Lets a pending run take its thread once it is its turn.
-    ClaimRun => fn claim_run(run_id: String) -> Option<Run> = runs::claim;
+    ClaimRun => fn claim_run(run_id: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Option<Run> = runs::claim;
     /// Ends a run and, when it held its thread, sets the thread's status.
     FinishRun => fn finish_run(run_id: String, status: String, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
     /// Deletes a run and the checkpoints it wrote.
     RollbackRun => fn rollback_run(thread_id: String, run_id: String, free_thread: bool) -> () = checkpoints::rollback_run;
     /// Deletes a run that has ended.
     DeleteRun => fn delete_run(thread_id: String, run_id: String) -> () = runs::delete;
-    /// Ends the runs a vanished process left pending or running.
-    RecoverRuns => fn recover_runs(before: chrono::DateTime<chrono::Utc>) -> usize = runs::recover;
+    /// Extends the leases of this process's runs; answers those still pending or running.
+    RenewRuns => fn renew_runs(run_ids: Vec<String>, until: chrono::DateTime<chrono::Utc>) -> Vec<String> = runs::renew;
+    /// Ends runs whose lease expired and frees their threads; answers the threads touched.
+    ReapRuns => fn reap_runs() -> Vec<String> = runs::reap;
     /// Reads one run of a thread.
     GetRun => fn get_run(thread_id: String, run_id: String) -> Run = runs::get;
     /// Lists a thread's runs, newest first.

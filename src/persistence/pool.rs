@@ -128,8 +128,13 @@ impl DbPool {
                     .boxed()
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(url, cfg);
+                if config.pool_max < 2 {
+                    return Err("MNEMO_POOL_MAX must be at least 2 on Postgres".into());
+                }
                 Pool::builder(manager)
-                    .max_size(config.pool_max)
+                    // one connection of MNEMO_POOL_MAX listens for other processes' wake-ups
+                    // (persistence::signals), so mnemo never holds more than the maximum
+                    .max_size(config.pool_max - 1)
                     .timeouts(timeouts)
                     .runtime(deadpool::Runtime::Tokio1)
                     // LIFO: the most recently used connection goes out first, so light load stays on a

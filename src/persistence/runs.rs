@@ -158,6 +158,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                     r::multitask_strategy.eq(&new.multitask_strategy),
                     r::created_at.eq(now),
                     r::updated_at.eq(now),
+                    r::lease_expires_at.eq(Some(new.lease_expires_at)),
                 ))
                 .returning(columns!(r))
                 .get_result(conn)
@@ -174,20 +175,26 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
 }
 
 /// A pending run takes its thread once the thread is free and no run was queued before it.
-/// `None` while it must wait; an error when the run is gone (deleted with its thread).
-pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> {
+/// `None` while it must wait; an error when the run is gone (deleted with its thread) or was
+/// ended meanwhile (cancelled, or its lease expired).
+pub async fn claim(
+    db: &DbPool,
+    run_id: String,
+    lease_expires_at: DateTime<Utc>,
+) -> Result<Option<Run>, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
             // a write first, so SQLite takes its write lock now (an upgrade later could fail)
             let thread_id: String = diesel::update(r::table.find(&run_id))
+                .filter(r::status.eq("pending"))
                 .set(r::updated_at.eq(now))
                 .returning(r::thread_id)
                 .get_result(conn)
                 .await
                 .optional()?
-                .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")))?;
+                .ok_or_else(|| DbError::NotFound(format!("Run {run_id} is not pending")))?;
             let status: String = diesel::update(t::table.find(&thread_id))
                 .set(t::updated_at.eq(now))
                 .returning(t::status)
@@ -209,7 +216,11 @@ pub async fn claim(db: &DbPool, run_id: String) -> Result<Option<Run>, DbError> 
                 .execute(conn)
                 .await?;
             let row: Row = diesel::update(r::table.find(&run_id))
-                .set((r::status.eq("running"), r::updated_at.eq(now)))
+                .set((
+                    r::status.eq("running"),
+                    r::updated_at.eq(now),
+                    r::lease_expires_at.eq(Some(lease_expires_at)),
+                ))
                 .returning(columns!(r))
                 .get_result(conn)
                 .await?;
@@ -278,6 +289,13 @@ pub async fn finish(
                 }
                 (None, None) => 0,
             };
+            // the thread may be free, or the queue on it shorter: wake other processes' runs
+            if let Some(notify) = dialect::NOTIFY_THREAD {
+                diesel::sql_query(notify)
+                    .bind::<Text, _>(&row.1)
+                    .execute(conn)
+                    .await?;
+            }
             Ok(run(row))
         })
         .await
@@ -310,32 +328,102 @@ pub async fn delete(db: &DbPool, thread_id: String, run_id: String) -> Result<()
     })
 }
 
-/// Ends runs still pending or running that were created before `before` (their process is
-/// gone: a run lives at most `MNEMO_RUN_TIMEOUT_S`), as `error`, and frees their threads.
-pub async fn recover(db: &DbPool, before: DateTime<Utc>) -> Result<usize, DbError> {
+/// Extends the leases of the runs this process holds (pending or running) to `until`, in one
+/// statement. Answers those still pending or running: a run missing from the answer was ended
+/// elsewhere (cancelled, its thread deleted, or its lease expired during an outage).
+pub async fn renew(
+    db: &DbPool,
+    run_ids: Vec<String>,
+    until: DateTime<Utc>,
+) -> Result<Vec<String>, DbError> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_conn!(db, |conn, s| {
+        use s::runs as r;
+        Ok(diesel::update(
+            r::table
+                .filter(r::run_id.eq_any(&run_ids))
+                .filter(r::status.eq_any(["pending", "running"])),
+        )
+        .set(r::lease_expires_at.eq(Some(until)))
+        .returning(r::run_id)
+        .get_results(&mut conn)
+        .await?)
+    })
+}
+
+/// What the stream of a run whose process was lost ends with.
+pub const LOST_EVENT: &str = r#"{"error":"RunLost","message":"the mnemo process executing this run stopped; the run was ended"}"#;
+
+/// Ends the runs whose lease expired (their process is gone): `error`, with a last `error`
+/// event for their streams. A thread a lost run held is freed (`error`, as after a failed run).
+/// Answers the threads touched, whose queued runs may now go.
+pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
-            use s::{runs as r, threads as t};
-            let stale: Vec<(String, String)> = diesel::update(
+            use s::{run_events as e, runs as r, threads as t};
+            let lost: Vec<(String, String, String)> = diesel::update(
                 r::table
                     .filter(r::status.eq_any(["pending", "running"]))
-                    .filter(r::created_at.lt(before)),
+                    .filter(
+                        r::lease_expires_at
+                            .is_null()
+                            .or(r::lease_expires_at.lt(now)),
+                    ),
             )
             .set((r::status.eq("error"), r::updated_at.eq(now)))
-            .returning((r::run_id, r::thread_id))
+            .returning((r::run_id, r::thread_id, r::status))
             .get_results(conn)
             .await?;
-            let threads: Vec<&String> = stale.iter().map(|(_, t)| t).collect();
+            if lost.is_empty() {
+                return Ok(Vec::new());
+            }
+            for (run_id, _, _) in &lost {
+                let last: Option<i64> = e::table
+                    .filter(e::run_id.eq(run_id))
+                    .select(diesel::dsl::max(e::seq))
+                    .first(conn)
+                    .await?;
+                diesel::insert_into(e::table)
+                    .values((
+                        e::run_id.eq(run_id),
+                        e::seq.eq(last.unwrap_or(0) + 1),
+                        e::event.eq("error"),
+                        e::data.eq(LOST_EVENT),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            // a thread is busy only for a running run: the lost runs' threads, unless another
+            // run is running there (which cannot be: one runs per thread)
+            let threads: Vec<&String> = lost.iter().map(|(_, t, _)| t).collect();
             diesel::update(
                 t::table
-                    .filter(t::thread_id.eq_any(threads))
-                    .filter(t::status.eq("busy")),
+                    .filter(t::thread_id.eq_any(&threads))
+                    .filter(t::status.eq("busy"))
+                    .filter(diesel::dsl::not(diesel::dsl::exists(
+                        r::table
+                            .filter(r::thread_id.eq(t::thread_id))
+                            .filter(r::status.eq("running")),
+                    ))),
             )
-            .set((t::status.eq("idle"), t::updated_at.eq(now)))
+            .set((t::status.eq("error"), t::updated_at.eq(now)))
             .execute(conn)
             .await?;
-            Ok(stale.len())
+            let mut touched: Vec<String> = threads.into_iter().cloned().collect();
+            touched.sort();
+            touched.dedup();
+            if let Some(notify) = dialect::NOTIFY_THREAD {
+                for thread_id in &touched {
+                    diesel::sql_query(notify)
+                        .bind::<Text, _>(thread_id)
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            Ok(touched)
         })
         .await
     })

@@ -107,6 +107,7 @@ pub mod pg {
             multitask_strategy -> Text,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            lease_expires_at -> Nullable<Timestamptz>,
         }
     }
 
@@ -235,6 +236,7 @@ pub mod sqlite {
             multitask_strategy -> Text,
             created_at -> TimestamptzSqlite,
             updated_at -> TimestamptzSqlite,
+            lease_expires_at -> Nullable<TimestamptzSqlite>,
         }
     }
 

@@ -10,6 +10,7 @@ mod fake_llm;
 mod helpers;
 mod interrupts;
 mod jwt;
+mod leases;
 mod lifecycle;
 mod limits;
 mod models;

@@ -5,13 +5,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use crate::both_backends;
+use crate::fake_llm::{FakeLlm, Reply};
 use crate::helpers::{Kind, TestDb};
 
 both_backends!(
     sigterm_stops_gracefully_and_leaves_no_connection,
     sigint_stops_gracefully_too,
-    healthcheck_follows_readiness
+    healthcheck_follows_readiness,
+    sigkill_mid_run_frees_the_thread_within_the_lease,
 );
 
 /// The binary, running on the port it logged; `stopped` yields its shutdown log line.
@@ -22,7 +26,12 @@ struct Running {
 }
 
 fn start(db: &TestDb) -> Running {
+    start_with(db, &[])
+}
+
+fn start_with(db: &TestDb, env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mnemo"))
+        .envs(env.iter().copied())
         .env("DATABASE_URL", &db.url)
         .env("MNEMO_PORT", "0")
         .env("MNEMO_POOL_MAX", "4")
@@ -134,4 +143,183 @@ async fn healthcheck_follows_readiness(kind: Kind) {
         .status();
     let _ = child.wait();
     assert!(!check(port).success(), "unhealthy once stopped");
+}
+
+/// A run stalled in its model call and a run queued behind it, then `kill -9`: after a restart
+/// the thread takes a new run within the lease (plus the keeper's tick), `join` and a rejoined
+/// stream of the lost run end, and the checkpoint written before the kill is intact.
+async fn sigkill_mid_run_frees_the_thread_within_the_lease(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    mnemo::install_crypto_provider();
+    let llm = FakeLlm::start(vec![Reply::Stall(vec![
+        json!({"role": "assistant", "content": "thinking "}),
+    ])])
+    .await;
+    const LEASE_S: u64 = 3;
+    let lease = LEASE_S.to_string();
+    let env = [
+        ("MNEMO_LLM", "openai"),
+        ("MNEMO_LLM_BASE_URL", llm.base_url.as_str()),
+        ("MNEMO_RUN_LEASE_S", lease.as_str()),
+    ];
+    let Running {
+        mut child, port, ..
+    } = start_with(&db, &env);
+    let client = reqwest::Client::new();
+    let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    let thread: Value = client
+        .post(url(port, "/threads"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tid = thread["thread_id"].as_str().unwrap().to_string();
+    let run: Value = client
+        .post(url(port, &format!("/threads/{tid}/runs")))
+        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}, "stream_resumable": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let queued: Value = client
+        .post(url(port, &format!("/threads/{tid}/runs")))
+        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "next"}]}, "multitask_strategy": "enqueue"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queued["status"], "pending", "{queued}");
+    llm.received(1).await;
+    // the input step is written in the background (durability "async"): wait until it shows
+    let mut written: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        let before: Value = client
+            .get(url(port, &format!("/threads/{tid}/history")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        written = before
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["checkpoint"]["checkpoint_id"].clone())
+            .collect();
+        if !written.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!written.is_empty(), "the input step was written");
+
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let Running {
+        child: mut second,
+        port,
+        ..
+    } = start_with(&db, &env);
+    let restarted = std::time::Instant::now();
+    let bound = Duration::from_secs(LEASE_S + 5);
+
+    // join and a rejoined stream of the lost run end, with the run ended as error
+    let joined = tokio::time::timeout(
+        bound,
+        client
+            .get(url(port, &format!("/threads/{tid}/runs/{run_id}/join")))
+            .send(),
+    )
+    .await
+    .expect("join ends within the lease")
+    .unwrap();
+    assert_eq!(joined.status().as_u16(), 200);
+    let stream = tokio::time::timeout(bound, async {
+        client
+            .get(url(port, &format!("/threads/{tid}/runs/{run_id}/stream")))
+            .header("last-event-id", "0")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the rejoined stream ends");
+    assert!(
+        stream.contains("RunLost"),
+        "the stream says the run was lost: {stream}"
+    );
+    for id in [&run_id, queued["run_id"].as_str().unwrap()] {
+        let r: Value = client
+            .get(url(port, &format!("/threads/{tid}/runs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "error", "{r}");
+    }
+
+    // the thread takes a new run (the builtin answers once the script is spent)
+    let started = loop {
+        let r = client
+            .post(url(port, &format!("/threads/{tid}/runs/wait")))
+            .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "again"}]}}))
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() != 409 {
+            break r;
+        }
+        assert!(
+            restarted.elapsed() < bound,
+            "the thread is still busy after {:?}",
+            restarted.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(started.status().as_u16(), 200);
+    assert!(restarted.elapsed() < bound);
+
+    let after: Value = client
+        .get(url(port, &format!("/threads/{tid}/history?limit=100")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<Value> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["checkpoint"]["checkpoint_id"].clone())
+        .collect();
+    for id in &written {
+        assert!(ids.contains(id), "checkpoint {id} survived the kill");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || second.wait()).await;
 }

@@ -1,0 +1,2 @@
+DROP INDEX runs_lease_idx;
+ALTER TABLE runs DROP COLUMN lease_expires_at;
