@@ -12,6 +12,7 @@ mod interrupts;
 mod jwt;
 mod lifecycle;
 mod models;
+mod openapi;
 mod ops;
 mod process;
 mod run_control;
