@@ -78,6 +78,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(threads::delete);
 }
 
+/// Middleware: a NUL character (`%00`) in the path names nothing (404), in the query string
+/// is invalid input (422), on both backends (Postgres cannot store it in text).
+pub async fn refuse_nul<B: actix_web::body::MessageBody>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let has_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    let refused = if has_nul(req.path()) {
+        Some(ApiError::NotFound("Not Found".into()))
+    } else if has_nul(req.query_string()) {
+        Some(ApiError::validation(
+            "the query must not contain the NUL character (%00)",
+        ))
+    } else {
+        None
+    };
+    crate::error::pass_unless(req, next, refused).await
+}
+
 /// Unknown paths get the same JSON error shape as everything else.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("Not Found".into()))

@@ -185,6 +185,12 @@ pub struct FilterBody {
 impl FilterBody {
     /// The filter, narrowed to a user principal's own threads.
     fn into_filter(self, principal: &Principal) -> Result<ThreadFilter, ApiError> {
+        for (v, what) in [(&self.metadata, "metadata"), (&self.values, "values")] {
+            v.as_ref().map_or(Ok(()), |v| without_nul(v, what))?;
+        }
+        if let Some(ids) = &self.ids {
+            without_nul(&json!(ids), "ids")?;
+        }
         Ok(ThreadFilter {
             metadata: object_or_none(self.metadata, "metadata")?,
             values: object_or_none(self.values, "values")?,
@@ -372,6 +378,7 @@ pub async fn prune(
             )));
         }
     };
+    without_nul(&json!(body.thread_ids), "thread_ids")?;
     let owner = principal.bound_user().map(str::to_string);
     let pruned = db.prune_threads(body.thread_ids, strategy, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "pruned_count": pruned })))

@@ -13,6 +13,7 @@ both_backends!(
     the_spec_lists_every_registered_route,
     the_spec_describes_errors_and_credentials,
     docs_serve_the_reference_page_offline,
+    nul_characters_are_refused_never_a_server_error,
 );
 
 /// `(METHOD, path)` of every service `src/routes/mod.rs` registers: each `.service(module::fn)`
@@ -269,4 +270,74 @@ async fn docs_serve_the_reference_page_offline(kind: Kind) {
     let (status, body) = app.get("/docs/no-such-file.js").await;
     assert_eq!(status, 404);
     assert!(body["detail"].is_string(), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What schemathesis found (tests/schema/run), kept as regressions.
+
+/// Postgres cannot store NUL (text, or `\u0000` in JSON) where SQLite can: thread filters and id
+/// lists (a 500 on Postgres, found by schemathesis) and NUL in a path or query are refused on both
+/// backends, and any other NUL Postgres refuses is a 422, never a 500.
+async fn nul_characters_are_refused_never_a_server_error(kind: Kind) {
+    let Some((app, _db)) = crate::helpers::spawn_app(kind).await else {
+        return;
+    };
+    let (s, thread) = app.post("/threads", serde_json::json!({})).await;
+    assert_eq!(s, 200);
+    let thread = thread["thread_id"].as_str().unwrap().to_string();
+    for (path, body) in [
+        (
+            "/threads/count",
+            serde_json::json!({"metadata": {"a": "x\u{0}"}}),
+        ),
+        (
+            "/threads/count",
+            serde_json::json!({"values": {"k\u{0}": 1}}),
+        ),
+        (
+            "/threads/search",
+            serde_json::json!({"metadata": {"a": ["\u{0}"]}}),
+        ),
+        ("/threads/search", serde_json::json!({"ids": ["a\u{0}"]})),
+        (
+            "/threads/prune",
+            serde_json::json!({"thread_ids": ["a\u{0}"]}),
+        ),
+    ] {
+        let (status, reply) = app.post(path, body.clone()).await;
+        assert_eq!(status, 422, "{path} {body}: {reply}");
+        assert!(reply["detail"].as_str().unwrap().contains("NUL"), "{reply}");
+    }
+    // in a path: nothing has that name; in a query: invalid
+    for path in ["/threads/a%00b", "/threads/a%00b/state", "/tasks/t%00"] {
+        let (status, reply) = app.get(path).await;
+        assert_eq!(status, 404, "{path}: {reply}");
+    }
+    let (status, reply) = app
+        .get(&format!("/threads/{thread}/history?before=a%00"))
+        .await;
+    assert_eq!(status, 422, "{reply}");
+    let (status, reply) = app.get("/store/items?namespace=a&key=b%00").await;
+    assert_eq!(status, 422, "{reply}");
+    // elsewhere Postgres's refusal is a 422 (SQLite stores the text)
+    let (status, reply) = app
+        .put(
+            "/store/items",
+            serde_json::json!({"namespace": ["a"], "key": "k\u{0}", "value": {}}),
+        )
+        .await;
+    match kind {
+        Kind::Postgres => assert_eq!(status, 422, "{reply}"),
+        Kind::Sqlite => assert_eq!(status, 204, "{reply}"),
+    }
+    let (status, reply) = app
+        .post(
+            &format!("/threads/{thread}/checkpoints/search"),
+            serde_json::json!({"checkpoint_ns": "\u{0}"}),
+        )
+        .await;
+    match kind {
+        Kind::Postgres => assert_eq!(status, 422, "{reply}"),
+        Kind::Sqlite => assert_eq!(status, 200, "{reply}"),
+    }
 }
