@@ -72,6 +72,8 @@ impl From<DbError> for ApiError {
                 ApiError::Unavailable("database unavailable".into())
             }
             DbError::ActorGone => ApiError::Unavailable("server is shutting down".into()),
+            DbError::Query(cause) if refuses_nul(&format!("{cause:?}")) => nul_refused(),
+            DbError::Failed(cause) if refuses_nul(&cause) => nul_refused(),
             DbError::Query(cause) => ApiError::Internal(format!("database error: {cause:?}")),
             DbError::Failed(cause) => ApiError::Internal(format!("database error: {cause}")),
         }
@@ -164,6 +166,17 @@ pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error 
 /// Path segments that do not parse: 404 (no such resource).
 pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::NotFound(err.to_string()).into()
+}
+
+/// Whether a database error is Postgres refusing the NUL character (in text, or as `\u0000`
+/// in JSON), which SQLite stores: input mnemo refuses on both backends, never a 500.
+fn refuses_nul(cause: &str) -> bool {
+    (cause.contains("invalid byte sequence for encoding") && cause.contains(": 0x00"))
+        || cause.contains("unsupported Unicode escape sequence")
+}
+
+fn nul_refused() -> ApiError {
+    ApiError::validation("text must not contain the NUL character (\\u0000)")
 }
 
 /// What a client is told for each refusal (the reason itself is counted and logged).

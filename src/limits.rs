@@ -13,6 +13,7 @@
 //! - Id lists (thread search and prune, run cancels, checkpoint deletes by run) hold at most
 //!   [`MAX_IDS`] ids; SQLite binds each as a variable.
 //! - Store namespaces and namespace patterns have at most [`MAX_NAMESPACE_LABELS`] labels.
+//! - `%00` in a path names nothing (404), in a query string is refused (422) ([`refuse_nul`]).
 
 use std::io;
 
@@ -48,7 +49,9 @@ impl std::fmt::Display for JsonRefusal {
             JsonRefusal::TooDeep => {
                 write!(f, "JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
             }
-            JsonRefusal::NulInString => write!(f, "JSON strings cannot contain \\u0000"),
+            JsonRefusal::NulInString => {
+                write!(f, "JSON strings cannot contain the NUL character (\\u0000)")
+            }
         }
     }
 }
@@ -145,6 +148,29 @@ pub async fn json_body(
         });
     }
     next.call(req).await
+}
+
+/// Middleware: a NUL character (`%00`) in the path names nothing (404), in the query string
+/// is invalid input (422), on both backends (Postgres cannot store it in text).
+pub async fn refuse_nul<B: actix_web::body::MessageBody>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let has_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    let refused = if has_nul(req.path()) {
+        Some(ApiError::NotFound("Not Found".into()))
+    } else if has_nul(req.query_string()) {
+        Some(ApiError::validation(
+            "the query must not contain the NUL character (%00)",
+        ))
+    } else {
+        None
+    };
+    crate::error::pass_unless(req, next, refused).await
 }
 
 /// The refusal a payload error carries, if [`json_body`] made it.

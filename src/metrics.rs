@@ -47,6 +47,15 @@ pub async fn count(
     Ok(resp)
 }
 
+/// Prometheus text: requests by status class, the pool, refused credentials. Needs a service
+/// credential unless MNEMO_METRICS_PUBLIC.
+#[utoipa::path(
+    tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 403, description = "A user's credential (metrics need a service's)", body = crate::routes::ErrorBody),
+    ),
+)]
 #[get("/metrics")]
 pub async fn export(
     metrics: web::Data<Metrics>,

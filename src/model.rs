@@ -71,10 +71,11 @@ impl Namespace {
 }
 
 /// One item of the store.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoreItem {
     pub namespace: Vec<String>,
     pub key: String,
+    #[schema(value_type = Object)]
     pub value: Value,
     #[serde(serialize_with = "ts")]
     pub created_at: DateTime<Utc>,
@@ -184,7 +185,7 @@ pub struct StoreSearch {
 // Threads
 
 /// A thread's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ThreadStatus {
     Idle,
@@ -205,7 +206,7 @@ impl ThreadStatus {
 }
 
 /// A thread as the LangGraph API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Thread {
     pub thread_id: String,
     #[serde(serialize_with = "ts")]
@@ -214,10 +215,16 @@ pub struct Thread {
     pub updated_at: DateTime<Utc>,
     #[serde(serialize_with = "ts")]
     pub state_updated_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub metadata: Value,
+    #[schema(value_type = ThreadStatus)]
     pub status: String,
+    #[schema(value_type = Object)]
     pub config: Value,
+    /// The graph's current state (any JSON the graph keeps).
     pub values: Option<Value>,
+    /// What an interrupted thread waits on, by task id.
+    #[schema(value_type = Object)]
     pub interrupts: Value,
     /// The user the thread belongs to (`None`: a service's). Not on the wire.
     #[serde(skip)]
@@ -247,7 +254,7 @@ pub struct ThreadFilter {
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadSortBy {
     ThreadId,
@@ -509,7 +516,7 @@ impl CheckpointRecord {
 // Tasks
 
 /// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Todo,
@@ -528,12 +535,13 @@ impl TaskStatus {
 }
 
 /// A task on a user's list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Task {
     pub task_id: String,
     pub user_id: String,
     pub title: String,
     pub notes: String,
+    #[schema(value_type = TaskStatus)]
     pub status: String,
     pub due_date: Option<chrono::NaiveDate>,
     #[serde(serialize_with = "ts")]
@@ -574,13 +582,17 @@ pub struct TaskQuery {
 // Runs
 
 /// A run as the LangGraph API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Run {
     pub run_id: String,
     pub thread_id: String,
     pub assistant_id: String,
+    /// `pending`, `running`, `success`, `error`, `timeout` or `interrupted`.
     pub status: String,
+    #[schema(value_type = Object)]
     pub metadata: Value,
+    /// The request the run was made from.
+    #[schema(value_type = Object)]
     pub kwargs: Value,
     pub multitask_strategy: String,
     #[serde(serialize_with = "ts")]

@@ -84,6 +84,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(from_fn(crate::limits::json_body))
+                .wrap(from_fn(crate::limits::refuse_nul))
                 .wrap(from_fn(crate::auth::authenticate))
                 .wrap(from_fn(crate::browser::check_browser))
                 .wrap(from_fn(crate::metrics::count))

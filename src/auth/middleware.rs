@@ -33,8 +33,16 @@ pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
 const LOOKUPS_PER_S: u32 = 20;
 const LOOKUP_BURST: u32 = 100;
 
-/// Paths that answer without credentials: probes and the server's description.
-const OPEN_PATHS: [&str; 4] = ["/ok", "/health", "/ready", "/info"];
+/// Paths that answer without credentials: probes and the server's description (with the API
+/// reference page's files, under `/docs/`).
+const OPEN_PATHS: [&str; 6] = [
+    "/ok",
+    "/health",
+    "/ready",
+    "/info",
+    "/openapi.json",
+    "/docs",
+];
 
 /// What `MNEMO_AUTH` turned on.
 pub struct AuthSettings {
@@ -117,7 +125,9 @@ impl Authenticator {
                 name: "anonymous".into(),
             }));
         };
-        let open = OPEN_PATHS.contains(&path) || (settings.metrics_public && path == "/metrics");
+        let open = OPEN_PATHS.contains(&path)
+            || path.starts_with("/docs/")
+            || (settings.metrics_public && path == "/metrics");
         let Some(credential) = credential(req) else {
             return if open {
                 Ok(None)

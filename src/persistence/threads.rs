@@ -245,10 +245,12 @@ pub async fn copy(db: &DbPool, thread_id: String, new_id: String) -> Result<Thre
             use s::{
                 checkpoint_blobs as b, checkpoint_writes as w, checkpoints as c, threads as t,
             };
-            let src: Row = t::table
-                .find(&thread_id)
-                .select(columns!(t))
-                .first(conn)
+            // a write first, so SQLite takes its write lock now: a read-then-write transaction
+            // fails at once (no busy wait) when another connection wrote in between
+            let src: Row = diesel::update(t::table.find(&thread_id))
+                .set(t::updated_at.eq(t::updated_at))
+                .returning(columns!(t))
+                .get_result(conn)
                 .await
                 .optional()?
                 .ok_or_else(|| not_found(&thread_id))?;

@@ -36,14 +36,21 @@ fn default_limit() -> i64 {
     10
 }
 
-#[derive(Deserialize)]
+/// Which assistants a search or count matches.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AssistantSearch)]
 pub struct SearchBody {
+    /// Assistants whose metadata contains this object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     graph_id: Option<String>,
+    /// Assistants whose name contains this text.
     name: Option<String>,
     #[serde(default = "default_limit")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     limit: i64,
     #[serde(default)]
+    #[schema(default = 0, minimum = 0)]
     offset: i64,
 }
 
@@ -64,6 +71,14 @@ fn matching(body: SearchBody) -> Result<(Vec<Value>, i64, i64), ApiError> {
     Ok((all, limit, offset))
 }
 
+#[utoipa::path(
+    tag = "assistants",
+    request_body = SearchBody,
+    responses((status = 200, body = [super::openapi::Assistant], headers(
+        ("X-Pagination-Total" = i64, description = "Assistants matching, in all"),
+        ("X-Pagination-Next" = Option<i64>, description = "The offset of the next page, if any"),
+    ))),
+)]
 #[post("/assistants/search")]
 pub async fn search(body: web::Json<SearchBody>) -> Result<HttpResponse, ApiError> {
     let (all, limit, offset) = matching(body.into_inner())?;
@@ -82,22 +97,54 @@ pub async fn search(body: web::Json<SearchBody>) -> Result<HttpResponse, ApiErro
     Ok(resp.json(page))
 }
 
+#[utoipa::path(
+    tag = "assistants",
+    request_body = SearchBody,
+    responses((status = 200, description = "Assistants matching", body = i64, content_type = "application/json")),
+)]
 #[post("/assistants/count")]
 pub async fn count(body: web::Json<SearchBody>) -> Result<HttpResponse, ApiError> {
     let (all, _, _) = matching(body.into_inner())?;
     Ok(HttpResponse::Ok().json(all.len()))
 }
 
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = super::openapi::Assistant),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
 #[get("/assistants/{assistant_id}")]
 pub async fn get(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(by_uuid(&path)?.assistant()))
 }
 
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = super::openapi::GraphSchemas),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
 #[get("/assistants/{assistant_id}/schemas")]
-pub async fn schemas(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_schemas(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(by_uuid(&path)?.schemas()))
 }
 
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = super::openapi::GraphDrawing),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
 #[get("/assistants/{assistant_id}/graph")]
 pub async fn graph(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(by_uuid(&path)?.drawing()))

@@ -42,29 +42,49 @@ fn tuple(rec: &CheckpointRecord) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+/// A channel value: a type tag and opaque bytes.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = BlobWrite)]
 pub struct BlobBody {
     channel: String,
     version: String,
     #[serde(rename = "type")]
     type_: String,
+    /// Base64 (null: no value).
     data: Option<String>,
     /// A JSON rendering of `data`, shown as the channel's value in the thread's state.
     value: Option<Value>,
 }
 
-#[derive(Deserialize)]
+/// A checkpoint to store, with the channel blobs it names.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CheckpointPut)]
 pub struct PutBody {
     #[serde(default)]
     checkpoint_ns: String,
+    /// Default: `checkpoint.id`.
     checkpoint_id: Option<String>,
     parent_checkpoint_id: Option<String>,
+    /// The checkpoint as the checkpointer writes it (an object mnemo keeps as sent).
+    #[schema(value_type = Object)]
     checkpoint: Value,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     #[serde(default)]
     blobs: Vec<BlobBody>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/threads/{thread_id}/checkpoints",
+    tag = "checkpoints",
+    params(("thread_id" = String, Path)),
+    request_body = PutBody,
+    responses(
+        (status = 200, description = "Stored (the thread is made if needed)", body = super::openapi::CheckpointStored),
+        (status = 404, description = "Another user's thread", body = super::ErrorBody),
+    ),
+)]
 #[put_route("/threads/{thread_id}/checkpoints")]
 pub async fn put(
     _owned: OwnedThread,
@@ -119,15 +139,20 @@ pub async fn put(
     Ok(HttpResponse::Ok().json(reply))
 }
 
-#[derive(Deserialize)]
+/// One pending write: a channel, a type tag and opaque bytes.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PendingWrite)]
 pub struct WriteBody {
     channel: String,
     #[serde(rename = "type")]
     type_: String,
+    /// Base64.
     data: String,
 }
 
-#[derive(Deserialize)]
+/// A task's pending writes against a checkpoint.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PendingWrites)]
 pub struct WritesBody {
     #[serde(default)]
     checkpoint_ns: String,
@@ -137,6 +162,17 @@ pub struct WritesBody {
     writes: Vec<WriteBody>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/threads/{thread_id}/checkpoints/{checkpoint_id}/writes",
+    tag = "checkpoints",
+    params(("thread_id" = String, Path), ("checkpoint_id" = String, Path)),
+    request_body = WritesBody,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 404, description = "No such thread or checkpoint", body = super::ErrorBody),
+    ),
+)]
 #[put_route("/threads/{thread_id}/checkpoints/{checkpoint_id}/writes")]
 pub async fn put_writes(
     _owned: OwnedThread,
@@ -163,8 +199,10 @@ pub async fn put_writes(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NsQuery {
+    /// The checkpoint namespace (default: the root, ``).
     #[serde(default)]
     checkpoint_ns: String,
 }
@@ -181,6 +219,16 @@ async fn one(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/threads/{thread_id}/checkpoints/latest",
+    tag = "checkpoints",
+    params(("thread_id" = String, Path), NsQuery),
+    responses(
+        (status = 200, body = super::openapi::CheckpointTuple),
+        (status = 404, description = "No checkpoint", body = super::ErrorBody),
+    ),
+)]
 #[get_route("/threads/{thread_id}/checkpoints/latest")]
 pub async fn latest(
     _owned: OwnedThread,
@@ -191,6 +239,16 @@ pub async fn latest(
     one(&db, path.into_inner(), q.into_inner().checkpoint_ns, None).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/threads/{thread_id}/checkpoints/{checkpoint_id}",
+    tag = "checkpoints",
+    params(("thread_id" = String, Path), ("checkpoint_id" = String, Path), NsQuery),
+    responses(
+        (status = 200, body = super::openapi::CheckpointTuple),
+        (status = 404, description = "No such checkpoint", body = super::ErrorBody),
+    ),
+)]
 #[get_route("/threads/{thread_id}/checkpoints/{checkpoint_id}")]
 pub async fn get(
     _owned: OwnedThread,
@@ -212,16 +270,31 @@ fn default_list_limit() -> i64 {
     100
 }
 
-#[derive(Deserialize)]
+/// The thread's checkpoints, newest first.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CheckpointSearch)]
 pub struct SearchBody {
     /// `None` lists every namespace.
     checkpoint_ns: Option<String>,
+    /// Only checkpoints whose metadata contains this object.
+    #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
+    /// Only checkpoints older than this id.
     before: Option<String>,
     #[serde(default = "default_list_limit")]
+    #[schema(default = 100, minimum = 1, maximum = 1000)]
     limit: i64,
 }
 
+#[utoipa::path(
+    tag = "checkpoints",
+    params(("thread_id" = String, Path)),
+    request_body = SearchBody,
+    responses(
+        (status = 200, body = [super::openapi::CheckpointTuple]),
+        (status = 404, description = "Another user's thread", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/checkpoints/search")]
 pub async fn search(
     _owned: OwnedThread,
@@ -242,6 +315,16 @@ pub async fn search(
     Ok(HttpResponse::Ok().json(records.iter().map(tuple).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/threads/{thread_id}/checkpoints",
+    tag = "checkpoints",
+    params(("thread_id" = String, Path)),
+    responses(
+        (status = 204, description = "Every checkpoint of the thread deleted"),
+        (status = 404, description = "Another user's thread", body = super::ErrorBody),
+    ),
+)]
 #[delete_route("/threads/{thread_id}/checkpoints")]
 pub async fn delete(
     _owned: OwnedThread,
@@ -252,13 +335,19 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = DeleteForRuns)]
 pub struct DeleteForRunsBody {
     run_ids: Vec<String>,
 }
 
 /// The checkpointer's `delete_for_runs`: deletes the checkpoints the runs wrote (metadata
 /// `run_id`), in every thread and namespace.
+#[utoipa::path(
+    tag = "checkpoints",
+    request_body = DeleteForRunsBody,
+    responses((status = 200, body = super::openapi::DeleteResult)),
+)]
 #[post("/checkpoints/delete_for_runs")]
 pub async fn delete_for_runs(
     principal: Principal,

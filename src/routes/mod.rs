@@ -3,6 +3,7 @@
 
 mod assistants;
 mod checkpoints;
+mod openapi;
 mod ops;
 mod ownership;
 mod runs;
@@ -13,6 +14,7 @@ mod threads;
 use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
+pub use openapi::{ApiDoc, ErrorBody};
 
 /// Registers all routes (more specific paths before the `{id}` ones they would shadow).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -21,9 +23,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(ops::info)
         .service(ops::health)
         .service(ops::ready)
+        .service(openapi::spec)
+        .service(openapi::docs)
+        .service(openapi::docs_file)
         .service(assistants::search)
         .service(assistants::count)
-        .service(assistants::schemas)
+        .service(assistants::get_schemas)
         .service(assistants::graph)
         .service(assistants::get)
         .service(store::put_item)

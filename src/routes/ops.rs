@@ -7,12 +7,14 @@ use crate::error::ApiError;
 use crate::persistence::Persistence;
 
 /// LangGraph clients' health check.
+#[utoipa::path(tag = "ops", responses((status = 200, body = super::openapi::OkStatus)))]
 #[get("/ok")]
 pub async fn ok() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "ok": true }))
 }
 
 /// Server information (agent-chat-ui only checks that it answers).
+#[utoipa::path(tag = "ops", responses((status = 200, body = super::openapi::ServerInfo)))]
 #[get("/info")]
 pub async fn info(db: web::Data<Persistence>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
@@ -24,12 +26,14 @@ pub async fn info(db: web::Data<Persistence>) -> HttpResponse {
 }
 
 /// Liveness: the process answers. Never touches the database.
+#[utoipa::path(tag = "ops", responses((status = 200, body = super::openapi::Health)))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Readiness: a query through the actor; 503 when the database cannot be reached.
+#[utoipa::path(tag = "ops", responses((status = 200, body = super::openapi::Readiness)))]
 #[get("/ready")]
 pub async fn ready(db: web::Data<Persistence>) -> Result<HttpResponse, ApiError> {
     let pool = db.ping().await?;

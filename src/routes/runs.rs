@@ -16,23 +16,45 @@ use crate::graphs;
 use crate::model::{NewThread, RunEvent};
 use crate::runner::{Live, RunRequest, Runner, Stop, StreamSlot, Subscription};
 
-#[derive(Deserialize, Default)]
+/// A run to start.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = RunCreate)]
 pub struct RunBody {
+    /// A graph id (`agent`, `legacy`) or its assistant's UUID.
     assistant_id: String,
+    /// The graph's input (any JSON).
     input: Option<Value>,
+    /// The run's config (`configurable.user_id`: the user it acts for).
     config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// `create` makes the thread when it does not exist; anything else: 404 then.
     if_not_exists: Option<String>,
+    /// `{"resume": value}` answers an interrupt (goto and update are not supported).
+    #[schema(value_type = Option<Object>)]
     command: Option<Value>,
+    /// A mode or a list of modes: `values`, `updates`, `messages`, `messages-tuple`, `custom`,
+    /// `events`, `debug`, `tasks`, `checkpoints`, `tools`, `lifecycle`.
+    #[schema(value_type = Option<super::openapi::StreamModes>)]
     stream_mode: Option<Value>,
+    /// Keep the run's events so a client can rejoin the stream with `Last-Event-ID`.
     #[serde(default)]
     stream_resumable: bool,
+    #[schema(value_type = Option<super::openapi::MultitaskStrategy>)]
     multitask_strategy: Option<String>,
+    #[schema(value_type = Option<super::openapi::OnDisconnect>)]
     on_disconnect: Option<String>,
+    /// `{"checkpoint_id": …}`: run from that checkpoint.
+    #[schema(value_type = Option<Object>)]
     checkpoint: Option<Value>,
     checkpoint_id: Option<String>,
+    #[schema(value_type = Option<super::openapi::OnCompletion>)]
     on_completion: Option<String>,
+    /// `"*"` or a list of node names.
+    #[schema(value_type = Option<super::openapi::NodeNames>)]
     interrupt_before: Option<Value>,
+    /// `"*"` or a list of node names.
+    #[schema(value_type = Option<super::openapi::NodeNames>)]
     interrupt_after: Option<Value>,
 }
 
@@ -215,6 +237,20 @@ async fn wait(
     Ok(final_values(&run.thread_id, &run.run_id, values))
 }
 
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path)),
+    request_body = RunBody,
+    responses(
+        (status = 200, description = "The thread's values when the run ended (any JSON the graph keeps)", body = Object, headers(
+            ("Location" = String, description = "The run's join URL"),
+            ("Content-Location" = String, description = "The run's URL"),
+        )),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such thread (without `if_not_exists: create`)", body = super::ErrorBody),
+        (status = 409, description = "The thread is busy (`multitask_strategy: reject`)", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/runs/wait")]
 pub async fn wait_on_thread(
     _owned: OwnedThread,
@@ -234,6 +270,17 @@ pub async fn wait_on_thread(
 }
 
 /// A run on a new thread of its own.
+#[utoipa::path(
+    tag = "runs",
+    request_body = RunBody,
+    responses(
+        (status = 200, description = "The thread's values when the run ended (any JSON the graph keeps)", body = Object, headers(
+            ("Location" = String, description = "The run's join URL"),
+            ("Content-Location" = String, description = "The run's URL"),
+        )),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+    ),
+)]
 #[post("/runs/wait")]
 pub async fn wait_stateless(
     principal: Principal,
@@ -414,6 +461,17 @@ async fn stream(
     ))
 }
 
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path)),
+    request_body = RunBody,
+    responses(
+        (status = 200, description = "The run's events (server-sent events: `metadata`, then the modes asked for, `error` on failure)", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such thread (without `if_not_exists: create`)", body = super::ErrorBody),
+        (status = 409, description = "The thread is busy (`multitask_strategy: reject`)", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/runs/stream")]
 pub async fn stream_on_thread(
     _owned: OwnedThread,
@@ -433,6 +491,14 @@ pub async fn stream_on_thread(
 }
 
 /// A streamed run on a new thread of its own.
+#[utoipa::path(
+    tag = "runs",
+    request_body = RunBody,
+    responses(
+        (status = 200, description = "The run's events (server-sent events)", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+    ),
+)]
 #[post("/runs/stream")]
 pub async fn stream_stateless(
     principal: Principal,
@@ -449,9 +515,12 @@ pub async fn stream_stateless(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JoinQuery {
+    /// Cancel the run when this client goes away (`true`/`1` or `false`/`0`).
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     cancel_on_disconnect: Flag,
 }
 
@@ -479,6 +548,21 @@ fn rejoin_modes(query: &str) -> Result<Option<Vec<String>>, ApiError> {
 /// Rejoins a run's stream. With `Last-Event-ID`, every event after it is sent again first
 /// (events of resumable runs are kept in the database, so this works on any replica and after
 /// the run has ended); without it, only the events still to come.
+#[utoipa::path(
+    tag = "runs",
+    params(
+        ("thread_id" = String, Path),
+        ("run_id" = String, Path),
+        JoinQuery,
+        ("stream_mode" = Option<Vec<super::openapi::StreamMode>>, Query, explode = true, description = "Only these modes' events (repeated, or comma-separated)"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Send again every event after this one"),
+    ),
+    responses(
+        (status = 200, description = "The run's events (server-sent events)", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 404, description = "No such thread or run", body = super::ErrorBody),
+        (status = 422, description = "An unknown stream mode, or a Last-Event-ID that is not an event id", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/runs/{run_id}/stream")]
 pub async fn join_stream(
     _owned: OwnedThread,
@@ -540,7 +624,8 @@ fn default_true() -> bool {
 }
 
 /// The original app's request: one user message to one agent, on a thread or a new one.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AgentStreamRequest)]
 pub struct AgentStreamBody {
     user_id: String,
     message: String,
@@ -552,6 +637,16 @@ pub struct AgentStreamBody {
 /// The original app's `POST /agent/stream`: the same run as `runs/stream` (`values` and
 /// `messages-tuple`); `use_v2_agent` picks `agent`, else `legacy`. Without `thread_id` a thread
 /// is created for the user, and the first event (`metadata`) names it.
+#[utoipa::path(
+    tag = "runs",
+    request_body = AgentStreamBody,
+    responses(
+        (status = 200, description = "The run's events (server-sent events: `values` and `messages`)", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+        (status = 409, description = "The thread is busy", body = super::ErrorBody),
+    ),
+)]
 #[post("/agent/stream")]
 pub async fn agent_stream(
     principal: Principal,
@@ -609,6 +704,19 @@ async fn background(
         .json(&live.run))
 }
 
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path)),
+    request_body = RunBody,
+    responses(
+        (status = 200, description = "The run, `pending` or `running`", body = crate::model::Run, headers(
+            ("Content-Location" = String, description = "The run's URL"),
+        )),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such thread (without `if_not_exists: create`)", body = super::ErrorBody),
+        (status = 409, description = "The thread is busy (`multitask_strategy: reject`)", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/runs")]
 pub async fn create_on_thread(
     _owned: OwnedThread,
@@ -628,6 +736,16 @@ pub async fn create_on_thread(
 }
 
 /// A background run on a new thread of its own.
+#[utoipa::path(
+    tag = "runs",
+    request_body = RunBody,
+    responses(
+        (status = 200, description = "The run, `pending` or `running`", body = crate::model::Run, headers(
+            ("Content-Location" = String, description = "The run's URL"),
+        )),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+    ),
+)]
 #[post("/runs")]
 pub async fn create_stateless(
     principal: Principal,
@@ -643,6 +761,17 @@ const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Waits for a run to end, then answers the thread's values (with `__interrupt__` when the run
 /// stopped on one).
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path), ("run_id" = String, Path), JoinQuery),
+    responses(
+        (status = 200, description = "The thread's values when the run ended (any JSON the graph keeps)", body = Object, headers(
+            ("Location" = String, description = "The run's join URL"),
+            ("Content-Location" = String, description = "The run's URL"),
+        )),
+        (status = 404, description = "No such thread or run", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/runs/{run_id}/join")]
 pub async fn join(
     _owned: OwnedThread,
@@ -683,10 +812,16 @@ pub async fn join(
     Ok(final_values(&thread_id, &run_id, values))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CancelQuery {
+    /// Answer once the run has stopped (`true`/`1` or `false`/`0`).
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     wait: Flag,
+    /// `interrupt` (default: keep what the run wrote) or `rollback` (delete the run and its
+    /// checkpoints).
+    #[param(value_type = Option<super::openapi::CancelAction>)]
     action: Option<String>,
 }
 
@@ -710,6 +845,15 @@ impl TryFrom<String> for Flag {
 /// Cancels a run: `action=interrupt` (the default) keeps what it wrote, `rollback` deletes the
 /// run and its checkpoints. With `wait=1`, answers once the run has stopped (200), else at once
 /// (202). A run that has already ended is answered as it is.
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path), ("run_id" = String, Path), CancelQuery),
+    responses(
+        (status = 200, description = "The run, stopped (or as it ended)", body = crate::model::Run),
+        (status = 202, description = "The run, told to stop", body = crate::model::Run),
+        (status = 404, description = "No such thread or run", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/runs/{run_id}/cancel")]
 pub async fn cancel(
     _owned: OwnedThread,
@@ -728,15 +872,27 @@ pub async fn cancel(
     }
 }
 
-#[derive(Deserialize)]
+/// The runs to cancel: `thread_id` and `run_ids`, or `status`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = RunsCancelRequest)]
 pub struct CancelManyBody {
     thread_id: Option<String>,
     run_ids: Option<Vec<String>>,
+    /// `pending`, `running` or `all`: every such run of this process (a user's own).
     status: Option<String>,
 }
 
 /// Cancels several runs: `{thread_id, run_ids}`, or every run of this process with `status`
 /// `pending`, `running` or `all` (a user's own runs only).
+#[utoipa::path(
+    tag = "runs",
+    params(CancelQuery),
+    request_body = CancelManyBody,
+    responses(
+        (status = 204, description = "Told to stop"),
+        (status = 404, description = "No such thread or run", body = super::ErrorBody),
+    ),
+)]
 #[post("/runs/cancel")]
 pub async fn cancel_many(
     principal: Principal,
@@ -786,6 +942,15 @@ pub async fn cancel_many(
 }
 
 /// Deletes a run that has ended (409 while it is pending or running).
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path), ("run_id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such thread or run", body = super::ErrorBody),
+        (status = 409, description = "The run is pending or running", body = super::ErrorBody),
+    ),
+)]
 #[delete("/threads/{thread_id}/runs/{run_id}")]
 pub async fn delete_run(
     _owned: OwnedThread,
@@ -797,6 +962,14 @@ pub async fn delete_run(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path), ("run_id" = String, Path)),
+    responses(
+        (status = 200, body = crate::model::Run),
+        (status = 404, description = "No such thread or run", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/runs/{run_id}")]
 pub async fn get(
     _owned: OwnedThread,
@@ -811,15 +984,27 @@ fn default_limit() -> i64 {
     10
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(default = "default_limit")]
+    #[param(default = 10, minimum = 1, maximum = 1000)]
     limit: i64,
     #[serde(default)]
+    #[param(default = 0, minimum = 0)]
     offset: i64,
+    /// Only runs with this status.
     status: Option<String>,
 }
 
+#[utoipa::path(
+    tag = "runs",
+    params(("thread_id" = String, Path), ListQuery),
+    responses(
+        (status = 200, description = "The thread's runs, newest first", body = [crate::model::Run]),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/runs")]
 pub async fn list(
     _owned: OwnedThread,

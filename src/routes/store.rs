@@ -40,18 +40,33 @@ fn narrowed(principal: &Principal, prefix: Vec<String>) -> Option<Vec<String>> {
 /// Ten years: a longer TTL is a mistake, and would overflow timestamp arithmetic.
 const MAX_TTL_MINUTES: f64 = 10.0 * 365.0 * 24.0 * 60.0;
 
-#[derive(Deserialize)]
+/// An item to store (replaces one with the same namespace and key).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StorePutRequest)]
 pub struct PutBody {
+    /// Non-empty labels without `.`.
+    #[schema(min_items = 1)]
     namespace: Vec<String>,
     key: String,
+    #[schema(value_type = Object)]
     value: Value,
     /// Semantic indexing is not supported; the field is accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
     index: Value,
+    /// Minutes until the item expires (default: never).
+    #[schema(exclusive_minimum = 0.0, maximum = 5256000.0)]
     ttl: Option<f64>,
 }
 
+#[utoipa::path(
+    tag = "store",
+    request_body = PutBody,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 403, description = "A user writing outside `[\"users\", <its user_id>, …]`", body = super::ErrorBody),
+    ),
+)]
 #[put("/store/items")]
 pub async fn put_item(
     principal: Principal,
@@ -81,13 +96,27 @@ pub async fn put_item(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetQuery {
+    /// The namespace's labels joined by `.` (`users.alice.memories`).
     namespace: Option<String>,
+    /// The item's key (a missing key is 400).
+    #[param(required = true)]
     key: Option<String>,
+    /// Whether reading the item restarts its TTL (default true).
     refresh_ttl: Option<bool>,
 }
 
+#[utoipa::path(
+    tag = "store",
+    params(GetQuery),
+    responses(
+        (status = 200, body = crate::model::StoreItem),
+        (status = 400, description = "No `key`", body = super::ErrorBody),
+        (status = 404, description = "No such item (or another user's)", body = super::ErrorBody),
+    ),
+)]
 #[get("/store/items")]
 pub async fn get_item(
     principal: Principal,
@@ -109,12 +138,21 @@ pub async fn get_item(
     Ok(HttpResponse::Ok().json(item))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StoreDeleteRequest)]
 pub struct DeleteBody {
     namespace: Vec<String>,
     key: String,
 }
 
+#[utoipa::path(
+    tag = "store",
+    request_body = DeleteBody,
+    responses(
+        (status = 204, description = "Deleted (or there was no such item)"),
+        (status = 404, description = "Another user's namespace", body = super::ErrorBody),
+    ),
+)]
 #[delete("/store/items")]
 pub async fn delete_item(
     principal: Principal,
@@ -134,14 +172,21 @@ fn default_limit() -> i64 {
     10
 }
 
-#[derive(Deserialize)]
+/// Items under a namespace prefix whose values match a filter.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StoreSearchRequest)]
 pub struct SearchBody {
     #[serde(default)]
     namespace_prefix: Vec<String>,
+    /// `{field: value}` or `{field: {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}` on the
+    /// top-level fields of items' values.
+    #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
     #[serde(default = "default_limit")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     limit: i64,
     #[serde(default)]
+    #[schema(default = 0, minimum = 0)]
     offset: i64,
     /// Semantic search is not supported: a query is accepted, results are unscored.
     #[allow(dead_code)]
@@ -149,6 +194,11 @@ pub struct SearchBody {
     refresh_ttl: Option<bool>,
 }
 
+#[utoipa::path(
+    tag = "store",
+    request_body = SearchBody,
+    responses((status = 200, body = super::openapi::StoreSearchResult)),
+)]
 #[post("/store/items/search")]
 pub async fn search_items(
     principal: Principal,
@@ -185,14 +235,20 @@ fn default_ns_limit() -> i64 {
     100
 }
 
-#[derive(Deserialize)]
+/// Namespaces that start with `prefix` and end with `suffix` (`*` matches any one label).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StoreNamespacesRequest)]
 pub struct NamespacesBody {
     prefix: Option<Vec<String>>,
     suffix: Option<Vec<String>>,
+    /// Namespaces cut to this many labels.
+    #[schema(minimum = 1)]
     max_depth: Option<usize>,
     #[serde(default = "default_ns_limit")]
+    #[schema(default = 100, minimum = 1, maximum = 1000)]
     limit: i64,
     #[serde(default)]
+    #[schema(default = 0, minimum = 0)]
     offset: i64,
 }
 
@@ -201,6 +257,11 @@ fn matches_start(labels: &[&str], pattern: &[String]) -> bool {
     labels.len() >= pattern.len() && pattern.iter().zip(labels).all(|(p, l)| p == "*" || p == l)
 }
 
+#[utoipa::path(
+    tag = "store",
+    request_body = NamespacesBody,
+    responses((status = 200, body = super::openapi::NamespaceList)),
+)]
 #[post("/store/namespaces")]
 pub async fn list_namespaces(
     principal: Principal,

@@ -49,16 +49,30 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// A task to add to a user's list.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TaskCreateRequest)]
 pub struct CreateBody {
+    /// The user whose list it goes on: required of a service; a user may name only itself.
     user_id: Option<String>,
+    /// 1 to 500 characters (not counting surrounding spaces).
+    #[schema(max_length = 500)]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 10000)]
     notes: String,
     status: Option<TaskStatus>,
     due_date: Option<NaiveDate>,
 }
 
+#[utoipa::path(
+    tag = "tasks",
+    request_body = CreateBody,
+    responses(
+        (status = 201, body = crate::model::Task),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+    ),
+)]
 #[post("/tasks")]
 pub async fn create(
     principal: Principal,
@@ -76,8 +90,10 @@ pub async fn create(
     Ok(HttpResponse::Created().json(db.create_task(new).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserQuery {
+    /// The user whose task it is: required of a service; a user may name only itself.
     user_id: Option<String>,
 }
 
@@ -85,15 +101,27 @@ fn default_limit() -> i64 {
     50
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The user whose tasks to list: required of a service; a user may name only itself.
     user_id: Option<String>,
     status: Option<TaskStatus>,
+    /// The cursor: list tasks after this task id (`next_after` of the previous page).
     after: Option<String>,
     #[serde(default = "default_limit")]
+    #[param(default = 50, minimum = 1, maximum = 200)]
     limit: i64,
 }
 
+#[utoipa::path(
+    tag = "tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, body = super::openapi::TaskPage),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+    ),
+)]
 #[get("/tasks")]
 pub async fn list(
     principal: Principal,
@@ -117,6 +145,15 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_after": next })))
 }
 
+#[utoipa::path(
+    tag = "tasks",
+    params(("task_id" = String, Path), UserQuery),
+    responses(
+        (status = 200, body = crate::model::Task),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such task on the user's list", body = super::ErrorBody),
+    ),
+)]
 #[get("/tasks/{task_id}")]
 pub async fn get(
     principal: Principal,
@@ -128,7 +165,9 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(db.get_task(user_id, path.into_inner()).await?))
 }
 
-#[derive(Deserialize)]
+/// Changes to a task; absent fields stay as they are, `"due_date": null` clears the date.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TaskPatchRequest)]
 pub struct PatchBody {
     title: Option<String>,
     notes: Option<String>,
@@ -137,6 +176,16 @@ pub struct PatchBody {
     due_date: Option<Option<NaiveDate>>,
 }
 
+#[utoipa::path(
+    tag = "tasks",
+    params(("task_id" = String, Path), UserQuery),
+    request_body = PatchBody,
+    responses(
+        (status = 200, body = crate::model::Task),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such task on the user's list", body = super::ErrorBody),
+    ),
+)]
 #[patch("/tasks/{task_id}")]
 pub async fn update(
     principal: Principal,
@@ -156,6 +205,15 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(db.update_task(user_id, path.into_inner(), patch).await?))
 }
 
+#[utoipa::path(
+    tag = "tasks",
+    params(("task_id" = String, Path), UserQuery),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such task on the user's list", body = super::ErrorBody),
+    ),
+)]
 #[delete("/tasks/{task_id}")]
 pub async fn delete(
     principal: Principal,

@@ -15,21 +15,39 @@ use crate::model::{
 };
 use crate::persistence::{Persistence, Prune};
 
-#[derive(Deserialize)]
+/// What to do when the id is taken: `raise` (409, the default) or `do_nothing` (answer the
+/// existing thread).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum IfExists {
     Raise,
     DoNothing,
 }
 
-#[derive(Deserialize)]
+/// A thread to create.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ThreadCreate)]
 pub struct CreateBody {
+    /// A UUID (default: a new one).
+    #[schema(format = Uuid)]
     thread_id: Option<String>,
+    /// `user_id` in it names the user the thread belongs to (a service's choice).
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     if_exists: Option<IfExists>,
+    /// Not supported: must be absent or null.
     supersteps: Option<Value>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    request_body = CreateBody,
+    responses(
+        (status = 200, body = crate::model::Thread),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 409, description = "A thread with that id exists", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads")]
 pub async fn create(
     principal: Principal,
@@ -67,6 +85,14 @@ pub async fn create(
     Ok(HttpResponse::Ok().json(thread))
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    responses(
+        (status = 200, body = crate::model::Thread),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}")]
 pub async fn get(
     _owned: OwnedThread,
@@ -90,11 +116,24 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(thread))
 }
 
-#[derive(Deserialize)]
+/// Metadata to merge into the thread's.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ThreadPatch)]
 pub struct PatchBody {
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    request_body = PatchBody,
+    responses(
+        (status = 200, body = crate::model::Thread),
+        (status = 403, description = "A user naming another user", body = super::ErrorBody),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[patch("/threads/{thread_id}")]
 pub async fn patch(
     _owned: OwnedThread,
@@ -109,6 +148,14 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(db.patch_thread(path.into_inner(), metadata).await?))
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted, with its checkpoints and runs"),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[delete("/threads/{thread_id}")]
 pub async fn delete(
     _owned: OwnedThread,
@@ -119,9 +166,15 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+/// Which threads a search or count matches.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ThreadFilter)]
 pub struct FilterBody {
+    /// Threads whose metadata contains this object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// Threads whose current values contain this object.
+    #[schema(value_type = Option<Object>)]
     values: Option<Value>,
     ids: Option<Vec<String>>,
     status: Option<ThreadStatus>,
@@ -161,7 +214,7 @@ fn named_user(metadata: &Value) -> Option<&str> {
     metadata.get("user_id").and_then(Value::as_str)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum SortOrder {
     Asc,
@@ -172,18 +225,30 @@ fn default_limit() -> i64 {
     10
 }
 
-#[derive(Deserialize)]
+/// A page of the threads a filter matches.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ThreadSearch)]
 pub struct SearchBody {
     #[serde(flatten)]
     filter: FilterBody,
     #[serde(default = "default_limit")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     limit: i64,
     #[serde(default)]
+    #[schema(default = 0, minimum = 0)]
     offset: i64,
     sort_by: Option<ThreadSortBy>,
     sort_order: Option<SortOrder>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    request_body = SearchBody,
+    responses((status = 200, body = [crate::model::Thread], headers(
+        ("X-Pagination-Total" = i64, description = "Threads matching, in all"),
+        ("X-Pagination-Next" = Option<i64>, description = "The offset of the next page, if any"),
+    ))),
+)]
 #[post("/threads/search")]
 pub async fn search(
     principal: Principal,
@@ -209,6 +274,11 @@ pub async fn search(
     Ok(resp.json(threads))
 }
 
+#[utoipa::path(
+    tag = "threads",
+    request_body = FilterBody,
+    responses((status = 200, description = "Threads matching", body = i64, content_type = "application/json")),
+)]
 #[post("/threads/count")]
 pub async fn count(
     principal: Principal,
@@ -219,13 +289,25 @@ pub async fn count(
     Ok(HttpResponse::Ok().json(db.count_threads(filter).await?))
 }
 
-#[derive(Deserialize)]
+/// Optional: the LangGraph clients send no body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ThreadCopy)]
 #[serde(deny_unknown_fields)]
 pub struct CopyBody {
     /// The copy's id (a checkpointer's `copy_thread` names its target); default: a new UUID.
     thread_id: Option<String>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    request_body(content = Option<CopyBody>, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The copy", body = crate::model::Thread),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+        (status = 409, description = "A thread with the copy's id exists", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/copy")]
 pub async fn copy(
     _owned: OwnedThread,
@@ -256,10 +338,14 @@ pub async fn copy(
     Ok(HttpResponse::Ok().json(db.copy_thread(path.into_inner(), new_id).await?))
 }
 
-#[derive(Deserialize)]
+/// Threads to prune.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ThreadPrune)]
 pub struct PruneBody {
     thread_ids: Vec<String>,
+    /// `delete` (default) or `keep_latest`.
     #[serde(default = "default_prune")]
+    #[schema(value_type = Option<super::openapi::PruneStrategy>)]
     strategy: String,
 }
 
@@ -269,6 +355,11 @@ fn default_prune() -> String {
 
 /// `delete` removes the threads; `keep_latest` keeps each thread with only its latest
 /// checkpoint per namespace (with that checkpoint's pending writes and blobs).
+#[utoipa::path(
+    tag = "threads",
+    request_body = PruneBody,
+    responses((status = 200, body = super::openapi::PruneResult)),
+)]
 #[post("/threads/prune")]
 pub async fn prune(
     principal: Principal,
@@ -386,6 +477,14 @@ async fn state(
     }
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    responses(
+        (status = 200, description = "The latest state", body = super::openapi::ThreadState),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/state")]
 pub async fn get_state(
     _owned: OwnedThread,
@@ -395,6 +494,14 @@ pub async fn get_state(
     Ok(HttpResponse::Ok().json(state(&db, path.into_inner(), String::new(), None).await?))
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path), ("checkpoint_id" = String, Path)),
+    responses(
+        (status = 200, body = super::openapi::ThreadState),
+        (status = 404, description = "No such thread or checkpoint", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/state/{checkpoint_id}")]
 pub async fn state_at_checkpoint(
     _owned: OwnedThread,
@@ -405,17 +512,28 @@ pub async fn state_at_checkpoint(
     Ok(HttpResponse::Ok().json(state(&db, thread_id, String::new(), Some(checkpoint_id)).await?))
 }
 
-#[derive(Deserialize, Default)]
+/// A checkpoint of the thread.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct CheckpointConfig {
     checkpoint_id: Option<String>,
     checkpoint_ns: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StateAtCheckpoint)]
 pub struct StateCheckpointBody {
     checkpoint: CheckpointConfig,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    request_body = StateCheckpointBody,
+    responses(
+        (status = 200, body = super::openapi::ThreadState),
+        (status = 404, description = "No such thread or checkpoint", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/state/checkpoint")]
 pub async fn state_at_checkpoint_post(
     _owned: OwnedThread,
@@ -438,14 +556,27 @@ pub async fn state_at_checkpoint_post(
     ))
 }
 
-#[derive(Deserialize)]
+/// A state update: a new checkpoint on top of `checkpoint_id` (default: the latest).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StateUpdate)]
 pub struct UpdateBody {
+    /// Values to write (an object).
+    #[schema(value_type = Option<Object>)]
     values: Option<Value>,
     as_node: Option<String>,
     checkpoint: Option<CheckpointConfig>,
     checkpoint_id: Option<String>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, body = super::openapi::StateUpdated),
+        (status = 404, description = "No such thread or checkpoint", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/state")]
 pub async fn update_state(
     _owned: OwnedThread,
@@ -513,15 +644,32 @@ async fn history(
     Ok(HttpResponse::Ok().json(records.iter().map(thread_state).collect::<Vec<_>>()))
 }
 
-#[derive(Deserialize)]
+/// A page of the thread's states, newest first.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HistoryRequest)]
 pub struct HistoryBody {
     #[serde(default = "default_limit")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     limit: i64,
+    /// Only states older than this checkpoint: its id, `{"checkpoint_id"}` or
+    /// `{"configurable": {"checkpoint_id"}}`.
+    #[schema(value_type = Option<super::openapi::BeforeCheckpoint>)]
     before: Option<Value>,
+    /// Only checkpoints whose metadata contains this object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     checkpoint: Option<CheckpointConfig>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path)),
+    request_body = HistoryBody,
+    responses(
+        (status = 200, body = [super::openapi::ThreadState]),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[post("/threads/{thread_id}/history")]
 pub async fn history_post(
     _owned: OwnedThread,
@@ -546,13 +694,24 @@ pub async fn history_post(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     #[serde(default = "default_limit")]
+    #[param(default = 10, minimum = 1, maximum = 1000)]
     limit: i64,
+    /// Only states older than this checkpoint id.
     before: Option<String>,
 }
 
+#[utoipa::path(
+    tag = "threads",
+    params(("thread_id" = String, Path), HistoryQuery),
+    responses(
+        (status = 200, body = [super::openapi::ThreadState]),
+        (status = 404, description = "No such thread", body = super::ErrorBody),
+    ),
+)]
 #[get("/threads/{thread_id}/history")]
 pub async fn history_get(
     _owned: OwnedThread,

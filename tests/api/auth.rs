@@ -160,6 +160,15 @@ fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str)
         c("GET", "/info", "/info".into(), None, Open),
         c("GET", "/health", "/health".into(), None, Open),
         c("GET", "/ready", "/ready".into(), None, Open),
+        c("GET", "/openapi.json", "/openapi.json".into(), None, Open),
+        c("GET", "/docs", "/docs".into(), None, Open),
+        c(
+            "GET",
+            "/docs/{file:.*}",
+            "/docs/swagger-ui.css".into(),
+            None,
+            Open,
+        ),
         // a user key is not enough for metrics
         c("GET", "/metrics", "/metrics".into(), None, Forbidden),
         c(

@@ -14,6 +14,7 @@ mod leases;
 mod lifecycle;
 mod limits;
 mod models;
+mod openapi;
 mod ops;
 mod process;
 mod run_control;
