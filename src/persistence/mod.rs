@@ -25,7 +25,7 @@ mod tls;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
 pub use checkpoints::{Prune, next_state};
-pub use error::DbError;
+pub use error::{DbError, Outage, OutageKind};
 pub use migrate::run_migrations;
 pub use pool::{Backend, DbPool};
 
