@@ -96,7 +96,7 @@ macro_rules! operations {
                     let db = self.pool().clone();
                     #[allow(unused_variables)]
                     let $msg { $($arg),* } = m;
-                    Box::pin(async move { $func(&db, $($arg),*).await })
+                    self.bounded(async move { $func(&db, $($arg),*).await })
                 }
             }
         )*
@@ -134,6 +134,15 @@ impl Persistence {
     pub async fn ping(&self) -> Result<PoolStats, DbError> {
         self.addr
             .send(actor::Ping)
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
+    /// Whether the database takes writes now (a write probe that changes nothing, or the
+    /// outage writes met in the last second), with the pool's figures.
+    pub async fn probe(&self) -> Result<PoolStats, DbError> {
+        self.addr
+            .send(actor::Probe)
             .await
             .map_err(|_| DbError::ActorGone)?
     }
