@@ -249,7 +249,9 @@ impl DbPool {
                 match tokio::time::timeout_at(deadline, &mut op).await {
                     Ok(result) => result,
                     Err(_) => {
-                        // dropping `op` hands its connections back; take them out again
+                        // dropping `op` hands its connections back; take out again every one it
+                        // took (one it had already given back goes too: a reconnect, paid only
+                        // when a deadline is missed)
                         drop(op);
                         let taken = taken.borrow();
                         let closed = pool
