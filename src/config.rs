@@ -5,7 +5,8 @@
 //! - `MNEMO_HOST` (default `127.0.0.1`) and `MNEMO_PORT` (default `2024`, where LangGraph clients look).
 //! - `MNEMO_POOL_MAX` (default 16): the most database connections mnemo ever holds (at least 2
 //!   on Postgres, where one of them listens for wake-ups from other processes).
-//! - `MNEMO_POOL_TIMEOUT_MS` (default 5000): how long a request waits for a connection before 503.
+//! - `MNEMO_POOL_TIMEOUT_MS` (default 5000): the deadline of each database operation (the wait
+//!   for a connection included) before 503; SQLite's `busy_timeout` is half of it.
 //! - `MNEMO_STATEMENT_TIMEOUT_MS` (default 30000): Postgres `statement_timeout` on every connection.
 //! - `MNEMO_WORKERS` (default: the number of cores): HTTP worker threads.
 //! - `MNEMO_SHUTDOWN_TIMEOUT_S` (default 10): how long in-flight requests may run after SIGTERM.
@@ -63,7 +64,8 @@ pub struct Config {
     #[arg(long, env = "MNEMO_POOL_MAX", default_value_t = 16)]
     pub pool_max: usize,
 
-    /// How long a request waits for a free connection before it is answered 503.
+    /// The deadline of each database operation, the wait for a free connection included: past
+    /// it the request is answered 503. SQLite's busy_timeout is half of it.
     #[arg(long, env = "MNEMO_POOL_TIMEOUT_MS", default_value_t = 5000)]
     pub pool_timeout_ms: u64,
 

@@ -1,21 +1,69 @@
 //! The actor that owns the pool. It runs on its own arbiter so that its `stopped` hook runs when
 //! mnemo stops it (an actor on the System arbiter is only dropped after `main` returns).
+//!
+//! Every operation is answered within its deadline ([`PersistenceActor::bounded`], the pool
+//! timeout), and the actor keeps the database's [`Health`] for `/ready`: an outage not yet
+//! followed by a successful write means writes are failing.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFutureExt, Context, Handler, Message, MessageResult, ResponseActFuture,
     ResponseFuture, WrapFuture,
 };
-use diesel_async::RunQueryDsl;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde::Serialize;
 
-use super::{DbError, DbPool, batch, checkpoints, store, with_conn};
+use super::{DbError, DbPool, OutageKind, batch, checkpoints, store, with_conn};
 use crate::model::{NewCheckpoint, NewWrites};
+
+/// After an outage, `/ready` answers 503 at once for this long without asking the database
+/// again; past it, a write probe decides (and a successful write of any caller ends the
+/// outage sooner).
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether writes are failing: the last outage an operation met, until a write succeeds.
+/// Shared by the actor and its group-commit tasks, all on the actor's thread.
+#[derive(Clone, Default)]
+pub struct Health(Rc<Cell<Option<(Instant, OutageKind)>>>);
+
+impl Health {
+    /// Notes what an operation met: an outage marks writes as failing.
+    pub fn saw<T>(&self, result: &Result<T, DbError>) {
+        if let Some(kind) = result.as_ref().err().and_then(DbError::outage) {
+            self.0.set(Some((Instant::now(), kind)));
+        }
+    }
+
+    /// A write succeeded: the database takes writes again.
+    pub fn wrote(&self) {
+        self.0.set(None);
+    }
+
+    /// Notes what a write met: success ends an outage, an outage marks one.
+    pub fn saw_write<T>(&self, result: &Result<T, DbError>) {
+        match result {
+            Ok(_) => self.wrote(),
+            Err(_) => self.saw(result),
+        }
+    }
+
+    /// The outage met within the last `within`, not since followed by a successful write.
+    fn recent_outage(&self, within: Duration) -> Option<OutageKind> {
+        self.0
+            .get()
+            .filter(|(at, _)| at.elapsed() < within)
+            .map(|(_, kind)| kind)
+    }
+}
 
 /// Owns the process's one connection pool. Holds no per-request state.
 pub struct PersistenceActor {
     db: DbPool,
+    health: Health,
     /// Store writes and checkpoint puts go to group-commit tasks started with the actor.
     puts: Option<batch::Queue<store::NewItem>>,
     checkpoint_puts: Option<batch::Queue<NewCheckpoint>>,
@@ -26,6 +74,7 @@ impl PersistenceActor {
     pub fn new(db: DbPool) -> Self {
         PersistenceActor {
             db,
+            health: Health::default(),
             puts: None,
             checkpoint_puts: None,
             write_puts: None,
@@ -34,6 +83,25 @@ impl PersistenceActor {
 
     pub(super) fn pool(&self) -> &DbPool {
         &self.db
+    }
+
+    /// When an operation starting now must have its answer.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.db.op_budget()
+    }
+
+    /// Runs one operation for a caller, answered within its deadline (see `DbPool::settle`);
+    /// an outage it meets is noted for `/ready`.
+    pub(super) fn bounded<T: 'static>(
+        &self,
+        op: impl Future<Output = Result<T, DbError>> + 'static,
+    ) -> ResponseFuture<Result<T, DbError>> {
+        let (db, health, deadline) = (self.db.clone(), self.health.clone(), self.deadline());
+        Box::pin(async move {
+            let result = db.settle(deadline, op).await;
+            health.saw(&result);
+            result
+        })
     }
 }
 
@@ -44,9 +112,18 @@ impl Actor for PersistenceActor {
         // the default mailbox (16) would make request handlers queue behind each other;
         // the pool, not the mailbox, is what bounds concurrency
         ctx.set_mailbox_capacity(8192);
-        self.puts = Some(batch::spawn(self.db.clone(), store::put_many));
-        self.checkpoint_puts = Some(batch::spawn(self.db.clone(), checkpoints::put_many));
-        self.write_puts = Some(batch::spawn(self.db.clone(), checkpoints::put_writes_many));
+        let (db, health) = (&self.db, &self.health);
+        self.puts = Some(batch::spawn(db.clone(), health.clone(), store::put_many));
+        self.checkpoint_puts = Some(batch::spawn(
+            db.clone(),
+            health.clone(),
+            checkpoints::put_many,
+        ));
+        self.write_puts = Some(batch::spawn(
+            db.clone(),
+            health.clone(),
+            checkpoints::put_writes_many,
+        ));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -65,8 +142,13 @@ macro_rules! queued_write {
         impl Handler<$msg> for PersistenceActor {
             type Result = ResponseFuture<Result<(), DbError>>;
             fn handle(&mut self, m: $msg, _: &mut Self::Context) -> Self::Result {
-                let queue = self.$queue.clone();
-                Box::pin(async move { batch::enqueue(queue.as_ref(), m.0).await })
+                let (queue, deadline, health) =
+                    (self.$queue.clone(), self.deadline(), self.health.clone());
+                Box::pin(async move {
+                    let result = batch::enqueue(queue.as_ref(), m.0, deadline).await;
+                    health.saw(&result);
+                    result
+                })
             }
         }
     };
@@ -126,11 +208,59 @@ impl Handler<Ping> for PersistenceActor {
     type Result = ResponseFuture<Result<PoolStats, DbError>>;
     fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
-        Box::pin(async move {
+        self.bounded(async move {
             with_conn!(&db, |conn, _s| {
                 diesel::sql_query("SELECT 1").execute(&mut conn).await?;
             });
             Ok(db.status().into())
+        })
+    }
+}
+
+/// Whether the database takes writes now, with the pool's figures (`/ready`).
+///
+/// While an outage met in the last second has not been followed by a successful write, the
+/// answer is that outage, at once. Otherwise a write probe that changes nothing: SQLite takes
+/// and releases the write lock (`BEGIN IMMEDIATE`, so a lock held elsewhere is seen); Postgres
+/// assigns a transaction id and commits (a read-only standby, or a server that cannot commit,
+/// refuses).
+pub struct Probe;
+impl Message for Probe {
+    type Result = Result<PoolStats, DbError>;
+}
+impl Handler<Probe> for PersistenceActor {
+    type Result = ResponseFuture<Result<PoolStats, DbError>>;
+    fn handle(&mut self, _: Probe, _: &mut Self::Context) -> Self::Result {
+        if let Some(kind) = self.health.recent_outage(RECHECK_AFTER) {
+            return Box::pin(async move {
+                Err(DbError::unavailable(
+                    kind,
+                    "writes failed less than a second ago",
+                ))
+            });
+        }
+        let (db, health) = (self.db.clone(), self.health.clone());
+        let probe = self.bounded(async move {
+            match &db {
+                DbPool::Pg(pool) => {
+                    pool.get()
+                        .await?
+                        .batch_execute("SELECT txid_current()")
+                        .await?
+                }
+                DbPool::Sqlite(pool) => {
+                    pool.get()
+                        .await?
+                        .batch_execute("BEGIN IMMEDIATE; ROLLBACK")
+                        .await?
+                }
+            }
+            Ok(db.status().into())
+        });
+        Box::pin(async move {
+            let stats = probe.await?;
+            health.wrote();
+            Ok(stats)
         })
     }
 }

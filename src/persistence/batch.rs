@@ -2,35 +2,67 @@
 //!
 //! A queue's task takes whatever is waiting (up to `MAX_BATCH`) and hands it to one `flush`
 //! call; with nothing else waiting, a write goes alone, with no added wait. Under load, writes
-//! that arrive while `IN_FLIGHT` batches are being written make up the next batch, so many
-//! callers share one round trip and one commit. When a batch fails, its writes are retried one
-//! by one, so one bad write (or a deadlock between batches) fails only its own caller.
+//! that arrive while `IN_FLIGHT` batches (one on SQLite) are being written make up the next batch, so many
+//! callers share one round trip and one commit.
+//!
+//! When a batch fails:
+//! - because the database is unavailable (an [`OutageKind`]: down, locked, hung, past the
+//!   deadline), every write in it fails at once with that outage: writing them one by one
+//!   would only make each caller wait for the same outage again;
+//! - for any other reason (one write's content, a deadlock between batches), its writes are
+//!   retried one by one, so one bad write fails only its own caller.
+//!
+//! Each write carries its caller's deadline; the caller is answered by then whatever the batch
+//! does, and a batch is written only for callers still waiting, within the earliest of their
+//! deadlines. The queue is bounded ([`QUEUE_CAPACITY`]): when it is full, a write is refused at
+//! once (`Overloaded`, a 503), not queued behind writes that cannot finish in time.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::{DbError, DbPool};
+use super::actor::Health;
+use super::{Backend, DbError, DbPool, OutageKind};
 
 /// Most writes in one batch.
 const MAX_BATCH: usize = 128;
-/// Batches being written at once (each holds one connection).
+/// Batches being written at once on Postgres (each holds one connection).
 const IN_FLIGHT: usize = 4;
+/// On SQLite, one: its writers take turns on one file lock anyway, and batches written at once
+/// would only poll for it (SQLite's busy handler is not first come, first served), so under load
+/// a batch could starve past its `busy_timeout` while others commit. Queued here, writes wait
+/// their turn in order and make up bigger batches.
+const IN_FLIGHT_SQLITE: usize = 1;
+/// Writes that may wait for a batch, beyond those being written: eight full batches. More would
+/// only wait past their deadlines while a slow database works through the ones before them.
+pub const QUEUE_CAPACITY: usize = 8 * MAX_BATCH;
 
-/// Where callers put their writes, each with where to send its result.
-pub type Queue<T> = mpsc::UnboundedSender<(T, oneshot::Sender<Result<(), DbError>>)>;
+/// One queued write: the item, its caller's deadline, and where to send its result.
+pub struct Pending<T> {
+    item: T,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<(), DbError>>,
+}
+
+/// Where callers put their writes.
+pub type Queue<T> = mpsc::Sender<Pending<T>>;
 
 /// Starts the queue's task on the current arbiter (the actor's). It ends when the queue is
 /// dropped, after writing what was already queued.
-pub fn spawn<T, F, Fut>(db: DbPool, flush: F) -> Queue<T>
+pub fn spawn<T, F, Fut>(db: DbPool, health: Health, flush: F) -> Queue<T>
 where
     T: Clone + 'static,
     F: Fn(DbPool, Vec<T>) -> Fut + 'static,
     Fut: Future<Output = Result<(), DbError>> + 'static,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(T, oneshot::Sender<Result<(), DbError>>)>();
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let (tx, mut rx) = mpsc::channel::<Pending<T>>(QUEUE_CAPACITY);
+    let slots = Arc::new(Semaphore::new(match db.backend() {
+        Backend::Postgres => IN_FLIGHT,
+        Backend::Sqlite => IN_FLIGHT_SQLITE,
+    }));
     let flush = Arc::new(flush);
     actix_rt::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -44,23 +76,9 @@ where
                     Err(_) => break,
                 }
             }
-            let (db, flush) = (db.clone(), flush.clone());
+            let (db, flush, health) = (db.clone(), flush.clone(), health.clone());
             actix_rt::spawn(async move {
-                let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let retry = (items.len() > 1).then(|| items.clone());
-                match (flush(db.clone(), items).await, retry) {
-                    (Ok(()), _) => replies.into_iter().for_each(|r| {
-                        let _ = r.send(Ok(()));
-                    }),
-                    (Err(e), None) => replies.into_iter().for_each(|r| {
-                        let _ = r.send(Err(e.shared()));
-                    }),
-                    (Err(_), Some(items)) => {
-                        for (item, reply) in items.into_iter().zip(replies) {
-                            let _ = reply.send(flush(db.clone(), vec![item]).await);
-                        }
-                    }
-                }
+                write(&db, &health, &*flush, batch).await;
                 drop(slot);
             });
         }
@@ -68,11 +86,105 @@ where
     tx
 }
 
-/// Queues `item` and waits for its batch to be written.
-pub async fn enqueue<T>(queue: Option<&Queue<T>>, item: T) -> Result<(), DbError> {
-    let (tx, rx) = oneshot::channel();
-    match queue {
-        Some(q) if q.send((item, tx)).is_ok() => rx.await.unwrap_or(Err(DbError::ActorGone)),
-        _ => Err(DbError::ActorGone),
+/// Writes one batch and answers each of its callers.
+async fn write<T, F, Fut>(db: &DbPool, health: &Health, flush: &F, mut batch: Vec<Pending<T>>)
+where
+    T: Clone + 'static,
+    F: Fn(DbPool, Vec<T>) -> Fut,
+    Fut: Future<Output = Result<(), DbError>> + 'static,
+{
+    // a caller past its deadline has had its answer (an outage): its write is not made
+    batch.retain(|p| !p.reply.is_closed());
+    let Some(deadline) = batch.iter().map(|p| p.deadline).min() else {
+        return;
+    };
+    let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+    let retry = (items.len() > 1).then(|| items.clone());
+    let result = within(db, deadline, flush(db.clone(), items)).await;
+    health.saw_write(&result);
+    match (result, retry) {
+        (Ok(()), _) => replies.into_iter().for_each(|r| {
+            let _ = r.send(Ok(()));
+        }),
+        (Err(e), None) => replies.into_iter().for_each(|r| {
+            let _ = r.send(Err(e.shared()));
+        }),
+        // the database is unavailable: every write fails now, with the same outage
+        (Err(e), Some(_)) if e.outage().is_some() => replies.into_iter().for_each(|r| {
+            let _ = r.send(Err(e.shared()));
+        }),
+        (Err(_), Some(items)) => {
+            let mut outage: Option<DbError> = None;
+            for (item, reply) in items.into_iter().zip(replies) {
+                if let Some(e) = &outage {
+                    let _ = reply.send(Err(e.shared()));
+                    continue;
+                }
+                if reply.is_closed() {
+                    continue;
+                }
+                let result = within(db, deadline, flush(db.clone(), vec![item])).await;
+                health.saw_write(&result);
+                if let Err(e) = &result
+                    && e.outage().is_some()
+                {
+                    outage = Some(e.shared());
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// A flush bounded by the batch's deadline on Postgres (a hung connection is closed there). On
+/// SQLite it runs to its end, which `busy_timeout` bounds; its callers are answered by their
+/// deadlines in [`enqueue`] either way, and the batch keeps its slot until it has ended.
+async fn within<Fut>(db: &DbPool, deadline: Instant, flush: Fut) -> Result<(), DbError>
+where
+    Fut: Future<Output = Result<(), DbError>> + 'static,
+{
+    if Instant::now() >= deadline {
+        return Err(DbError::unavailable(
+            OutageKind::Deadline,
+            "the batch's deadline passed before it was written",
+        ));
+    }
+    match db.backend() {
+        Backend::Postgres => db.settle(deadline, flush).await,
+        Backend::Sqlite => flush.await,
+    }
+}
+
+/// Queues `item` and waits, until `deadline`, for its batch to be written. A full queue refuses
+/// the write at once.
+pub async fn enqueue<T>(
+    queue: Option<&Queue<T>>,
+    item: T,
+    deadline: Instant,
+) -> Result<(), DbError> {
+    let Some(queue) = queue else {
+        return Err(DbError::ActorGone);
+    };
+    let (reply, answer) = oneshot::channel();
+    match queue.try_send(Pending {
+        item,
+        deadline,
+        reply,
+    }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return Err(DbError::unavailable(
+                OutageKind::Overloaded,
+                format!("{QUEUE_CAPACITY} writes already waiting for a batch"),
+            ));
+        }
+        Err(TrySendError::Closed(_)) => return Err(DbError::ActorGone),
+    }
+    match tokio::time::timeout_at(deadline, answer).await {
+        Ok(result) => result.unwrap_or(Err(DbError::ActorGone)),
+        Err(_) => Err(DbError::unavailable(
+            OutageKind::Deadline,
+            "the write's batch was not written by its deadline",
+        )),
     }
 }

@@ -26,7 +26,7 @@ mod tls;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
 pub use checkpoints::{Prune, next_state};
-pub use error::DbError;
+pub use error::{DbError, Outage, OutageKind};
 pub use migrate::run_migrations;
 pub use pool::{Backend, DbPool};
 pub use signals::spawn_listener;
@@ -98,7 +98,7 @@ macro_rules! operations {
                     let db = self.pool().clone();
                     #[allow(unused_variables)]
                     let $msg { $($arg),* } = m;
-                    Box::pin(async move { $func(&db, $($arg),*).await })
+                    self.bounded(async move { $func(&db, $($arg),*).await })
                 }
             }
         )*
@@ -136,6 +136,15 @@ impl Persistence {
     pub async fn ping(&self) -> Result<PoolStats, DbError> {
         self.addr
             .send(actor::Ping)
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
+    /// Whether the database takes writes now (a write probe that changes nothing, or the
+    /// outage writes met in the last second), with the pool's figures.
+    pub async fn probe(&self) -> Result<PoolStats, DbError> {
+        self.addr
+            .send(actor::Probe)
             .await
             .map_err(|_| DbError::ActorGone)?
     }

@@ -1,8 +1,16 @@
 //! Building the connection pool: one function per backend, each connection set up the same way
 //! every time it is created, and checked (and retired when old) when it is handed out again.
+//!
+//! Every operation has a deadline, the pool timeout, checkout included ([`DbPool::settle`]):
+//! whatever the database does (down, locked, hung, slow), the caller has its answer or an
+//! outage by then. A Postgres connection still busy at the deadline is closed, never pooled
+//! again; SQLite's `busy_timeout` is half the pool timeout, so a lock wait ends inside it.
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::ConnectionError;
 use diesel::sqlite::SqliteConnection;
@@ -15,6 +23,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
 use super::tls::PgConnector;
+use super::{DbError, OutageKind};
 use crate::config::Config;
 
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
@@ -27,6 +36,19 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// what cloud databases and poolers reap. Busy connections skip the round trip (a `SELECT 1` on
 /// every checkout costs about a third of the throughput).
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
+
+tokio::task_local! {
+    /// The connections the running operation has taken out of the pool (by creation time,
+    /// which tells connections apart), so that those it still held when it was abandoned at
+    /// its deadline are closed instead of pooled again. Noted by the pool's checkout hooks.
+    static TAKEN: Rc<RefCell<Vec<Instant>>>;
+}
+
+/// Checkout hook: notes the connection against the running operation, if any.
+fn note_taken(metrics: &deadpool::managed::Metrics) -> Result<(), HookError> {
+    let _ = TAKEN.try_with(|taken| taken.borrow_mut().push(metrics.created));
+    Ok(())
+}
 
 /// The pool of one backend. Cloning is cheap (an `Arc`).
 #[derive(Clone)]
@@ -123,6 +145,12 @@ impl DbPool {
                         ))
                         .await
                         .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                        // Postgres ≥ 14: a backend whose client closed the socket (an operation
+                        // abandoned at its deadline) stops its query within a second instead of
+                        // running on to statement_timeout; older servers do not know the setting
+                        let _ = conn
+                            .batch_execute("SET client_connection_check_interval = 1000")
+                            .await;
                         Ok(conn)
                     }
                     .boxed()
@@ -141,6 +169,8 @@ impl DbPool {
                     // few warm backends instead of waking every Postgres process in turn
                     .queue_mode(deadpool::managed::QueueMode::Lifo)
                     .pre_recycle(Hook::async_fn(check_pg))
+                    .post_create(Hook::sync_fn(|_, metrics| note_taken(metrics)))
+                    .post_recycle(Hook::sync_fn(|_, metrics| note_taken(metrics)))
                     .build()
                     .map(DbPool::Pg)
                     .map_err(|e| e.to_string())
@@ -150,10 +180,12 @@ impl DbPool {
                 let mut cfg = ManagerConfig::<SqliteConn>::default();
                 // a local file cannot go away under us: skip the per-checkout test query
                 cfg.recycling_method = RecyclingMethod::Fast;
-                cfg.custom_setup = Box::new(|path| {
+                let pragmas = sqlite_pragmas(sqlite_busy_timeout(config.pool_timeout()));
+                cfg.custom_setup = Box::new(move |path| {
+                    let pragmas = pragmas.clone();
                     async move {
                         let mut conn = SqliteConn::establish(path).await?;
-                        conn.batch_execute(SQLITE_PRAGMAS)
+                        conn.batch_execute(&pragmas)
                             .await
                             .map_err(ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)
@@ -161,8 +193,9 @@ impl DbPool {
                     .boxed()
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(path, cfg);
-                // only the wait for a free slot is bounded: a SQLite call runs on a blocking thread and
-                // must not be abandoned half-way (diesel-async would block the actor's thread on it)
+                // only the wait for a free slot is bounded here: a SQLite call runs on a blocking
+                // thread and must not be abandoned half-way (diesel-async would block the actor's
+                // thread on it); `settle` answers the caller at the deadline instead
                 let timeouts = deadpool::managed::Timeouts {
                     wait: timeouts.wait,
                     create: None,
@@ -176,6 +209,77 @@ impl DbPool {
                     .build()
                     .map(DbPool::Sqlite)
                     .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// How long one operation may take, waiting for a connection included: the pool timeout.
+    pub fn op_budget(&self) -> Duration {
+        let timeouts = match self {
+            DbPool::Pg(p) => p.timeouts(),
+            DbPool::Sqlite(p) => p.timeouts(),
+        };
+        timeouts.wait.unwrap_or(Duration::from_secs(5))
+    }
+
+    /// Runs one operation, `op`, and answers by `deadline` (its start plus [`Self::op_budget`]):
+    /// with `op`'s result, or an outage of kind `Deadline`.
+    ///
+    /// Why the pool timeout is the deadline of the whole operation, not only of the wait for a
+    /// connection: the issue's bound is on the answer. deadpool bounds its wait, its connect and
+    /// its check before reuse separately (each up to the pool timeout, so a checkout alone could
+    /// take several), and nothing in the driver bounds a query on a connection whose peer is
+    /// frozen or whose network path hangs (TCP keepalives do not fire while the peer's kernel
+    /// still acknowledges, and `statement_timeout` is the frozen server's own). One deadline over
+    /// checkout and queries keeps every answer within the pool timeout plus the time to hand it
+    /// back, and never a multiple of it. A query that legitimately needs longer than the pool
+    /// timeout needs a larger `MNEMO_POOL_TIMEOUT_MS`.
+    ///
+    /// - Postgres: at the deadline `op` is dropped, and the connections it held are closed
+    ///   rather than pooled again (the server may still be working on them, or never answer);
+    ///   the pool opens fresh ones for the next callers.
+    /// - SQLite: a statement runs on a blocking thread, and dropping it half-way would block
+    ///   this thread until it ends. `op` runs as a task of its own that ends when its statement
+    ///   does (a lock wait ends at `busy_timeout`, half the budget); the caller is answered at
+    ///   the deadline either way.
+    pub async fn settle<T: 'static>(
+        &self,
+        deadline: tokio::time::Instant,
+        op: impl Future<Output = Result<T, DbError>> + 'static,
+    ) -> Result<T, DbError> {
+        match self {
+            DbPool::Pg(pool) => {
+                let taken = Rc::new(RefCell::new(Vec::new()));
+                let mut op = Box::pin(TAKEN.scope(taken.clone(), op));
+                match tokio::time::timeout_at(deadline, &mut op).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // dropping `op` hands its connections back; take out again every one it
+                        // took (one it had already given back goes too: a reconnect, paid only
+                        // when a deadline is missed)
+                        drop(op);
+                        let taken = taken.borrow();
+                        let closed = pool
+                            .retain(|_, metrics| !taken.contains(&metrics.created))
+                            .removed
+                            .len();
+                        Err(DbError::unavailable(
+                            OutageKind::Deadline,
+                            format!("abandoned at its deadline; {closed} connection(s) closed"),
+                        ))
+                    }
+                }
+            }
+            DbPool::Sqlite(_) => {
+                let task = actix_rt::spawn(op);
+                match tokio::time::timeout_at(deadline, task).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(e)) => Err(DbError::Failed(format!("persistence task failed: {e}"))),
+                    Err(_) => Err(DbError::unavailable(
+                        OutageKind::Deadline,
+                        "answered at its deadline; the statement ends on its own",
+                    )),
+                }
             }
         }
     }
@@ -204,6 +308,24 @@ impl DbPool {
 }
 
 /// Set on every SQLite connection (busy_timeout first: switching to WAL needs a lock): WAL so readers never block the writer, a busy timeout so
-/// concurrent writers queue instead of failing, foreign keys for the cascades.
+/// concurrent writers queue instead of failing, foreign keys for the cascades. Migrations use
+/// this one; the pool's connections get [`sqlite_pragmas`] with a busy timeout that fits the
+/// pool timeout.
 pub const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; \
      PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+
+/// How long a pooled SQLite connection waits for another's write lock: half the pool timeout.
+/// A write stuck behind a lock then fails as `Locked` by itself inside the operation's deadline,
+/// with the other half left for waiting for a connection (and for the statements after the lock).
+pub fn sqlite_busy_timeout(pool_timeout: Duration) -> Duration {
+    pool_timeout / 2
+}
+
+/// [`SQLITE_PRAGMAS`] with `busy_timeout` in place of its 5 s.
+fn sqlite_pragmas(busy_timeout: Duration) -> String {
+    SQLITE_PRAGMAS.replacen(
+        "busy_timeout=5000",
+        &format!("busy_timeout={}", busy_timeout.as_millis()),
+        1,
+    )
+}

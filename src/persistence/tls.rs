@@ -160,6 +160,7 @@ impl PgConnector {
             Some(Roots::File(path)) => Some(load_roots_file(path)?),
             Some(Roots::System) => Some(load_system_roots()?),
         };
+        network_defaults(&mut config, url);
         let tls = MakeRustlsConnect::new(client_config(root_store, mode == SslMode::VerifyFull)?);
         let target = describe_target(&config);
         Ok(PgConnector {
@@ -248,6 +249,44 @@ impl PgConnector {
             other => other.to_string(),
         };
         format!("{failed}: {why}")
+    }
+}
+
+/// TCP settings for a hung or vanished peer, each unless the URL sets it itself.
+///
+/// - Keepalives after 10 s idle, every 5 s, 3 missed: an idle pooled connection whose peer is
+///   gone (host down, failover, a NAT or firewall that dropped the flow) is closed within about
+///   25 s, so the pool discards it instead of handing it out (tokio-postgres' own default
+///   starts probing after 2 hours).
+/// - `tcp_user_timeout` 30 s: data the peer has not acknowledged for this long (the network
+///   path hangs under a query) closes the socket. A request's own deadline (the pool timeout)
+///   answers the caller well before; this frees the socket even where no deadline applies
+///   (migrations).
+/// - `connect_timeout` 10 s: a connection attempt to an address that never answers ends.
+///
+/// None of these notices a peer that is alive but frozen (its kernel still acknowledges):
+/// only the per-operation deadline does (see `DbPool::settle`).
+fn network_defaults(config: &mut tokio_postgres::Config, url: &str) {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let named = |key: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split_once('=').map(|(k, _)| k).unwrap_or(pair) == key)
+    };
+    if !named("keepalives_idle") {
+        config.keepalives_idle(std::time::Duration::from_secs(10));
+    }
+    if !named("keepalives_interval") {
+        config.keepalives_interval(std::time::Duration::from_secs(5));
+    }
+    if !named("keepalives_retries") {
+        config.keepalives_retries(3);
+    }
+    if !named("tcp_user_timeout") {
+        config.tcp_user_timeout(std::time::Duration::from_secs(30));
+    }
+    if !named("connect_timeout") {
+        config.connect_timeout(std::time::Duration::from_secs(10));
     }
 }
 

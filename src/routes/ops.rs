@@ -1,4 +1,4 @@
-//! Ops endpoints: liveness without the database, readiness through the actor.
+//! Ops endpoints: liveness without the database, readiness (writes work) through the actor.
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
@@ -32,11 +32,14 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Readiness: a query through the actor; 503 when the database cannot be reached.
+/// Readiness: whether the database takes writes now; 503 with `Retry-After` while it does not
+/// (down, locked, hung, or a write met an outage in the last second), answered within the pool
+/// timeout. Once the database is back, the next call after that second probes it and answers
+/// 200: no restart needed.
 #[utoipa::path(tag = "ops", responses((status = 200, body = super::openapi::Readiness)))]
 #[get("/ready")]
 pub async fn ready(db: web::Data<Persistence>) -> Result<HttpResponse, ApiError> {
-    let pool = db.ping().await?;
+    let pool = db.probe().await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",
         "backend": db.backend().name(),

@@ -7,6 +7,7 @@ mod assistants;
 mod auth;
 mod checkpoints;
 mod fake_llm;
+mod faults;
 mod helpers;
 mod interrupts;
 mod jwt;
