@@ -16,6 +16,11 @@
 //!   leaves it unanswered), so each of the latter also holds a connection to the model. That
 //!   mnemo is a child process (so its memory is its own), started on `DATABASE_URL` with
 //!   `MNEMO_LLM=openai`; `--url` does not apply.
+//!
+//! Three operations run alone, each against a mnemo process of its own (or, for `soak`, a
+//! running one): `soak` (mixed load for a long time, with memory, Postgres connections, latency
+//! and errors every tenth of it), `memory` (peak memory for large bodies and history pages) and
+//! `queued` (what runs waiting on a busy thread cost the rest); see their modules.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +35,22 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::startup::Application;
 
+mod memory;
+mod pg;
+mod queued;
+mod server;
+mod soak;
+mod sse;
+
+use server::Server;
+
 /// Reads first, on the data the setup wrote; writes last, as the baseline orders them.
 const ALL_OPS: &str =
     "store_get,store_search_ns,store_search,state_get,history10,ckpt_put,ckpt_writes,store_put";
 /// Operations on the agent, run only when named in `--ops`.
 const AGENT_OPS: &str = "chat_wait,agent_stream,idle_streams";
+/// Operations that run alone, against a mnemo process of their own.
+const ALONE_OPS: &str = "soak,memory,queued";
 /// The user the agent operations chat as.
 const USER: &str = "u1";
 
@@ -46,10 +62,12 @@ pub struct BenchArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 32)]
     clients: usize,
-    /// Seconds per operation.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
-    /// Comma-separated operations to run (besides these: chat_wait, agent_stream, idle_streams).
+    /// Seconds per operation (default 5); for soak, the whole run (default 600); for queued,
+    /// each window (default 10).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Comma-separated operations to run (besides these: chat_wait, agent_stream, idle_streams;
+    /// and, each alone: soak, memory, queued).
     #[arg(long, default_value = ALL_OPS)]
     ops: String,
     /// Store items to search over.
@@ -64,6 +82,12 @@ pub struct BenchArgs {
     /// Start the in-process mnemo with `MNEMO_AUTH=api_key` and send a service key of its own.
     #[arg(long)]
     auth: bool,
+    /// The process id of the mnemo at `--url`, for soak's memory figures.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Runs `queued` enqueues on the busy thread.
+    #[arg(long, default_value_t = 300)]
+    queued: usize,
 }
 
 /// The key the load generator's clients send, set once before they start.
@@ -183,18 +207,20 @@ where
     run
 }
 
+/// The `p` quantile (0..1) of sorted latencies, in milliseconds (0 for none).
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1);
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
 /// One line of figures: successes per second, their p50 and p99, and the errors.
 fn report(name: &str, mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) {
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
     let ops = latencies.len() as f64 / elapsed.as_secs_f64();
     println!(
         "{name:<18} {ops:>10.0} {:>9.2} {:>9.2} {:>8}",
-        pct(0.50),
-        pct(0.99),
+        pct(&latencies, 0.50),
+        pct(&latencies, 0.99),
         errors
     );
 }
@@ -251,7 +277,46 @@ async fn setup(clients: usize, reqs: Vec<reqwest::RequestBuilder>) -> Result<(),
     Ok(())
 }
 
-/// `clients` new threads of `USER`, one per client.
+/// Writes the data the read operations read: `items` store items under
+/// `("users", "u<n % 100>", "memories")` and `THREADS` threads (`bench-<tag>-<n>`) of 12
+/// checkpoints each.
+async fn seed(
+    c: &reqwest::Client,
+    base: &str,
+    tag: &str,
+    blob: &str,
+    items: usize,
+    clients: usize,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let mut reqs = Vec::new();
+    for n in 0..items {
+        let body = json!({"namespace": ["users", format!("u{}", n % 100), "memories"], "key": format!("mem-{n}"), "value": store_value(n)});
+        reqs.push(c.put(format!("{base}/store/items")).json(&body));
+    }
+    for thread in 0..THREADS {
+        for step in 0..12u64 {
+            let id = format!("1f1e9aab-0000-6000-8000-{step:012}");
+            let parent = if step == 0 {
+                String::new()
+            } else {
+                format!("1f1e9aab-0000-6000-8000-{:012}", step - 1)
+            };
+            let url = format!("{base}/threads/bench-{tag}-{thread}/checkpoints");
+            reqs.push(
+                c.put(url)
+                    .json(&checkpoint_body(&id, &parent, blob, step + 1)),
+            );
+        }
+    }
+    setup(clients, reqs).await?;
+    println!(
+        "# setup: {items} store items, {THREADS} threads x 12 checkpoints in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Turns per conversation: after this many runs a client starts a new thread, so runs do not
 /// slow down as one thread's history grows without end.
 const TURNS: u64 = 10;
@@ -295,43 +360,18 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
             "idle_streams starts a mnemo of its own on DATABASE_URL: run it without --url".into(),
         );
     }
+    let seconds = args.seconds.unwrap_or(5);
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let blob = base64::engine::general_purpose::STANDARD.encode(messages().to_string());
     let c = http_client(reqwest::Client::builder());
 
     // the store and checkpoint data, when an operation reads it
     if ops.iter().any(|o| ALL_OPS.split(',').any(|k| k == o)) {
-        let t = Instant::now();
-        let mut reqs = Vec::new();
-        for n in 0..args.items {
-            let body = json!({"namespace": ["users", format!("u{}", n % 100), "memories"], "key": format!("mem-{n}"), "value": store_value(n)});
-            reqs.push(c.put(format!("{base}/store/items")).json(&body));
-        }
-        for thread in 0..THREADS {
-            for step in 0..12u64 {
-                let id = format!("1f1e9aab-0000-6000-8000-{step:012}");
-                let parent = if step == 0 {
-                    String::new()
-                } else {
-                    format!("1f1e9aab-0000-6000-8000-{:012}", step - 1)
-                };
-                let url = format!("{base}/threads/bench-{tag}-{thread}/checkpoints");
-                reqs.push(
-                    c.put(url)
-                        .json(&checkpoint_body(&id, &parent, &blob, step + 1)),
-                );
-            }
-        }
-        setup(args.clients, reqs).await?;
-        println!(
-            "# setup: {} store items, {THREADS} threads x 12 checkpoints in {:.1}s",
-            args.items,
-            t.elapsed().as_secs_f64()
-        );
+        seed(&c, &base, &tag, &blob, args.items, args.clients).await?;
     }
     println!(
         "# {} clients, {} s per operation, against {base}",
-        args.clients, args.seconds
+        args.clients, seconds
     );
     println!(
         "{:<18} {:>10} {:>9} {:>9} {:>8}",
@@ -345,44 +385,44 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
         let (b, tag, blob) = (base.clone(), tag.clone(), blob.clone());
         let items = args.items as u64;
         let run = match op.as_str() {
-            "store_put" => drive(args.clients, args.seconds, move |c, n, _| {
+            "store_put" => drive(args.clients, seconds, move |c, n, _| {
                 let body = json!({"namespace": ["bench", format!("u{}", n % 100), "memories"], "key": format!("{tag}-{n}"), "value": store_value(n as usize)});
                 let r = c.put(format!("{b}/store/items")).json(&body);
                 ok(r)
             }).await,
-            "store_get" => drive(args.clients, args.seconds, move |c, n, _| {
+            "store_get" => drive(args.clients, seconds, move |c, n, _| {
                 let k = (n * 7919) % items;
                 ok(c.get(format!("{b}/store/items?namespace=users.u{}.memories&key=mem-{k}", k % 100)))
             }).await,
-            "store_search" => drive(args.clients, args.seconds, move |c, n, _| {
+            "store_search" => drive(args.clients, seconds, move |c, n, _| {
                 let body = json!({"namespace_prefix": ["users"], "filter": {"category": format!("cat{}", n % 10)}, "limit": 10, "offset": (n * 31) % 100});
                 ok(c.post(format!("{b}/store/items/search")).json(&body))
             }).await,
-            "store_search_ns" => drive(args.clients, args.seconds, move |c, n, _| {
+            "store_search_ns" => drive(args.clients, seconds, move |c, n, _| {
                 let body = json!({"namespace_prefix": ["users", format!("u{}", n % 100), "memories"], "filter": {"category": format!("cat{}", (n / 100) % 10)}, "limit": 10});
                 ok(c.post(format!("{b}/store/items/search")).json(&body))
             }).await,
-            "ckpt_put" => drive(args.clients, args.seconds, move |c, n, _| {
+            "ckpt_put" => drive(args.clients, seconds, move |c, n, _| {
                 let id = format!("1f1e9aab-{:04x}-6000-9000-{n:012}", (n / 1_000_000) % 0xffff);
                 let body = checkpoint_body(&id, "1f1e9aab-0000-6000-8000-000000000011", &blob, 100 + n);
                 ok(c.put(format!("{b}/threads/bench-{tag}-{}/checkpoints", n % THREADS as u64)).json(&body))
             }).await,
-            "ckpt_writes" => drive(args.clients, args.seconds, move |c, n, _| {
+            "ckpt_writes" => drive(args.clients, seconds, move |c, n, _| {
                 let body = json!({"task_id": format!("task-{n}"), "task_path": "~__pregel_pull, agent", "writes": [
                     {"channel": "messages", "type": "json", "data": blob.as_str()},
                     {"channel": "branch:to:agent", "type": "null", "data": ""}]});
                 let url = format!("{b}/threads/bench-{tag}-{}/checkpoints/1f1e9aab-0000-6000-8000-000000000011/writes", n % THREADS as u64);
                 ok(c.put(url).json(&body))
             }).await,
-            "state_get" => drive(args.clients, args.seconds, move |c, n, _| {
+            "state_get" => drive(args.clients, seconds, move |c, n, _| {
                 ok(c.get(format!("{b}/threads/bench-{tag}-{}/state", n % THREADS as u64)))
             }).await,
-            "history10" => drive(args.clients, args.seconds, move |c, n, _| {
+            "history10" => drive(args.clients, seconds, move |c, n, _| {
                 ok(c.post(format!("{b}/threads/bench-{tag}-{}/history", n % THREADS as u64)).json(&json!({"limit": 10})))
             }).await,
             "chat_wait" => {
                 let chats = Conversations::new(&tag, args.clients);
-                drive(args.clients, args.seconds, move |c, _, i| {
+                drive(args.clients, seconds, move |c, _, i| {
                     // the first turn of a conversation creates its thread
                     let (thread, new) = chats.next(i);
                     let create = if new { "create" } else { "reject" };
@@ -393,7 +433,7 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
             }
             "agent_stream" => {
                 let chats = Conversations::new(&tag, args.clients);
-                drive(args.clients, args.seconds, move |c, _, i| {
+                drive(args.clients, seconds, move |c, _, i| {
                     let (thread, new) = chats.next(i);
                     let b = b.clone();
                     async move {
@@ -429,77 +469,6 @@ async fn load(base: String, args: BenchArgs, config: Config) -> Result<(), Strin
     Ok(())
 }
 
-/// The mnemo `idle_streams` measures, killed if still running when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Child {
-    /// A `Vm…` line of its `/proc/<pid>/status`, in MB.
-    fn vm_mb(&self, field: &str) -> Result<f64, String> {
-        let path = format!("/proc/{}/status", self.0.id());
-        let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-        status
-            .lines()
-            .find_map(|l| {
-                let kb = l.strip_prefix(field)?.strip_prefix(':')?.trim();
-                kb.strip_suffix("kB")?.trim().parse::<f64>().ok()
-            })
-            .map(|kb| kb / 1024.0)
-            .ok_or_else(|| format!("no {field} in {path}"))
-    }
-
-    /// Waits until it has exited, at most `within`.
-    async fn exited(
-        &mut self,
-        within: Duration,
-    ) -> Result<Option<std::process::ExitStatus>, String> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.0.try_wait() {
-                Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                done => return done.map_err(|e| format!("the mnemo under test: {e}")),
-            }
-        }
-    }
-}
-
-/// A model endpoint that reads every request and never answers; its sockets close when the
-/// returned task is aborted.
-async fn silent_model() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("fake model endpoint: {e}"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| format!("fake model endpoint: {e}"))?
-        .port();
-    let task = tokio::spawn(async move {
-        let mut held = tokio::task::JoinSet::new();
-        loop {
-            match listener.accept().await {
-                Ok((mut s, _)) => {
-                    held.spawn(async move {
-                        let mut buf = [0u8; 4096];
-                        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
-                    });
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    });
-    Ok((port, task))
-}
-
 /// Sends `request` on a socket of its own and reads the response headers and the first event;
 /// the socket is then left unread, its stream idle.
 async fn open_stream(port: u16, request: &str) -> Result<TcpStream, String> {
@@ -531,47 +500,10 @@ async fn open_stream(port: u16, request: &str) -> Result<TcpStream, String> {
 /// Starts a mnemo child on `config`'s database, its model a silent endpoint, and prints its
 /// memory before and while it holds `n` open streams.
 async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
-    let (model_port, model) = silent_model().await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port: {e}"))?
-        .port();
-    let exe = std::env::current_exe().map_err(|e| format!("mnemo's own path: {e}"))?;
-    let mut child = std::process::Command::new(exe)
-        .arg("serve")
-        .env("DATABASE_URL", &config.database_url)
-        .env("MNEMO_POOL_MAX", config.pool_max.to_string())
-        .env("MNEMO_HOST", "127.0.0.1")
-        .env("MNEMO_PORT", port.to_string())
-        .env("MNEMO_LLM", "openai")
-        .env(
-            "MNEMO_LLM_BASE_URL",
-            format!("http://127.0.0.1:{model_port}/v1"),
-        )
-        .env("MNEMO_LLM_API_KEY", "unused")
-        .env("MNEMO_LLM_READ_TIMEOUT_MS", "600000")
-        .env("MNEMO_LLM_MAX_RETRIES", "0")
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map(Child)
-        .map_err(|e| format!("starting the mnemo under test: {e}"))?;
-
-    let ready = format!("http://127.0.0.1:{port}/ready");
+    let (model_port, model) = server::silent_model().await?;
+    let child = Server::start(config, &server::silent_model_env(model_port)).await?;
+    let port = child.port();
     let c = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.exited(Duration::ZERO).await? {
-            return Err(format!("the mnemo under test exited at start ({status})"));
-        }
-        if matches!(c.get(&ready).send().await, Ok(r) if r.status().is_success()) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{ready} did not answer 200 within 60 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let before = child.vm_mb("VmRSS")?;
     let open_all = |request: String| async move {
         let opened: Vec<_> = futures_util::stream::iter(0..n)
@@ -630,22 +562,119 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
 
     drop(streams);
     model.abort();
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .map_err(|e| format!("kill -TERM: {e}"))?;
-    let wait = Duration::from_secs(config.shutdown_timeout_s + 10);
-    match child.exited(wait).await? {
-        Some(status) if status.success() => Ok(()),
-        Some(status) => Err(format!("the mnemo under test ended with {status}")),
-        None => Err(format!(
-            "the mnemo under test was still running {}s after SIGTERM",
-            wait.as_secs()
-        )),
+    child.stop().await
+}
+
+/// Runs `work` on a runtime of its own (the load generator's, off the server's threads).
+async fn on_own_runtime<F, Fut>(work: F) -> Result<(), String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let generator = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(work()))
+    });
+    loop {
+        if generator.is_finished() {
+            return generator
+                .join()
+                .map_err(|_| "load generator panicked".to_string())
+                .and_then(|r| r);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `soak`, `memory` or `queued`, each against a mnemo process of its own (soak also against
+/// `--url`).
+async fn alone(op: String, config: Config, args: BenchArgs) -> Result<(), String> {
+    if op != "soak" && args.url.is_some() {
+        return Err(format!(
+            "{op} starts mnemo processes of its own on DATABASE_URL: run it without --url"
+        ));
+    }
+    match op.as_str() {
+        "memory" => memory::memory(&config).await,
+        "queued" => queued::queued(&config, args.queued, args.seconds.unwrap_or(10)).await,
+        _ => {
+            let seconds = args.seconds.unwrap_or(600);
+            let pg = pg::Watcher::connect(&config.database_url).await?;
+            match &args.url {
+                Some(url) => {
+                    let base = url.trim_end_matches('/').to_string();
+                    let ready: Option<serde_json::Value> =
+                        match http_client(reqwest::Client::builder())
+                            .get(format!("{base}/ready"))
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.json().await.ok(),
+                            Err(e) => return Err(format!("{base}/ready: {e}")),
+                        };
+                    let pool_max = ready
+                        .as_ref()
+                        .and_then(|r| r.pointer("/pool/max_size"))
+                        .and_then(serde_json::Value::as_u64)
+                        .map(|n| n as usize);
+                    let watch = soak::Watch {
+                        pid: args.pid,
+                        pg,
+                        pool_max,
+                    };
+                    soak::soak(base, seconds, args.clients, args.items, &watch).await
+                }
+                None => {
+                    let srv = Server::start(&config, &[]).await?;
+                    let watch = soak::Watch {
+                        pid: Some(srv.pid()),
+                        pg,
+                        pool_max: Some(config.pool_max),
+                    };
+                    let soaked =
+                        soak::soak(srv.base.clone(), seconds, args.clients, args.items, &watch)
+                            .await;
+                    let stopped = srv.stop().await;
+                    if let Some(w) = &watch.pg {
+                        // a backend leaves pg_stat_activity a moment after its client closed
+                        let deadline = Instant::now() + Duration::from_secs(5);
+                        let mut left = w.mnemo_connections().await?;
+                        while left > 0 && Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            left = w.mnemo_connections().await?;
+                        }
+                        println!(
+                            "# after mnemo stopped: {left} Postgres connection(s) of mnemo's left"
+                        );
+                    }
+                    soaked.and(stopped)
+                }
+            }
+        }
     }
 }
 
 pub async fn run(config: Config, mut args: BenchArgs) -> Result<(), String> {
+    let names: Vec<String> = args
+        .ops
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(op) = names.iter().find(|o| ALONE_OPS.split(',').any(|a| a == *o)) {
+        if names.len() > 1 {
+            return Err(format!("{op} runs alone: name it as the only operation"));
+        }
+        if let Some(key) = &args.api_key {
+            let _ = API_KEY.set(key.clone());
+        }
+        let op = op.clone();
+        return on_own_runtime(move || alone(op, config, args)).await;
+    }
     let settings = config.clone();
     let (base, app) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_string(), None),
@@ -668,24 +697,7 @@ pub async fn run(config: Config, mut args: BenchArgs) -> Result<(), String> {
     if let Some(key) = &args.api_key {
         let _ = API_KEY.set(key.clone());
     }
-    // the load generator gets its own runtime, off the server's threads
-    let generator = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(load(base, args, settings)))
-    });
-    let result = loop {
-        if generator.is_finished() {
-            break generator
-                .join()
-                .map_err(|_| "load generator panicked".to_string())
-                .and_then(|r| r);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let result = on_own_runtime(move || load(base, args, settings)).await;
     if let Some((tx, server)) = app {
         let _ = tx.send(());
         let _ = server.await;
