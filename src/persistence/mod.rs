@@ -16,6 +16,7 @@ mod json_filter;
 mod keys;
 mod migrate;
 mod pool;
+mod raw_json;
 mod runs;
 mod schema;
 mod store;
@@ -152,6 +153,18 @@ impl Persistence {
         prefix: String,
         key: String,
         value: Value,
+        ttl_minutes: Option<f64>,
+    ) -> Result<(), DbError> {
+        let value = RawJson::from_value(&value);
+        self.put_item_raw(prefix, key, value, ttl_minutes).await
+    }
+
+    /// [`Persistence::put_item`] of JSON text stored as it is (checked by the caller).
+    pub async fn put_item_raw(
+        &self,
+        prefix: String,
+        key: String,
+        value: RawJson,
         ttl_minutes: Option<f64>,
     ) -> Result<(), DbError> {
         let item = store::NewItem {

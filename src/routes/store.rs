@@ -6,10 +6,10 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{page, without_nul};
+use super::page;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::model::{FieldFilter, Namespace, StoreSearch};
+use crate::model::{FieldFilter, Namespace, RawJson, StoreSearch};
 use crate::persistence::Persistence;
 
 /// The labels every namespace a user principal reaches starts with.
@@ -44,7 +44,8 @@ const MAX_TTL_MINUTES: f64 = 10.0 * 365.0 * 24.0 * 60.0;
 pub struct PutBody {
     namespace: Vec<String>,
     key: String,
-    value: Value,
+    /// Passed through as text: a large value is never built into a tree.
+    value: RawJson,
     /// Semantic indexing is not supported; the field is accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
@@ -65,10 +66,10 @@ pub async fn put_item(
         ));
     }
     let ns = Namespace::parse(body.namespace, false).map_err(ApiError::Validation)?;
-    if !body.value.is_object() {
-        return Err(ApiError::validation("value must be an object"));
-    }
-    without_nul(&body.value, "value")?;
+    let value = body
+        .value
+        .checked_object("value")
+        .map_err(ApiError::Validation)?;
     if body
         .ttl
         .is_some_and(|ttl| !ttl.is_finite() || ttl <= 0.0 || ttl > MAX_TTL_MINUTES)
@@ -77,7 +78,7 @@ pub async fn put_item(
             "ttl must be a positive number of minutes, at most {MAX_TTL_MINUTES}"
         )));
     }
-    db.put_item(ns.prefix(), body.key, body.value, body.ttl)
+    db.put_item_raw(ns.prefix(), body.key, value, body.ttl)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
