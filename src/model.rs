@@ -396,6 +396,38 @@ pub struct ThreadSearch {
     pub descending: bool,
     pub limit: i64,
     pub offset: i64,
+    /// The page stops growing once its threads hold this many bytes (at least one row).
+    pub max_bytes: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages bounded by bytes
+
+/// The length of `v` as compact JSON, without writing it anywhere.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
+}
+
+/// Rows a byte-bounded page asks the database for first: a short page is one query.
+pub const FIRST_CHUNK: usize = 10;
+
+/// Rows the next query of a byte-bounded page asks for: as many as the bytes left hold at the
+/// size of the rows so far (at least one), never more than the `left` rows the page still wants.
+pub fn next_chunk(rows: usize, bytes: usize, max_bytes: usize, left: usize) -> usize {
+    let each = (bytes / rows.max(1)).max(1);
+    (max_bytes.saturating_sub(bytes) / each).clamp(1, left.max(1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,6 +532,8 @@ pub struct CheckpointQuery {
     /// Only checkpoints older than this id (keyset pagination).
     pub before: Option<String>,
     pub limit: i64,
+    /// The page stops growing once its checkpoints hold this many bytes (at least one row).
+    pub max_bytes: usize,
 }
 
 /// An update of a thread's state: a new checkpoint on top of `checkpoint_id` (default: latest).
@@ -547,7 +581,37 @@ fn is_internal_channel(name: &str) -> bool {
     name.starts_with("__") || name.contains(':')
 }
 
+impl Thread {
+    /// About the bytes this thread takes on the wire.
+    pub fn approx_bytes(&self) -> usize {
+        256 + json_len(&self.metadata)
+            + json_len(&self.config)
+            + self.values.as_ref().map_or(0, json_len)
+            + json_len(&self.interrupts)
+    }
+}
+
 impl CheckpointRecord {
+    /// About the bytes this checkpoint takes in memory and on the wire (its state or tuple).
+    pub fn approx_bytes(&self) -> usize {
+        let blobs: usize = self
+            .blobs
+            .iter()
+            .map(|b| {
+                64 + b.channel.len()
+                    + b.version.len()
+                    + b.data.as_ref().map_or(0, Vec::len)
+                    + b.value.as_ref().map_or(0, json_len)
+            })
+            .sum();
+        let writes: usize = self
+            .pending_writes
+            .iter()
+            .map(|w| 64 + w.task_id.len() + w.channel.len() + w.data.len())
+            .sum();
+        256 + json_len(&self.checkpoint) + json_len(&self.metadata) + blobs + writes
+    }
+
     /// Interrupts waiting on this checkpoint: `(task_id, [Interrupt])` from its JSON
     /// `__interrupt__` writes (mnemo's agent writes them; other callers' are opaque).
     pub fn interrupts(&self) -> Vec<(String, Vec<Value>)> {

@@ -120,15 +120,34 @@ use serde_json::Value;
 pub struct Persistence {
     addr: Addr<PersistenceActor>,
     backend: Backend,
+    /// Bytes a page of history or search holds at most (`MNEMO_PAGE_MAX_BYTES`).
+    page_max_bytes: usize,
 }
 
 impl Persistence {
     pub fn new(addr: Addr<PersistenceActor>, backend: Backend) -> Self {
-        Persistence { addr, backend }
+        Persistence {
+            addr,
+            backend,
+            page_max_bytes: usize::MAX,
+        }
+    }
+
+    /// The same handle with pages bounded to `bytes`.
+    pub fn with_page_max_bytes(self, bytes: usize) -> Self {
+        Persistence {
+            page_max_bytes: bytes,
+            ..self
+        }
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Bytes a page of history or search holds at most (at least one row).
+    pub fn page_max_bytes(&self) -> usize {
+        self.page_max_bytes
     }
 
     /// A round trip to the database through the actor, with the pool's figures.

@@ -11,6 +11,7 @@ mod helpers;
 mod interrupts;
 mod jwt;
 mod lifecycle;
+mod memory;
 mod models;
 mod ops;
 mod process;
