@@ -403,25 +403,25 @@ pub struct ThreadSearch {
 // ---------------------------------------------------------------------------------------------
 // Pages bounded by bytes
 
-/// The length of `v` as compact JSON, without writing it anywhere.
-pub fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
+/// About the memory `v` takes as a tree: a `serde_json` tree costs several times its text
+/// (an object's map node alone is ~600 bytes), so pages are bounded by this, not by the text.
+pub fn tree_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 32 + s.len(),
+        Value::Array(items) => 32 + items.iter().map(tree_bytes).sum::<usize>(),
+        Value::Object(map) => {
+            600 + map
+                .iter()
+                .map(|(k, v)| 32 + k.len() + tree_bytes(v))
+                .sum::<usize>()
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        _ => 32,
     }
-    let mut n = Count(0);
-    let _ = serde_json::to_writer(&mut n, v);
-    n.0
 }
 
-/// Rows a byte-bounded page asks the database for first: a short page is one query.
-pub const FIRST_CHUNK: usize = 10;
+/// Rows a byte-bounded page asks the database for first: one, as nothing tells the size of a
+/// row before it is read (later queries ask for as many as the bytes left hold).
+pub const FIRST_CHUNK: usize = 1;
 
 /// Rows the next query of a byte-bounded page asks for: as many as the bytes left hold at the
 /// size of the rows so far (at least one), never more than the `left` rows the page still wants.
@@ -582,17 +582,18 @@ fn is_internal_channel(name: &str) -> bool {
 }
 
 impl Thread {
-    /// About the bytes this thread takes on the wire.
+    /// About the bytes this thread takes in memory (more than on the wire).
     pub fn approx_bytes(&self) -> usize {
-        256 + json_len(&self.metadata)
-            + json_len(&self.config)
-            + self.values.as_ref().map_or(0, json_len)
-            + json_len(&self.interrupts)
+        256 + tree_bytes(&self.metadata)
+            + tree_bytes(&self.config)
+            + self.values.as_ref().map_or(0, tree_bytes)
+            + tree_bytes(&self.interrupts)
     }
 }
 
 impl CheckpointRecord {
-    /// About the bytes this checkpoint takes in memory and on the wire (its state or tuple).
+    /// About the bytes this checkpoint takes in memory (more than on the wire: its trees, and
+    /// its blobs and writes twice, as bytes and as base64).
     pub fn approx_bytes(&self) -> usize {
         let blobs: usize = self
             .blobs
@@ -600,16 +601,16 @@ impl CheckpointRecord {
             .map(|b| {
                 64 + b.channel.len()
                     + b.version.len()
-                    + b.data.as_ref().map_or(0, Vec::len)
-                    + b.value.as_ref().map_or(0, json_len)
+                    + 2 * b.data.as_ref().map_or(0, Vec::len)
+                    + b.value.as_ref().map_or(0, tree_bytes)
             })
             .sum();
         let writes: usize = self
             .pending_writes
             .iter()
-            .map(|w| 64 + w.task_id.len() + w.channel.len() + w.data.len())
+            .map(|w| 64 + w.task_id.len() + w.channel.len() + 2 * w.data.len())
             .sum();
-        256 + json_len(&self.checkpoint) + json_len(&self.metadata) + blobs + writes
+        256 + tree_bytes(&self.checkpoint) + tree_bytes(&self.metadata) + blobs + writes
     }
 
     /// Interrupts waiting on this checkpoint: `(task_id, [Interrupt])` from its JSON
