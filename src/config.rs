@@ -34,7 +34,7 @@
 //! - `MNEMO_BODY_BUDGET_BYTES` (default 64 MiB, at least `MNEMO_MAX_BODY_BYTES`): request bodies
 //!   the process holds at once; a body beyond what is left gets 503 with `Retry-After`.
 //! - `MNEMO_PAGE_MAX_BYTES` (default 8 MiB): a history, checkpoint search or thread search page
-//!   stops adding rows once it holds this many bytes (it always holds at least one row).
+//!   stops adding rows once they take this many bytes in memory (it always holds at least one row).
 
 use std::time::Duration;
 
@@ -187,8 +187,8 @@ pub struct Config {
     #[arg(long, env = "MNEMO_BODY_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub body_budget_bytes: usize,
 
-    /// Bytes a page of history, checkpoint search or thread search holds at most: rows stop
-    /// being added once it is reached (a page always holds at least one row).
+    /// Bytes (in memory) a page of history, checkpoint search or thread search holds at most:
+    /// rows stop being added once it is reached (a page always holds at least one row).
     #[arg(long, env = "MNEMO_PAGE_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub page_max_bytes: usize,
 }
