@@ -35,6 +35,10 @@
 //! - `MNEMO_MAX_ACTIVE_RUNS_PER_USER` (default 16), `MNEMO_MAX_PENDING_RUNS_PER_THREAD`
 //!   (default 16), `MNEMO_MAX_STREAMS_PER_USER` (default 32): per-user quotas (429 beyond them).
 //! - `RUST_LOG` (default `info`): env_logger filter.
+//! - `MNEMO_BODY_BUDGET_BYTES` (default 64 MiB, at least `MNEMO_MAX_BODY_BYTES`): request bodies
+//!   the process holds at once; a body beyond what is left gets 503 with `Retry-After`.
+//! - `MNEMO_PAGE_MAX_BYTES` (default 8 MiB): a history, checkpoint search or thread search page
+//!   stops adding rows once they take this many bytes in memory (it always holds at least one row).
 
 use std::time::Duration;
 
@@ -188,6 +192,16 @@ pub struct Config {
     /// Streams one user may hold open at once.
     #[arg(long, env = "MNEMO_MAX_STREAMS_PER_USER", default_value_t = 32)]
     pub max_streams_per_user: usize,
+
+    /// Bytes of request bodies the process holds at once (raised to the largest body if
+    /// smaller); a body beyond what is left is answered 503 with `Retry-After`.
+    #[arg(long, env = "MNEMO_BODY_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub body_budget_bytes: usize,
+
+    /// Bytes (in memory) a page of history, checkpoint search or thread search holds at most:
+    /// rows stop being added once it is reached (a page always holds at least one row).
+    #[arg(long, env = "MNEMO_PAGE_MAX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub page_max_bytes: usize,
 }
 
 /// Secrets stay out of logs: the database URL's password and the keys are redacted.
@@ -230,6 +244,8 @@ impl std::fmt::Debug for Config {
                 &self.max_pending_runs_per_thread,
             )
             .field("max_streams_per_user", &self.max_streams_per_user)
+            .field("body_budget_bytes", &self.body_budget_bytes)
+            .field("page_max_bytes", &self.page_max_bytes)
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod auth;
 pub mod bench;
+pub mod body_budget;
 pub mod browser;
 pub mod config;
 pub mod error;

@@ -2,8 +2,11 @@
 //! Timestamps serialise as the LangGraph API writes them (ISO-8601, microseconds, `+00:00`).
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Serialises a timestamp the way LangGraph clients expect it.
 pub fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -67,6 +70,148 @@ impl Namespace {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// JSON text kept as the client sent it: checked once ([`RawJson::checked_object`]) but never
+/// built into a `Value` tree, which takes several times the text's size. Clones share the text.
+#[derive(Debug, Clone)]
+pub struct RawJson(Arc<Box<RawValue>>);
+
+impl RawJson {
+    /// The JSON of a `Value` (for callers that already hold one).
+    pub fn from_value(v: &Value) -> RawJson {
+        let text = serde_json::to_string(v).unwrap_or_else(|_| "null".into());
+        RawJson(Arc::new(
+            RawValue::from_string(text).unwrap_or_else(|_| null_raw()),
+        ))
+    }
+
+    /// The text, exactly as it will be stored.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Checks JSON text the way a parse into a `Value` would, and more: it must be an object
+    /// and hold no NUL character (Postgres cannot store one; SQLite could). A
+    /// document with a key given twice in one object is rewritten as a `Value` would keep it
+    /// (the last one wins), so every backend stores and filters the same document.
+    pub fn checked_object(self, what: &str) -> Result<RawJson, String> {
+        if !self.get().starts_with('{') {
+            return Err(format!("{what} must be an object"));
+        }
+        let mut found = Findings::default();
+        let mut de = serde_json::Deserializer::from_str(self.get());
+        serde::de::DeserializeSeed::deserialize(Walk(&mut found), &mut de)
+            .map_err(|e| format!("{what}: {e}"))?;
+        if found.nul {
+            return Err(format!(
+                "{what} must not contain the NUL character (\\u0000)"
+            ));
+        }
+        if found.duplicate_keys {
+            let v: Value = serde_json::from_str(self.get()).map_err(|e| format!("{what}: {e}"))?;
+            return Ok(RawJson::from_value(&v));
+        }
+        Ok(self)
+    }
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::NULL.to_owned()
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(|raw| RawJson(Arc::new(raw)))
+    }
+}
+
+/// What a walk over JSON text saw.
+#[derive(Default)]
+struct Findings {
+    nul: bool,
+    duplicate_keys: bool,
+}
+
+/// Visits a JSON document without keeping it: strings are checked for NUL, each object's keys
+/// for repeats (only the keys of the objects on the current path are held).
+struct Walk<'f>(&'f mut Findings);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.nul |= v.contains('\0');
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Walk(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys: std::collections::HashSet<std::borrow::Cow<'de, str>> = Default::default();
+        while let Some(key) = map.next_key_seed(Key)? {
+            self.0.nul |= key.contains('\0');
+            if !keys.insert(key) {
+                self.0.duplicate_keys = true;
+            }
+            map.next_value_seed(Walk(self.0))?;
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
     }
 }
 
@@ -272,6 +417,38 @@ pub struct ThreadSearch {
     pub descending: bool,
     pub limit: i64,
     pub offset: i64,
+    /// The page stops growing once its threads hold this many bytes (at least one row).
+    pub max_bytes: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages bounded by bytes
+
+/// About the memory `v` takes as a tree: a `serde_json` tree costs several times its text
+/// (an object's map node alone is ~600 bytes), so pages are bounded by this, not by the text.
+pub fn tree_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 32 + s.len(),
+        Value::Array(items) => 32 + items.iter().map(tree_bytes).sum::<usize>(),
+        Value::Object(map) => {
+            600 + map
+                .iter()
+                .map(|(k, v)| 32 + k.len() + tree_bytes(v))
+                .sum::<usize>()
+        }
+        _ => 32,
+    }
+}
+
+/// Rows a byte-bounded page asks the database for first: one, as nothing tells the size of a
+/// row before it is read (later queries ask for as many as the bytes left hold).
+pub const FIRST_CHUNK: usize = 1;
+
+/// Rows the next query of a byte-bounded page asks for: as many as the bytes left hold at the
+/// size of the rows so far (at least one), never more than the `left` rows the page still wants.
+pub fn next_chunk(rows: usize, bytes: usize, max_bytes: usize, left: usize) -> usize {
+    let each = (bytes / rows.max(1)).max(1);
+    (max_bytes.saturating_sub(bytes) / each).clamp(1, left.max(1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,6 +553,8 @@ pub struct CheckpointQuery {
     /// Only checkpoints older than this id (keyset pagination).
     pub before: Option<String>,
     pub limit: i64,
+    /// The page stops growing once its checkpoints hold this many bytes (at least one row).
+    pub max_bytes: usize,
 }
 
 /// An update of a thread's state: a new checkpoint on top of `checkpoint_id` (default: latest).
@@ -423,7 +602,38 @@ fn is_internal_channel(name: &str) -> bool {
     name.starts_with("__") || name.contains(':')
 }
 
+impl Thread {
+    /// About the bytes this thread takes in memory (more than on the wire).
+    pub fn approx_bytes(&self) -> usize {
+        256 + tree_bytes(&self.metadata)
+            + tree_bytes(&self.config)
+            + self.values.as_ref().map_or(0, tree_bytes)
+            + tree_bytes(&self.interrupts)
+    }
+}
+
 impl CheckpointRecord {
+    /// About the bytes this checkpoint takes in memory (more than on the wire: its trees, and
+    /// its blobs and writes twice, as bytes and as base64).
+    pub fn approx_bytes(&self) -> usize {
+        let blobs: usize = self
+            .blobs
+            .iter()
+            .map(|b| {
+                64 + b.channel.len()
+                    + b.version.len()
+                    + 2 * b.data.as_ref().map_or(0, Vec::len)
+                    + b.value.as_ref().map_or(0, tree_bytes)
+            })
+            .sum();
+        let writes: usize = self
+            .pending_writes
+            .iter()
+            .map(|w| 64 + w.task_id.len() + w.channel.len() + 2 * w.data.len())
+            .sum();
+        256 + tree_bytes(&self.checkpoint) + tree_bytes(&self.metadata) + blobs + writes
+    }
+
     /// Interrupts waiting on this checkpoint: `(task_id, [Interrupt])` from its JSON
     /// `__interrupt__` writes (mnemo's agent writes them; other callers' are opaque).
     pub fn interrupts(&self) -> Vec<(String, Vec<Value>)> {

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::agent::Model;
 use crate::auth::Authenticator;
+use crate::body_budget::BodyBudget;
 use crate::browser::BrowserPolicy;
 use crate::config::{Config, redact_url};
 use crate::error::{json_error, path_error, query_error};
@@ -67,6 +68,7 @@ impl Application {
         let auth_data = web::Data::new(Arc::clone(&auth));
         let browser_data = web::Data::new(browser.clone());
         let max_body = config.max_body_bytes;
+        let body_budget = web::Data::new(BodyBudget::new(config.body_budget_bytes, max_body));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -74,6 +76,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(auth_data.clone())
                 .app_data(browser_data.clone())
+                .app_data(body_budget.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)
@@ -83,6 +86,8 @@ impl Application {
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                // innermost: only requests the middlewares wrapped after it let through are charged
+                .wrap(from_fn(crate::body_budget::charge_bodies))
                 .wrap(from_fn(crate::limits::json_body))
                 .wrap(from_fn(crate::limits::refuse_nul))
                 .wrap(from_fn(crate::auth::authenticate))
@@ -214,7 +219,8 @@ pub async fn open_persistence(config: &Config) -> Result<(Persistence, Arbiter),
     let arbiter = Arbiter::new();
     let addr =
         PersistenceActor::start_in_arbiter(&arbiter.handle(), move |_| PersistenceActor::new(pool));
-    Ok((Persistence::new(addr, backend), arbiter))
+    let persistence = Persistence::new(addr, backend).with_page_max_bytes(config.page_max_bytes);
+    Ok((persistence, arbiter))
 }
 
 /// Every `interval` until told to stop: deletes expired store items.

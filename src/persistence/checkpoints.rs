@@ -622,30 +622,54 @@ async fn get_with(
     })
 }
 
+/// Lists checkpoints newest first: at most `limit`, and no more once the page holds
+/// `max_bytes` (at least one). Rows are read in chunks sized by the bytes left, so memory follows
+/// the byte bound, not `limit` × the size of a state.
 pub async fn list(db: &DbPool, query: CheckpointQuery) -> Result<Vec<CheckpointRecord>, DbError> {
+    let limit = usize::try_from(query.limit).unwrap_or(0);
     with_conn!(db, |conn, s| {
         use s::checkpoints as c;
-        let mut q = c::table
-            .filter(c::thread_id.eq(query.thread_id.clone()))
-            .select(columns!(c))
-            .into_boxed();
-        if let Some(ns) = &query.checkpoint_ns {
-            q = q.filter(c::checkpoint_ns.eq(ns.clone()));
+        let mut out: Vec<CheckpointRecord> = Vec::new();
+        let mut bytes = 0usize;
+        let mut before = query.before.clone();
+        let mut chunk = limit.min(crate::model::FIRST_CHUNK);
+        while chunk > 0 {
+            let mut q = c::table
+                .filter(c::thread_id.eq(query.thread_id.clone()))
+                .select(columns!(c))
+                .into_boxed();
+            if let Some(ns) = &query.checkpoint_ns {
+                q = q.filter(c::checkpoint_ns.eq(ns.clone()));
+            }
+            if let Some(before) = &before {
+                q = q.filter(c::checkpoint_id.lt(before.clone()));
+            }
+            if let Some(m) = &query.metadata {
+                q = q.filter(super::json_filter::AllOf(dialect::contains::<c::table>(
+                    "metadata", m,
+                )));
+            }
+            let rows: Vec<Row> = q
+                .order(c::checkpoint_id.desc())
+                .limit(chunk as i64)
+                .load(&mut conn)
+                .await?;
+            let got = rows.len();
+            before = rows.last().map(|r| r.2.clone());
+            for rec in load_page!(&mut conn, s, &query.thread_id, rows) {
+                let size = rec.approx_bytes();
+                if !out.is_empty() && bytes + size > query.max_bytes {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.push(rec);
+            }
+            if got < chunk || out.len() >= limit {
+                break;
+            }
+            chunk = crate::model::next_chunk(out.len(), bytes, query.max_bytes, limit - out.len());
         }
-        if let Some(before) = &query.before {
-            q = q.filter(c::checkpoint_id.lt(before.clone()));
-        }
-        if let Some(m) = &query.metadata {
-            q = q.filter(super::json_filter::AllOf(dialect::contains::<c::table>(
-                "metadata", m,
-            )));
-        }
-        let rows: Vec<Row> = q
-            .order(c::checkpoint_id.desc())
-            .limit(query.limit)
-            .load(&mut conn)
-            .await?;
-        Ok(load_page!(&mut conn, s, &query.thread_id, rows))
+        Ok(out)
     })
 }
 

@@ -16,6 +16,7 @@ mod json_filter;
 mod keys;
 mod migrate;
 mod pool;
+mod raw_json;
 mod runs;
 mod schema;
 mod signals;
@@ -121,15 +122,34 @@ use serde_json::Value;
 pub struct Persistence {
     addr: Addr<PersistenceActor>,
     backend: Backend,
+    /// Bytes a page of history or search holds at most (`MNEMO_PAGE_MAX_BYTES`).
+    page_max_bytes: usize,
 }
 
 impl Persistence {
     pub fn new(addr: Addr<PersistenceActor>, backend: Backend) -> Self {
-        Persistence { addr, backend }
+        Persistence {
+            addr,
+            backend,
+            page_max_bytes: usize::MAX,
+        }
+    }
+
+    /// The same handle with pages bounded to `bytes`.
+    pub fn with_page_max_bytes(self, bytes: usize) -> Self {
+        Persistence {
+            page_max_bytes: bytes,
+            ..self
+        }
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Bytes a page of history or search holds at most (at least one row).
+    pub fn page_max_bytes(&self) -> usize {
+        self.page_max_bytes
     }
 
     /// A round trip to the database through the actor, with the pool's figures.
@@ -163,6 +183,18 @@ impl Persistence {
         prefix: String,
         key: String,
         value: Value,
+        ttl_minutes: Option<f64>,
+    ) -> Result<(), DbError> {
+        let value = RawJson::from_value(&value);
+        self.put_item_raw(prefix, key, value, ttl_minutes).await
+    }
+
+    /// [`Persistence::put_item`] of JSON text stored as it is (checked by the caller).
+    pub async fn put_item_raw(
+        &self,
+        prefix: String,
+        key: String,
+        value: RawJson,
         ttl_minutes: Option<f64>,
     ) -> Result<(), DbError> {
         let item = store::NewItem {

@@ -9,8 +9,9 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::raw_json::JsonText;
 use super::{DbError, DbPool, with_conn};
-use crate::model::{StoreItem, StoreSearch};
+use crate::model::{RawJson, StoreItem, StoreSearch};
 
 /// The columns of `Row`.
 macro_rules! columns {
@@ -64,7 +65,8 @@ fn expiry(now: DateTime<Utc>, ttl_minutes: f64) -> DateTime<Utc> {
 pub struct NewItem {
     pub prefix: String,
     pub key: String,
-    pub value: Value,
+    /// Stored as the client sent it (checked at the edge).
+    pub value: RawJson,
     pub ttl_minutes: Option<f64>,
 }
 
@@ -84,7 +86,7 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewItem>) -> Result<(), DbError
             (
                 $t::prefix.eq(&$item.prefix),
                 $t::key.eq(&$item.key),
-                $t::value.eq(&$item.value),
+                $t::value.eq(JsonText::from(&$item.value)),
                 $t::created_at.eq(now),
                 $t::updated_at.eq(now),
                 $t::expires_at.eq($item.ttl_minutes.map(|m| expiry(now, m))),

@@ -194,37 +194,59 @@ pub async fn delete(db: &DbPool, thread_id: String) -> Result<(), DbError> {
     }
 }
 
+/// One page of threads and the total count: at most `limit`, and no more once the page holds
+/// `max_bytes` (at least one). Rows are read in chunks sized by the bytes left.
 pub async fn search(db: &DbPool, query: ThreadSearch) -> Result<(Vec<Thread>, i64), DbError> {
+    let limit = usize::try_from(query.limit).unwrap_or(0);
     with_conn!(db, |conn, s| {
         use s::threads::dsl as t;
-        let q = filtered!(
-            t::threads.select(columns!(t)).into_boxed(),
-            &query.filter,
-            t,
-            s
-        );
-        let q = match (query.sort_by, query.descending) {
-            (ThreadSortBy::ThreadId, false) => q.order(t::thread_id.asc()),
-            (ThreadSortBy::ThreadId, true) => q.order(t::thread_id.desc()),
-            (ThreadSortBy::Status, false) => q.order(t::status.asc()),
-            (ThreadSortBy::Status, true) => q.order(t::status.desc()),
-            (ThreadSortBy::CreatedAt, false) => q.order(t::created_at.asc()),
-            (ThreadSortBy::CreatedAt, true) => q.order(t::created_at.desc()),
-            (ThreadSortBy::UpdatedAt, false) => q.order(t::updated_at.asc()),
-            (ThreadSortBy::UpdatedAt, true) => q.order(t::updated_at.desc()),
-            (ThreadSortBy::StateUpdatedAt, false) => q.order(t::state_updated_at.asc()),
-            (ThreadSortBy::StateUpdatedAt, true) => q.order(t::state_updated_at.desc()),
-        };
-        let rows: Vec<Row> = q
-            .then_order_by(t::thread_id.asc())
-            .limit(query.limit)
-            .offset(query.offset)
-            .load(&mut conn)
-            .await?;
+        let mut out: Vec<Thread> = Vec::new();
+        let mut bytes = 0usize;
+        let mut chunk = limit.min(crate::model::FIRST_CHUNK);
+        'page: while chunk > 0 {
+            let q = filtered!(
+                t::threads.select(columns!(t)).into_boxed(),
+                &query.filter,
+                t,
+                s
+            );
+            let q = match (query.sort_by, query.descending) {
+                (ThreadSortBy::ThreadId, false) => q.order(t::thread_id.asc()),
+                (ThreadSortBy::ThreadId, true) => q.order(t::thread_id.desc()),
+                (ThreadSortBy::Status, false) => q.order(t::status.asc()),
+                (ThreadSortBy::Status, true) => q.order(t::status.desc()),
+                (ThreadSortBy::CreatedAt, false) => q.order(t::created_at.asc()),
+                (ThreadSortBy::CreatedAt, true) => q.order(t::created_at.desc()),
+                (ThreadSortBy::UpdatedAt, false) => q.order(t::updated_at.asc()),
+                (ThreadSortBy::UpdatedAt, true) => q.order(t::updated_at.desc()),
+                (ThreadSortBy::StateUpdatedAt, false) => q.order(t::state_updated_at.asc()),
+                (ThreadSortBy::StateUpdatedAt, true) => q.order(t::state_updated_at.desc()),
+            };
+            let rows: Vec<Row> = q
+                .then_order_by(t::thread_id.asc())
+                .limit(chunk as i64)
+                .offset(query.offset + out.len() as i64)
+                .load(&mut conn)
+                .await?;
+            let got = rows.len();
+            for row in rows {
+                let thread = thread(row);
+                let size = thread.approx_bytes();
+                if !out.is_empty() && bytes + size > query.max_bytes {
+                    break 'page;
+                }
+                bytes += size;
+                out.push(thread);
+            }
+            if got < chunk || out.len() >= limit {
+                break;
+            }
+            chunk = crate::model::next_chunk(out.len(), bytes, query.max_bytes, limit - out.len());
+        }
         let total: i64 = filtered!(t::threads.count().into_boxed(), &query.filter, t, s)
             .get_result(&mut conn)
             .await?;
-        Ok((rows.into_iter().map(thread).collect(), total))
+        Ok((out, total))
     })
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{filter_or_none, object_or_none, page};
+use super::{filter_or_none, json_array, object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, format_ts};
@@ -310,9 +310,10 @@ pub async fn search(
         metadata: filter_or_none(body.filter, "filter")?,
         before: body.before,
         limit,
+        max_bytes: db.page_max_bytes(),
     };
     let records = db.list_checkpoints(query).await?;
-    Ok(HttpResponse::Ok().json(records.iter().map(tuple).collect::<Vec<_>>()))
+    Ok(json_array(records, tuple))
 }
 
 #[utoipa::path(

@@ -106,6 +106,27 @@ pub(crate) fn page(limit: i64, offset: i64, max: i64) -> Result<(i64, i64), ApiE
     Ok((limit, offset))
 }
 
+/// A JSON array answer built one row at a time: each row's JSON tree is dropped once written,
+/// so a page costs its rows and its bytes, not also every row's tree at once.
+pub(crate) fn json_array<T>(
+    rows: Vec<T>,
+    render: impl Fn(&T) -> serde_json::Value,
+) -> HttpResponse {
+    let mut body = Vec::with_capacity(2);
+    body.push(b'[');
+    for (i, row) in rows.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        // a Value always serialises (its keys are strings)
+        let _ = serde_json::to_writer(&mut body, &render(&row));
+    }
+    body.push(b']');
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
+}
+
 /// A metadata-style filter must be a JSON object.
 pub(crate) fn object_or_none(
     v: Option<serde_json::Value>,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::page;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::model::{FieldFilter, Namespace, StoreSearch};
+use crate::model::{FieldFilter, Namespace, RawJson, StoreSearch};
 use crate::persistence::Persistence;
 
 /// The labels every namespace a user principal reaches starts with.
@@ -48,8 +48,9 @@ pub struct PutBody {
     #[schema(min_items = 1)]
     namespace: Vec<String>,
     key: String,
+    /// Passed through as text: a large value is never built into a tree.
     #[schema(value_type = Object)]
-    value: Value,
+    value: RawJson,
     /// Semantic indexing is not supported; the field is accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
@@ -80,9 +81,10 @@ pub async fn put_item(
         ));
     }
     let ns = Namespace::parse(body.namespace, false).map_err(ApiError::Validation)?;
-    if !body.value.is_object() {
-        return Err(ApiError::validation("value must be an object"));
-    }
+    let value = body
+        .value
+        .checked_object("value")
+        .map_err(ApiError::Validation)?;
     if body
         .ttl
         .is_some_and(|ttl| !ttl.is_finite() || ttl <= 0.0 || ttl > MAX_TTL_MINUTES)
@@ -91,7 +93,7 @@ pub async fn put_item(
             "ttl must be a positive number of minutes, at most {MAX_TTL_MINUTES}"
         )));
     }
-    db.put_item(ns.prefix(), body.key, body.value, body.ttl)
+    db.put_item_raw(ns.prefix(), body.key, value, body.ttl)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{filter_or_none, object_or_none, page};
+use super::{filter_or_none, json_array, object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
@@ -263,6 +263,7 @@ pub async fn search(
         descending: !matches!(body.sort_order, Some(SortOrder::Asc)),
         limit,
         offset,
+        max_bytes: db.page_max_bytes(),
     };
     let (threads, total) = db.search_threads(query).await?;
     let mut resp = HttpResponse::Ok();
@@ -636,12 +637,13 @@ async fn history(
         metadata,
         before,
         limit,
+        max_bytes: db.page_max_bytes(),
     };
     let records = db.list_checkpoints(query).await?;
     if records.is_empty() {
         db.get_thread(thread_id).await?;
     }
-    Ok(HttpResponse::Ok().json(records.iter().map(thread_state).collect::<Vec<_>>()))
+    Ok(json_array(records, thread_state))
 }
 
 /// A page of the thread's states, newest first.

@@ -14,6 +14,7 @@ mod jwt;
 mod leases;
 mod lifecycle;
 mod limits;
+mod memory;
 mod models;
 mod openapi;
 mod ops;
