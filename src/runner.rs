@@ -32,6 +32,32 @@ const WAKE_BACKLOG: usize = 1024;
 /// The wake-up that means "every queued run looks again" (a notification may have been lost).
 pub const WAKE_ALL: &str = "*";
 
+/// When a run's checkpoints are committed, as LangGraph's `durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Each step is committed before its events are sent.
+    Sync,
+    /// Each step is written in the background while the run goes on; the run waits for its
+    /// writes before it ends.
+    #[default]
+    Async,
+    /// Only the last step is written, when the run ends or stops to ask.
+    Exit,
+}
+
+impl Durability {
+    pub fn parse(s: Option<&str>) -> Result<Durability, ApiError> {
+        match s {
+            None | Some("async") => Ok(Durability::Async),
+            Some("sync") => Ok(Durability::Sync),
+            Some("exit") => Ok(Durability::Exit),
+            Some(other) => Err(ApiError::validation(format!(
+                "durability must be sync, async or exit, not {other:?}"
+            ))),
+        }
+    }
+}
+
 /// A run to execute.
 pub struct RunRequest {
     pub thread_id: String,
@@ -57,6 +83,8 @@ pub struct RunRequest {
     pub interrupt_after: Vec<&'static str>,
     /// A user principal's id: the run may only use (or create) that user's thread.
     pub owner: Option<String>,
+    /// When its checkpoints are committed.
+    pub durability: Durability,
 }
 
 /// Why a run was stopped before its end.
@@ -605,7 +633,7 @@ impl Runner {
             }
             Err(halt) => Err(halt),
         };
-        if let Err(e) = progress.settle().await
+        if let Err(e) = progress.settle(db).await
             && result.is_ok()
         {
             result = Err(Halt::Failed(e));
@@ -780,7 +808,8 @@ impl Runner {
         // the step of the checkpoint the next node writes (LangGraph's `langgraph_step`)
         let step_of = |r: &CheckpointRecord| r.metadata.get("step").and_then(Value::as_i64);
         let next_step = Cell::new(start.as_ref().and_then(step_of).unwrap_or(-1) + 1);
-        let mut write = |values: Value, node: &str, source: &'static str| {
+        let durability = req.durability;
+        let mut write = async |values: Value, node: &str, source: &'static str| {
             let Value::Object(changes) = values else {
                 return Err(Halt::Failed(
                     "a step wrote something other than an object".into(),
@@ -795,10 +824,23 @@ impl Runner {
                 source,
                 meta.clone(),
             )?;
-            let (db, new) = (db.clone(), NewCheckpoint::from(&record));
-            progress.writes.push(actix_web::rt::spawn(
-                async move { db.put_checkpoint(new).await },
-            ));
+            let new = NewCheckpoint::from(&record);
+            match durability {
+                // committed before anything of the step is sent
+                Durability::Sync => db.put_checkpoint(new).await.map_err(|e| {
+                    log::warn!("a checkpoint could not be written: {e:?}");
+                    Halt::Failed("a checkpoint could not be written".into())
+                })?,
+                // written in the background, group-committed; waited for before the run ends
+                Durability::Async => {
+                    let db = db.clone();
+                    progress.writes.push(actix_web::rt::spawn(async move {
+                        db.put_checkpoint(new).await
+                    }));
+                }
+                // only the last one, when the run ends (or stops to ask)
+                Durability::Exit => progress.unwritten = Some(new),
+            }
             progress.wrote = true;
             let step = step_of(&record).unwrap_or_default();
             next_step.set(step + 1);
@@ -825,7 +867,7 @@ impl Runner {
             };
             let calls = pending_calls(&start.values());
             let results = run_tools(db, &user_id, &calls, approves(decision)).await;
-            let values = write(json!({ "messages": results }), "tools", "loop")?;
+            let values = write(json!({ "messages": results }), "tools", "loop").await?;
             if req.interrupt_after.contains(&"tools") {
                 return Ok(self.pause(live, values, true));
             }
@@ -843,7 +885,7 @@ impl Runner {
                     None => return Err(Halt::Failed("Received no input for __start__".into())),
                 },
                 Value::Object(_) => (
-                    write(req.input.clone(), "__input__", "input")?,
+                    write(req.input.clone(), "__input__", "input").await?,
                     Some("agent"),
                 ),
                 other => {
@@ -891,7 +933,7 @@ impl Runner {
                     }
                 };
                 model_turn += 1;
-                values = write(json!({ "messages": [ai] }), "agent", "loop")?;
+                values = write(json!({ "messages": [ai] }), "agent", "loop").await?;
                 node = graphs::tools_condition(&values);
             } else {
                 let calls = pending_calls(&values);
@@ -904,7 +946,7 @@ impl Runner {
                     return Err(Halt::Stopped(why));
                 }
                 let results = run_tools(db, &user_id, &calls, false).await;
-                values = write(json!({ "messages": results }), "tools", "loop")?;
+                values = write(json!({ "messages": results }), "tools", "loop").await?;
                 node = Some("agent");
             }
             if req.interrupt_after.contains(&this) {
@@ -966,7 +1008,7 @@ impl Runner {
         delete: &ToolCall,
         progress: &mut Progress,
     ) -> Result<Value, Halt> {
-        progress.settle().await.map_err(Halt::Failed)?;
+        progress.settle(&self.0.db).await.map_err(Halt::Failed)?;
         let Some(asked) = &progress.latest else {
             return Err(Halt::Failed("no checkpoint to interrupt on".into()));
         };
@@ -1011,11 +1053,20 @@ struct Progress {
     latest: Option<CheckpointRecord>,
     wrote: bool,
     writes: Vec<actix_web::rt::task::JoinHandle<Result<(), DbError>>>,
+    /// With `durability: "exit"`, the last checkpoint, written when the run ends.
+    unwritten: Option<NewCheckpoint>,
 }
 
 impl Progress {
-    /// Waits for the writes in flight; the first failure is the run's.
-    async fn settle(&mut self) -> Result<(), String> {
+    /// Waits for the writes in flight (and writes the one kept back); the first failure is
+    /// the run's.
+    async fn settle(&mut self, db: &Persistence) -> Result<(), String> {
+        if let Some(last) = self.unwritten.take() {
+            let db = db.clone();
+            self.writes.push(actix_web::rt::spawn(async move {
+                db.put_checkpoint(last).await
+            }));
+        }
         let mut result = Ok(());
         for write in self.writes.drain(..) {
             let done = write

@@ -692,6 +692,16 @@ pub enum OnCompletion {
     Keep,
 }
 
+/// When a run's checkpoints are committed.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Durability {
+    Sync,
+    Async,
+    Exit,
+}
+
 /// How a cancelled run ends.
 #[derive(serde::Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{NewThread, RunEvent};
-use crate::runner::{Live, RunRequest, Runner, Stop, StreamSlot, Subscription};
+use crate::runner::{Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription};
 
 /// A run to start.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -50,6 +50,10 @@ pub struct RunBody {
     checkpoint_id: Option<String>,
     #[schema(value_type = Option<super::openapi::OnCompletion>)]
     on_completion: Option<String>,
+    /// When checkpoints are committed: `sync` (each step before its events are sent), `async`
+    /// (default: in the background, before the run ends) or `exit` (only the last step).
+    #[schema(value_type = Option<super::openapi::Durability>)]
+    durability: Option<String>,
     /// `"*"` or a list of node names.
     #[schema(value_type = Option<super::openapi::NodeNames>)]
     interrupt_before: Option<Value>,
@@ -140,6 +144,7 @@ fn request(
         interrupt_before,
         interrupt_after,
         owner: principal.bound_user().map(str::to_string),
+        durability: Durability::parse(body.durability.as_deref())?,
     })
 }
 

@@ -6,6 +6,7 @@ mod agent;
 mod assistants;
 mod auth;
 mod checkpoints;
+mod durability;
 mod fake_llm;
 mod faults;
 mod helpers;
