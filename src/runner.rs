@@ -116,20 +116,27 @@ impl Stop {
 }
 
 /// Events already sent, and a receiver of those to come (none once the run has ended).
-pub type Subscription = (
-    Vec<Arc<RunEvent>>,
-    Option<mpsc::UnboundedReceiver<Arc<RunEvent>>>,
-);
+pub type Subscription = (Vec<Arc<RunEvent>>, Option<mpsc::Receiver<Arc<RunEvent>>>);
 
 /// The events of a live run and who listens to them.
 #[derive(Default)]
 struct Log {
     seq: i64,
     events: Vec<Arc<RunEvent>>,
-    subscribers: Vec<mpsc::UnboundedSender<Arc<RunEvent>>>,
-    persist: Option<mpsc::UnboundedSender<RunEvent>>,
+    subscribers: Vec<mpsc::Sender<Arc<RunEvent>>>,
+    persist: Option<mpsc::Sender<RunEvent>>,
+    /// Whether events were left unstored because the database fell behind.
+    persist_fell_behind: bool,
     ended: bool,
 }
+
+/// Events a stream's reader may fall behind by. A reader further behind (a stalled client) is
+/// let go: its stream ends, and a resumable run's client rejoins with `Last-Event-ID`, so a slow
+/// reader never holds more than this in memory.
+const SUBSCRIBER_BACKLOG: usize = 1024;
+/// Events waiting to be stored (`stream_resumable`). Beyond it (the database far behind) the
+/// events are still streamed live but not stored, and the log says so.
+const PERSIST_BACKLOG: usize = 8192;
 
 /// A run this process executes.
 pub struct Live {
@@ -193,10 +200,28 @@ impl Live {
             event: name.to_string(),
             data: data.to_string(),
         });
-        if let Some(persist) = &log.persist {
-            let _ = persist.send(RunEvent::clone(&event));
+        if let Some(persist) = &log.persist
+            && let Err(mpsc::error::TrySendError::Full(_)) =
+                persist.try_send(RunEvent::clone(&event))
+            && !log.persist_fell_behind
+        {
+            log.persist_fell_behind = true;
+            log::warn!(
+                "run {}: the database fell behind its events; later ones are not stored",
+                self.run.run_id
+            );
         }
-        log.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        log.subscribers.retain(|s| match s.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                log::warn!(
+                    "run {}: a stream fell {SUBSCRIBER_BACKLOG} events behind; ending it",
+                    self.run.run_id
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
         if self.resumable {
             log.events.push(event);
         }
@@ -215,7 +240,7 @@ impl Live {
         if log.ended {
             return (past, None);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BACKLOG);
         log.subscribers.push(tx);
         (past, Some(rx))
     }
@@ -516,7 +541,7 @@ impl Runner {
         let run = started.run;
         let mut log = Log::default();
         let persister = req.resumable.then(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(PERSIST_BACKLOG);
             log.persist = Some(tx);
             actix_web::rt::spawn(persist(self.0.db.clone(), run.run_id.clone(), rx))
         });
@@ -1091,7 +1116,7 @@ async fn stopped(stop: &mut watch::Receiver<Option<Stop>>, deadline: Instant) ->
 }
 
 /// Writes a resumable run's events to the database in batches, as they come.
-async fn persist(db: Persistence, run_id: String, mut rx: mpsc::UnboundedReceiver<RunEvent>) {
+async fn persist(db: Persistence, run_id: String, mut rx: mpsc::Receiver<RunEvent>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 256

@@ -337,7 +337,8 @@ fn event_stream(
                 (live.resumable, past, rx)
             }
             Source::Stored { .. } => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                // bounded: the reading waits for the client
+                let (tx, rx) = mpsc::channel(64);
                 actix_web::rt::spawn(poll_stored(
                     runner.clone(),
                     run_id.clone(),
@@ -413,7 +414,7 @@ async fn poll_stored(
     run_id: String,
     thread_id: String,
     mut after: i64,
-    tx: mpsc::UnboundedSender<Arc<RunEvent>>,
+    tx: mpsc::Sender<Arc<RunEvent>>,
 ) {
     let db = runner.db();
     loop {
@@ -428,7 +429,7 @@ async fn poll_stored(
             .unwrap_or_default();
         for e in events {
             after = e.seq;
-            if tx.send(Arc::new(e)).is_err() {
+            if tx.send(Arc::new(e)).await.is_err() {
                 return;
             }
         }
