@@ -373,5 +373,63 @@ both_backends!(
     history_pages,
     a_page_holds_at_least_one_row,
     thread_search_pages,
-    raw_json_reads_back
+    raw_json_reads_back,
+    a_stalled_stream_reader_is_let_go_and_the_run_goes_on,
 );
+
+/// A client that stops reading a stream while the model streams megabytes: mnemo lets the
+/// stream go once the reader is 1024 events behind (it does not buffer the rest for it), the
+/// run still ends `success`, and the stream ends instead of hanging.
+async fn a_stalled_stream_reader_is_let_go_and_the_run_goes_on(kind: Kind) {
+    const DELTAS: usize = 4000;
+    let word = format!("{} ", "x".repeat(4096));
+    let deltas = (0..DELTAS)
+        .map(|_| json!({"role": "assistant", "content": word}))
+        .collect();
+    let fake = crate::fake_llm::FakeLlm::start(vec![crate::fake_llm::Reply::Stream(
+        deltas,
+        Duration::ZERO,
+    )])
+    .await;
+    let Some((app, _db)) = crate::models::app_with_model(kind, &fake).await else {
+        return;
+    };
+    let (_, thread) = app.post("/threads", json!({})).await;
+    let tid = thread["thread_id"].as_str().unwrap().to_string();
+    let resp = app
+        .client
+        .post(app.url(&format!("/threads/{tid}/runs/stream")))
+        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "talk"}]}, "stream_mode": ["messages-tuple"]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp;
+    let mut text = String::new();
+    if let Ok(Some(first)) = body.chunk().await {
+        text.push_str(&String::from_utf8_lossy(&first));
+    }
+    // the reader stalls until the run has ended
+    let mut ended = false;
+    for _ in 0..600 {
+        let (_, runs) = app.get(&format!("/threads/{tid}/runs")).await;
+        if runs[0]["status"] != "running" && runs[0]["status"] != "pending" {
+            assert_eq!(runs[0]["status"], "success", "{runs}");
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ended, "the run ended while its reader stalled");
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(chunk)) = body.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ends");
+    let received = text.matches("event: messages").count();
+    assert!(
+        received < DELTAS,
+        "the stalled reader was let go: {received} of {DELTAS} chunks"
+    );
+}
