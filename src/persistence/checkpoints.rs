@@ -994,6 +994,12 @@ pub async fn prune(
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{checkpoints as c, threads as t};
+            // a write statement first, even one that matches no row: SQLite takes its write
+            // lock when the statement starts (an upgrade after the read below could fail)
+            diesel::update(t::table.filter(t::thread_id.eq("")))
+                .set(t::updated_at.eq(now))
+                .execute(conn)
+                .await?;
             // a user prunes only its own threads; the others are as if they did not exist
             let thread_ids: Vec<String> = match &owner {
                 None => thread_ids,

@@ -300,7 +300,9 @@ operations! {
     /// Appends events to a run's stream.
     PutRunEvents => fn put_run_events(run_id: String, events: Vec<RunEvent>) -> () = runs::put_events;
     /// Reads a run's stream events after a sequence number.
-    GetRunEvents => fn get_run_events(run_id: String, after: i64) -> Vec<RunEvent> = runs::events;
+    GetRunEvents => fn get_run_events(run_id: String, after: i64, limit: i64) -> Vec<RunEvent> = runs::events;
+    /// The sequence number of a run's last stored event (0 without any).
+    LastRunEvent => fn last_run_event(run_id: String) -> i64 = runs::last_event;
     /// Creates a task on a user's list.
     CreateTask => fn create_task(new: NewTask) -> Task = tasks::create;
     /// Reads one of a user's tasks.

@@ -469,14 +469,33 @@ pub async fn put_events(db: &DbPool, run_id: String, events: Vec<RunEvent>) -> R
     }
 }
 
+/// The sequence number of a run's last stored event (0 without any).
+pub async fn last_event(db: &DbPool, run_id: String) -> Result<i64, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::run_events as e;
+        let last: Option<i64> = e::table
+            .filter(e::run_id.eq(&run_id))
+            .select(diesel::dsl::max(e::seq))
+            .first(&mut conn)
+            .await?;
+        Ok(last.unwrap_or(0))
+    })
+}
+
 /// A run's stream events after `after`, in order.
-pub async fn events(db: &DbPool, run_id: String, after: i64) -> Result<Vec<RunEvent>, DbError> {
+pub async fn events(
+    db: &DbPool,
+    run_id: String,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RunEvent>, DbError> {
     with_conn!(db, |conn, s| {
         use s::run_events as e;
         let rows: Vec<(i64, String, String)> = e::table
             .filter(e::run_id.eq(&run_id))
             .filter(e::seq.gt(after))
             .order(e::seq.asc())
+            .limit(limit)
             .select((e::seq, e::event, e::data))
             .load(&mut conn)
             .await?;

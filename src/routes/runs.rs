@@ -302,6 +302,9 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a rejoined stream of a run executed elsewhere looks for new events.
 const STORED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Stored events read at once.
+const STORED_PAGE: i64 = 256;
+
 /// Where a stream's events come from.
 enum Source {
     /// A run this process executes, and the subscription its stream was created with.
@@ -423,15 +426,20 @@ async fn poll_stored(
             Ok(run) => run.status != "pending" && run.status != "running",
             Err(_) => true,
         };
+        // a page at a time: memory follows the page, not the run's whole stream
         let events = db
-            .get_run_events(run_id.clone(), after)
+            .get_run_events(run_id.clone(), after, STORED_PAGE)
             .await
             .unwrap_or_default();
+        let full = events.len() as i64 == STORED_PAGE;
         for e in events {
             after = e.seq;
             if tx.send(Arc::new(e)).await.is_err() {
                 return;
             }
+        }
+        if full {
+            continue;
         }
         if ended {
             return;
@@ -605,12 +613,7 @@ pub async fn join_stream(
                 .await?;
             let after = match last_event_id {
                 Some(id) => id,
-                None => runner
-                    .db()
-                    .get_run_events(run_id.clone(), 0)
-                    .await?
-                    .last()
-                    .map_or(0, |e| e.seq),
+                None => runner.db().last_run_event(run_id.clone()).await?,
             };
             (Source::Stored { thread_id, run_id }, after)
         }
