@@ -173,6 +173,21 @@ pub async fn refuse_nul<B: actix_web::body::MessageBody>(
     crate::error::pass_unless(req, next, refused).await
 }
 
+/// The JSON error for a body read as raw bytes that could not be read: refused by
+/// [`json_body`] (422), too large (413), or cut short (400).
+pub fn raw_body_error(err: &actix_web::Error) -> ApiError {
+    use actix_web::error::PayloadError;
+    match err.as_error::<PayloadError>() {
+        Some(p) if refusal_of(p).is_some() => {
+            ApiError::Validation(refusal_of(p).map(|r| r.to_string()).unwrap_or_default())
+        }
+        Some(PayloadError::Overflow) => {
+            ApiError::PayloadTooLarge("Request body is too large".into())
+        }
+        _ => ApiError::BadRequest("the request body could not be read".into()),
+    }
+}
+
 /// The refusal a payload error carries, if [`json_body`] made it.
 pub fn refusal_of(err: &actix_web::error::PayloadError) -> Option<JsonRefusal> {
     match err {

@@ -315,8 +315,9 @@ pub async fn copy(
     req: actix_web::HttpRequest,
     db: web::Data<Persistence>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.map_err(|e| crate::limits::raw_body_error(&e))?;
     // the body is optional: the LangGraph clients send none
     let target = if body.iter().all(u8::is_ascii_whitespace) {
         None

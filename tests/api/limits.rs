@@ -182,6 +182,19 @@ async fn bodies_nested_past_the_cap_are_422_and_the_cap_itself_reads_back(kind: 
         let (s, b) = send_raw(&app, reqwest::Method::POST, "/threads", body.into()).await;
         assert_eq!(s, 422, "{b}");
     }
+    // also where the body is read as raw bytes (a thread copy's optional body)
+    let (s, b) = send_raw(
+        &app,
+        reqwest::Method::POST,
+        &format!("/threads/{tid}/copy"),
+        r#"{"thread_id": "a\u0000"}"#.into(),
+    )
+    .await;
+    assert_eq!(s, 422, "{b}");
+    assert!(
+        b["detail"].as_str().is_some_and(|d| d.contains("NUL")),
+        "{b}"
+    );
     let (s, _) = app.get("/ok").await;
     assert_eq!(s, 200);
 }
