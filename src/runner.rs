@@ -148,6 +148,9 @@ pub struct Live {
     pub resumable: bool,
     events: Vec<&'static str>,
     running: AtomicBool,
+    /// Set once the run is being marked ended: a lease renewal that no longer finds it pending
+    /// or running is then no news.
+    ending: AtomicBool,
     log: Mutex<Log>,
     stop: watch::Sender<Option<Stop>>,
     outcome: watch::Sender<Option<(Run, Value)>>,
@@ -415,7 +418,7 @@ impl Runner {
             match db.renew_runs(ids, self.lease_until()).await {
                 Ok(held) => {
                     for live in lives.iter().filter(|l| !held.contains(&l.run.run_id)) {
-                        if !live.log().ended {
+                        if !live.ending.load(Ordering::SeqCst) {
                             log::warn!("run {} was ended elsewhere; stopping it", live.run.run_id);
                             live.stop(Stop::Lost);
                         }
@@ -552,6 +555,7 @@ impl Runner {
             resumable: req.resumable,
             events: req.events.clone(),
             running: AtomicBool::new(run.status == "running"),
+            ending: AtomicBool::new(false),
             log: Mutex::new(log),
             stop: watch::channel(None).0,
             outcome: watch::channel(None).0,
@@ -700,6 +704,7 @@ impl Runner {
                 (status, "idle", latest.clone().unwrap_or_else(|| json!({})))
             }
         };
+        live.ending.store(true, Ordering::SeqCst);
         // the events are in the database before the run reads as ended
         live.log().persist = None;
         if let Some(persister) = persister {
