@@ -678,3 +678,92 @@ async fn sqlite_write_lock_held_for_15_s_under_40_writers() {
     check("sqlite locked", &samples, outage_from, back);
     app.stop().await;
 }
+
+/// A run whose checkpoint cannot be written (SQLite locked by another connection) ends `error`
+/// with mnemo's own words in its stream, and once the lock is gone its thread takes a new run
+/// within the lease (marking the run ended failed too: the lease frees the thread).
+#[actix_web::test]
+async fn a_run_whose_checkpoint_cannot_be_written_ends_error_and_frees_its_thread() {
+    use crate::fake_llm::{FakeLlm, Reply};
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let fake = FakeLlm::start(vec![Reply::Stream(
+        vec![
+            json!({"role": "assistant", "content": "one "}),
+            json!({"role": "assistant", "content": "two "}),
+            json!({"role": "assistant", "content": "three"}),
+        ],
+        Duration::from_millis(400),
+    )])
+    .await;
+    let db = TestDb::new(Kind::Sqlite).await.unwrap();
+    let mut c = config(&db.url);
+    c.llm = "openai".into();
+    c.llm_base_url = fake.base_url.clone();
+    c.llm_read_timeout_ms = 30_000;
+    c.run_lease_s = 3;
+    let app = TestApp::start(c).await;
+    let (_, thread) = app.post("/threads", json!({})).await;
+    let tid = thread["thread_id"].as_str().unwrap().to_string();
+    let stream = app
+        .client
+        .post(app.url(&format!("/threads/{tid}/runs/stream")))
+        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}, "durability": "sync"}))
+        .send();
+    let stream = tokio::spawn(async move {
+        let resp = stream.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), resp.text())
+            .await
+            .expect("the stream ends")
+            .unwrap()
+    });
+    // the input step is committed (sync); the model is answering: lock the database
+    fake.received(1).await;
+    let path = db.url.trim_start_matches("sqlite://").to_string();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let holder = std::thread::spawn(move || {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, sqlite::SqliteConnection};
+        let mut conn = SqliteConnection::establish(&path).unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        conn.batch_execute("ROLLBACK").unwrap();
+    });
+    locked_rx.await.unwrap();
+    let text = stream.await.unwrap();
+    assert!(
+        text.contains("a checkpoint could not be written"),
+        "the stream says why in mnemo's words: {text}"
+    );
+    assert!(!text.contains("locked"), "no driver text: {text}");
+    while !holder.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder.join().unwrap();
+    let back = Instant::now();
+    // the thread takes a new run within the lease (plus the keeper's tick and a margin)
+    let limit = Duration::from_secs(3 + 5);
+    loop {
+        let (s, b) = app
+            .post(
+                &format!("/threads/{tid}/runs/wait"),
+                json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "again"}]}}),
+            )
+            .await;
+        if s == 200 {
+            break;
+        }
+        assert!(s == 409 || s == 503, "{s} {b}");
+        assert!(
+            back.elapsed() < limit,
+            "still busy {:?} after the lock",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, runs) = app.get(&format!("/threads/{tid}/runs")).await;
+    let first = runs.as_array().unwrap().last().unwrap();
+    assert_eq!(first["status"], "error", "{runs}");
+    app.stop().await;
+}
