@@ -136,6 +136,11 @@ pub async fn pass_unless<B: MessageBody>(
 
 /// JSON bodies: syntax errors are 400, well-formed JSON of the wrong shape 422, too large 413.
 pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    if let JsonPayloadError::Payload(p) = &err
+        && let Some(refused) = crate::limits::refused(p)
+    {
+        return refused.into();
+    }
     let api = match &err {
         JsonPayloadError::Overflow { limit }
         | JsonPayloadError::OverflowKnownLength { limit, .. } => {
@@ -143,13 +148,6 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         }
         JsonPayloadError::ContentType => {
             ApiError::UnsupportedMediaType("Content-Type must be application/json".into())
-        }
-        JsonPayloadError::Payload(p) if crate::limits::refusal_of(p).is_some() => {
-            ApiError::Validation(
-                crate::limits::refusal_of(p)
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            )
         }
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Validation(e.to_string()),
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("Invalid JSON: {e}")),

@@ -178,23 +178,21 @@ pub async fn refuse_nul<B: actix_web::body::MessageBody>(
 pub fn raw_body_error(err: &actix_web::Error) -> ApiError {
     use actix_web::error::PayloadError;
     match err.as_error::<PayloadError>() {
-        Some(p) if refusal_of(p).is_some() => {
-            ApiError::Validation(refusal_of(p).map(|r| r.to_string()).unwrap_or_default())
-        }
-        Some(PayloadError::Overflow) => {
-            ApiError::PayloadTooLarge("Request body is too large".into())
-        }
-        _ => ApiError::BadRequest("the request body could not be read".into()),
+        Some(p) => refused(p).unwrap_or_else(|| match p {
+            PayloadError::Overflow => ApiError::PayloadTooLarge("Request body is too large".into()),
+            _ => ApiError::BadRequest("the request body could not be read".into()),
+        }),
+        None => ApiError::BadRequest("the request body could not be read".into()),
     }
 }
 
-/// The refusal a payload error carries, if [`json_body`] made it.
-pub fn refusal_of(err: &actix_web::error::PayloadError) -> Option<JsonRefusal> {
+/// The 422 for a body [`json_body`] refused, if that is what stopped it.
+pub fn refused(err: &actix_web::error::PayloadError) -> Option<ApiError> {
     match err {
         actix_web::error::PayloadError::Io(e) => e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<JsonRefusal>())
-            .copied(),
+            .map(|why| ApiError::Validation(why.to_string())),
         _ => None,
     }
 }
@@ -227,8 +225,8 @@ pub fn check_filter(what: &str, filter: Option<&Value>) -> Result<(), ApiError> 
 }
 
 /// Refuses a list of more than [`MAX_IDS`] ids.
-pub fn check_ids<T>(what: &str, ids: Option<&[T]>) -> Result<(), ApiError> {
-    let n = ids.map_or(0, <[T]>::len);
+pub fn check_ids<T>(what: &str, ids: &[T]) -> Result<(), ApiError> {
+    let n = ids.len();
     if n > MAX_IDS {
         return Err(ApiError::Validation(format!(
             "{what} has {n} ids; at most {MAX_IDS} are allowed"

@@ -44,6 +44,11 @@ const OPEN_PATHS: [&str; 6] = [
     "/docs",
 ];
 
+/// Whether `path` answers without credentials (a route template such as `/docs/{file}` too).
+pub fn is_open(path: &str) -> bool {
+    OPEN_PATHS.contains(&path) || path.starts_with("/docs/")
+}
+
 /// What `MNEMO_AUTH` turned on.
 pub struct AuthSettings {
     pub api_keys: bool,
@@ -125,9 +130,7 @@ impl Authenticator {
                 name: "anonymous".into(),
             }));
         };
-        let open = OPEN_PATHS.contains(&path)
-            || path.starts_with("/docs/")
-            || (settings.metrics_public && path == "/metrics");
+        let open = is_open(path) || (settings.metrics_public && path == "/metrics");
         let Some(credential) = credential(req) else {
             return if open {
                 Ok(None)

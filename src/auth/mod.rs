@@ -13,7 +13,7 @@ pub mod keys;
 mod middleware;
 
 pub use keys::{generate_key, key_id_of};
-pub use middleware::{Authenticator, authenticate};
+pub use middleware::{Authenticator, authenticate, is_open};
 
 /// The caller a request acts as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

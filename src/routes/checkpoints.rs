@@ -356,7 +356,7 @@ pub async fn delete_for_runs(
     body: web::Json<DeleteForRunsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let run_ids = body.into_inner().run_ids;
-    crate::limits::check_ids("run_ids", Some(&run_ids))?;
+    crate::limits::check_ids("run_ids", &run_ids)?;
     let owner = principal.bound_user().map(str::to_string);
     let deleted = db.delete_for_runs(run_ids, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted_count": deleted })))

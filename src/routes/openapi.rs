@@ -114,17 +114,6 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
-/// Routes answered without credentials (credentials sent anyway are not required to be valid).
-pub(crate) const PUBLIC: [&str; 7] = [
-    "/ok",
-    "/health",
-    "/ready",
-    "/info",
-    "/openapi.json",
-    "/docs",
-    "/docs/{file}",
-];
-
 /// The shared error answers, each a component referenced by the operations it applies to.
 struct CommonErrors;
 
@@ -251,7 +240,7 @@ impl Modify for CommonErrors {
         );
 
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let public = PUBLIC.contains(&path.as_str());
+            let public = crate::auth::is_open(path);
             let probe = matches!(path.as_str(), "/ok" | "/health" | "/info")
                 || path == "/openapi.json"
                 || path.starts_with("/docs");

@@ -911,7 +911,7 @@ pub async fn cancel_many(
 ) -> Result<HttpResponse, ApiError> {
     let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
     let body = body.into_inner();
-    crate::limits::check_ids("run_ids", body.run_ids.as_deref())?;
+    crate::limits::check_ids("run_ids", body.run_ids.as_deref().unwrap_or_default())?;
     let targets: Vec<(String, String)> = match (body.thread_id, body.run_ids, body.status) {
         (Some(thread_id), Some(run_ids), None) => {
             super::ownership::check_thread(runner.db(), &principal, &thread_id).await?;

@@ -183,16 +183,11 @@ pub struct FilterBody {
 impl FilterBody {
     /// The filter, narrowed to a user principal's own threads.
     fn into_filter(self, principal: &Principal) -> Result<ThreadFilter, ApiError> {
+        crate::limits::check_ids("ids", self.ids.as_deref().unwrap_or_default())?;
         Ok(ThreadFilter {
             metadata: filter_or_none(self.metadata, "metadata")?,
             values: filter_or_none(self.values, "values")?,
-            ids: match self.ids {
-                Some(ids) => {
-                    crate::limits::check_ids("ids", Some(&ids))?;
-                    Some(ids)
-                }
-                None => None,
-            },
+            ids: self.ids,
             status: self.status,
             owner: principal.bound_user().map(str::to_string),
         })
@@ -378,7 +373,7 @@ pub async fn prune(
             )));
         }
     };
-    crate::limits::check_ids("thread_ids", Some(&body.thread_ids))?;
+    crate::limits::check_ids("thread_ids", &body.thread_ids)?;
     let owner = principal.bound_user().map(str::to_string);
     let pruned = db.prune_threads(body.thread_ids, strategy, owner).await?;
     Ok(HttpResponse::Ok().json(json!({ "pruned_count": pruned })))

@@ -38,6 +38,13 @@ async fn stalled(app: &TestApp, fake: &FakeLlm, tid: &str, durability: &str) -> 
     run["run_id"].as_str().unwrap().to_string()
 }
 
+/// Cancels the run and waits for its end.
+async fn cancel(app: &TestApp, tid: &str, run_id: &str) {
+    let path = format!("/threads/{tid}/runs/{run_id}/cancel?wait=1");
+    let (s, _) = app.post(&path, json!({})).await;
+    assert_eq!(s, 200);
+}
+
 fn stall() -> Reply {
     Reply::Stall(vec![json!({"role": "assistant", "content": "hm "})])
 }
@@ -54,13 +61,7 @@ async fn sync_commits_the_input_step_before_the_model_is_called(kind: Kind) {
         1,
         "the input step is committed"
     );
-    let (s, _) = app
-        .post(
-            &format!("/threads/{tid}/runs/{run_id}/cancel?wait=1"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    cancel(&app, &tid, &run_id).await;
 }
 
 async fn exit_writes_only_the_last_step(kind: Kind) {
@@ -71,13 +72,7 @@ async fn exit_writes_only_the_last_step(kind: Kind) {
     let tid = thread(&app).await;
     let run_id = stalled(&app, &fake, &tid, "exit").await;
     assert_eq!(history_len(&app, &tid).await, 0, "nothing written mid-run");
-    let (s, _) = app
-        .post(
-            &format!("/threads/{tid}/runs/{run_id}/cancel?wait=1"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    cancel(&app, &tid, &run_id).await;
     assert_eq!(
         history_len(&app, &tid).await,
         1,

@@ -557,6 +557,26 @@ async fn most_connections(cluster: &PgSpec, for_: Duration) -> i64 {
 
 /// Stops mnemo and checks that it left no connection behind (a backend leaves
 /// `pg_stat_activity` a moment after its client closed the socket: up to 3 s here).
+/// After a Postgres outage: every answer was within the bound, mnemo held at most the pool's
+/// connections, and none is left once it stops.
+async fn recovered(
+    name: &str,
+    app: TestApp,
+    load: Load,
+    cluster: &Cluster,
+    outage_from: Instant,
+    back: Instant,
+) {
+    let most = most_connections(cluster, Duration::from_secs(1)).await;
+    let samples = load.finish().await;
+    check(name, &samples, outage_from, back);
+    assert!(
+        most <= POOL_MAX as i64,
+        "{most} connections from mnemo, pool max {POOL_MAX}"
+    );
+    stop_and_count(app, cluster).await;
+}
+
 async fn stop_and_count(app: TestApp, cluster: &PgSpec) {
     app.stop().await;
     let mut left = cluster.mnemo_connections().await;
@@ -590,15 +610,7 @@ async fn postgres_stopped_mid_load_then_started() {
     let back = Instant::now();
     cluster.start_again().await;
     tokio::time::sleep(RECOVERY + Duration::from_secs(3)).await;
-    let most = most_connections(&cluster, Duration::from_secs(1)).await;
-    let samples = load.finish().await;
-
-    check("postgres stopped", &samples, outage_from, back);
-    assert!(
-        most <= POOL_MAX as i64,
-        "{most} connections from mnemo, pool max {POOL_MAX}"
-    );
-    stop_and_count(app, &cluster).await;
+    recovered("postgres stopped", app, load, &cluster, outage_from, back).await;
 }
 
 #[actix_web::test]
@@ -617,15 +629,7 @@ async fn postgres_frozen_for_20_s_then_thawed() {
     signal("CONT", &frozen);
     let back = Instant::now();
     tokio::time::sleep(RECOVERY + Duration::from_secs(3)).await;
-    let most = most_connections(&cluster, Duration::from_secs(1)).await;
-    let samples = load.finish().await;
-
-    check("postgres frozen", &samples, outage_from, back);
-    assert!(
-        most <= POOL_MAX as i64,
-        "{most} connections from mnemo, pool max {POOL_MAX}"
-    );
-    stop_and_count(app, &cluster).await;
+    recovered("postgres frozen", app, load, &cluster, outage_from, back).await;
 }
 
 #[actix_web::test]

@@ -145,6 +145,15 @@ async fn healthcheck_follows_readiness(kind: Kind) {
     assert!(!check(port).success(), "unhealthy once stopped");
 }
 
+async fn post_json(client: &reqwest::Client, url: String, body: &Value) -> Value {
+    let resp = client.post(url).json(body).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// A run stalled in its model call and a run queued behind it, then `kill -9`: after a restart
 /// the thread takes a new run within the lease (plus the keeper's tick), `join` and a rejoined
 /// stream of the lost run end, and the checkpoint written before the kill is intact.
@@ -169,48 +178,17 @@ async fn sigkill_mid_run_frees_the_thread_within_the_lease(kind: Kind) {
     } = start_with(&db, &env);
     let client = reqwest::Client::new();
     let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
-    let thread: Value = client
-        .post(url(port, "/threads"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let thread: Value = post_json(&client, url(port, "/threads"), &json!({})).await;
     let tid = thread["thread_id"].as_str().unwrap().to_string();
-    let run: Value = client
-        .post(url(port, &format!("/threads/{tid}/runs")))
-        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}, "stream_resumable": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: Value = post_json(&client, url(port, &format!("/threads/{tid}/runs")), &json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}, "stream_resumable": true})).await;
     let run_id = run["run_id"].as_str().unwrap().to_string();
-    let queued: Value = client
-        .post(url(port, &format!("/threads/{tid}/runs")))
-        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "next"}]}, "multitask_strategy": "enqueue"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queued: Value = post_json(&client, url(port, &format!("/threads/{tid}/runs")), &json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "next"}]}, "multitask_strategy": "enqueue"})).await;
     assert_eq!(queued["status"], "pending", "{queued}");
     llm.received(1).await;
     // the input step is written in the background (durability "async"): wait until it shows
     let mut written: Vec<Value> = Vec::new();
     for _ in 0..100 {
-        let before: Value = client
-            .get(url(port, &format!("/threads/{tid}/history")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let before: Value = get_json(&client, url(port, &format!("/threads/{tid}/history"))).await;
         written = before
             .as_array()
             .unwrap()
@@ -269,14 +247,7 @@ async fn sigkill_mid_run_frees_the_thread_within_the_lease(kind: Kind) {
         "the stream says the run was lost: {stream}"
     );
     for id in [&run_id, queued["run_id"].as_str().unwrap()] {
-        let r: Value = client
-            .get(url(port, &format!("/threads/{tid}/runs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = get_json(&client, url(port, &format!("/threads/{tid}/runs/{id}"))).await;
         assert_eq!(r["status"], "error", "{r}");
     }
 
@@ -301,14 +272,11 @@ async fn sigkill_mid_run_frees_the_thread_within_the_lease(kind: Kind) {
     assert_eq!(started.status().as_u16(), 200);
     assert!(restarted.elapsed() < bound);
 
-    let after: Value = client
-        .get(url(port, &format!("/threads/{tid}/history?limit=100")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = get_json(
+        &client,
+        url(port, &format!("/threads/{tid}/history?limit=100")),
+    )
+    .await;
     let ids: Vec<Value> = after
         .as_array()
         .unwrap()
