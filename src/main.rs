@@ -34,8 +34,28 @@ enum Command {
     Bench(mnemo::bench::BenchArgs),
 }
 
+/// glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB), so after
+/// one large request body the next ones are carved from the heap, whose pages stay resident
+/// once freed: the process keeps the peak of every burst of large bodies. A fixed threshold
+/// keeps each large buffer in a mapping of its own, given back to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_back_large_buffers() {
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_large_buffers() {}
+
+fn main() -> ExitCode {
+    give_back_large_buffers();
+    run()
+}
+
 #[actix_web::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     mnemo::install_crypto_provider();
     let cli = Cli::parse();
