@@ -75,10 +75,32 @@ impl Namespace {
 
 /// JSON text kept as the client sent it: checked once ([`RawJson::checked_object`]) but never
 /// built into a `Value` tree, which takes several times the text's size. Clones share the text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Jsonb)]
+#[diesel(sql_type = diesel::sql_types::Json)]
 pub struct RawJson(Arc<Box<RawValue>>);
 
 impl RawJson {
+    /// JSON text read back from the database (valid JSON: only checked, never parsed into a tree).
+    pub fn from_text(text: String) -> Result<RawJson, serde_json::Error> {
+        RawValue::from_string(text).map(|raw| RawJson(Arc::new(raw)))
+    }
+
+    /// An empty object.
+    pub fn empty_object() -> RawJson {
+        RawJson::from_text("{}".into()).unwrap_or_else(|_| RawJson(Arc::new(null_raw())))
+    }
+
+    /// The document as a `Value` tree (for the small documents mnemo reads into).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+
+    /// Reads the fields of `T` from the document; the rest is skipped, not built.
+    pub fn fields<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.get()).ok()
+    }
+
     /// The JSON of a `Value` (for callers that already hold one).
     pub fn from_value(v: &Value) -> RawJson {
         let text = serde_json::to_string(v).unwrap_or_else(|_| "null".into());
@@ -361,7 +383,7 @@ pub struct Thread {
     #[serde(serialize_with = "ts")]
     pub state_updated_at: DateTime<Utc>,
     #[schema(value_type = Object)]
-    pub metadata: Value,
+    pub metadata: RawJson,
     #[schema(value_type = ThreadStatus)]
     pub status: String,
     #[schema(value_type = Object)]
@@ -380,7 +402,7 @@ pub struct Thread {
 #[derive(Debug, Clone)]
 pub struct NewThread {
     pub thread_id: String,
-    pub metadata: Value,
+    pub metadata: RawJson,
     pub owner: Option<String>,
     /// Return the existing thread instead of a conflict.
     pub do_nothing_if_exists: bool,
@@ -497,9 +519,24 @@ pub struct NewCheckpoint {
     pub checkpoint_ns: String,
     pub checkpoint_id: String,
     pub parent_checkpoint_id: Option<String>,
-    pub checkpoint: Value,
-    pub metadata: Value,
+    pub checkpoint: RawJson,
+    pub metadata: RawJson,
     pub blobs: Vec<Blob>,
+}
+
+impl NewCheckpoint {
+    /// The bytes of its documents and blobs.
+    pub fn payload_bytes(&self) -> usize {
+        self.checkpoint.get().len()
+            + self.metadata.get().len()
+            + self
+                .blobs
+                .iter()
+                .map(|b| {
+                    b.data.as_ref().map_or(0, Vec::len) + b.value.as_ref().map_or(0, tree_bytes)
+                })
+                .sum::<usize>()
+    }
 }
 
 impl From<&CheckpointRecord> for NewCheckpoint {
@@ -509,8 +546,8 @@ impl From<&CheckpointRecord> for NewCheckpoint {
             checkpoint_ns: r.checkpoint_ns.clone(),
             checkpoint_id: r.checkpoint_id.clone(),
             parent_checkpoint_id: r.parent_checkpoint_id.clone(),
-            checkpoint: r.checkpoint.clone(),
-            metadata: r.metadata.clone(),
+            checkpoint: RawJson::from_value(&r.checkpoint),
+            metadata: RawJson::from_value(&r.metadata),
             blobs: r.blobs.clone(),
         }
     }
@@ -605,7 +642,7 @@ fn is_internal_channel(name: &str) -> bool {
 impl Thread {
     /// About the bytes this thread takes in memory (more than on the wire).
     pub fn approx_bytes(&self) -> usize {
-        256 + tree_bytes(&self.metadata)
+        256 + self.metadata.get().len()
             + tree_bytes(&self.config)
             + self.values.as_ref().map_or(0, tree_bytes)
             + tree_bytes(&self.interrupts)

@@ -11,11 +11,11 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Map, Value, json};
 
-use super::{DbError, DbPool, ensure_thread, with_conn};
+use super::{DbError, DbPool, close_if_large, ensure_thread, with_conn};
 use crate::graphs::{self, Graph};
 use crate::model::{
-    Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, PendingWrite, RawWrite,
-    StateUpdate, format_ts, write_index,
+    Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, PendingWrite, RawJson,
+    RawWrite, StateUpdate, format_ts, write_index,
 };
 
 type Row = (
@@ -298,6 +298,29 @@ SELECT c.*, $1 FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata";
 
+/// The blob columns of a batch of checkpoint puts, as Postgres arrays.
+#[derive(Default)]
+struct BlobColumns {
+    thread_id: Vec<String>,
+    checkpoint_ns: Vec<String>,
+    channel: Vec<String>,
+    version: Vec<String>,
+    type_: Vec<String>,
+    data: Vec<Option<Vec<u8>>>,
+    value: Vec<Option<Value>>,
+}
+
+/// The checkpoint columns of a batch of checkpoint puts, as Postgres arrays.
+#[derive(Default)]
+struct CheckpointColumns {
+    thread_id: Vec<String>,
+    checkpoint_ns: Vec<String>,
+    checkpoint_id: Vec<String>,
+    parent_checkpoint_id: Vec<Option<String>>,
+    checkpoint: Vec<RawJson>,
+    metadata: Vec<RawJson>,
+}
+
 /// Stores checkpoints with their blobs (the group-commit task's flush); a checkpoint given twice
 /// keeps its last version.
 pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), DbError> {
@@ -319,67 +342,97 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
             &b.checkpoint_id,
         ))
     });
-    if let DbPool::Pg(pool) = &db {
-        use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
-        let blobs: Vec<(&NewCheckpoint, &Blob)> = items
-            .iter()
-            .flat_map(|c| c.blobs.iter().map(move |b| (c, b)))
-            .collect();
-        let mut blobs = blobs;
-        blobs.sort_by(|(c1, b1), (c2, b2)| {
-            (&c1.thread_id, &c1.checkpoint_ns, &b1.channel, &b1.version).cmp(&(
-                &c2.thread_id,
-                &c2.checkpoint_ns,
-                &b2.channel,
-                &b2.version,
-            ))
-        });
-        let of_blobs = |f: fn(&NewCheckpoint, &Blob) -> String| {
-            blobs.iter().map(|(c, b)| f(c, b)).collect::<Vec<_>>()
-        };
-        let of_items = |f: fn(&NewCheckpoint) -> String| items.iter().map(f).collect::<Vec<_>>();
-        let mut conn = pool.get().await?;
-        diesel::sql_query(format!("{PG_ENSURE_THREADS}{PG_PUT_CHECKPOINTS}"))
-            .bind::<Timestamptz, _>(now)
-            .bind::<Array<Text>, _>(of_items(|c| c.thread_id.clone()))
-            .bind::<Array<Text>, _>(of_blobs(|c, _| c.thread_id.clone()))
-            .bind::<Array<Text>, _>(of_blobs(|c, _| c.checkpoint_ns.clone()))
-            .bind::<Array<Text>, _>(of_blobs(|_, b| b.channel.clone()))
-            .bind::<Array<Text>, _>(of_blobs(|_, b| b.version.clone()))
-            .bind::<Array<Text>, _>(of_blobs(|_, b| b.type_.clone()))
-            .bind::<Array<Nullable<Bytea>>, _>(
-                blobs
-                    .iter()
-                    .map(|(_, b)| b.data.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Jsonb>>, _>(
-                blobs
-                    .iter()
-                    .map(|(_, b)| b.value.as_ref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(of_items(|c| c.thread_id.clone()))
-            .bind::<Array<Text>, _>(of_items(|c| c.checkpoint_ns.clone()))
-            .bind::<Array<Text>, _>(of_items(|c| c.checkpoint_id.clone()))
-            .bind::<Array<Nullable<Text>>, _>(
-                items
-                    .iter()
-                    .map(|c| c.parent_checkpoint_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Jsonb>, _>(items.iter().map(|c| &c.checkpoint).collect::<Vec<_>>())
-            .bind::<Array<Jsonb>, _>(items.iter().map(|c| &c.metadata).collect::<Vec<_>>())
-            .execute(&mut conn)
-            .await?;
-        return Ok(());
+    match &db {
+        DbPool::Pg(pool) => {
+            use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
+            let bytes = items.iter().map(NewCheckpoint::payload_bytes).sum();
+            // the binds own every payload: the query, and with it the last reference to each, is
+            // gone as soon as its binds are copied out, so a large one is not held once more
+            let mut blobs: Vec<(String, String, Blob)> = items
+                .iter_mut()
+                .flat_map(|c| {
+                    let (thread, ns) = (c.thread_id.clone(), c.checkpoint_ns.clone());
+                    std::mem::take(&mut c.blobs)
+                        .into_iter()
+                        .map(move |b| (thread.clone(), ns.clone(), b))
+                })
+                .collect();
+            blobs.sort_by(|(t1, ns1, b1), (t2, ns2, b2)| {
+                (t1, ns1, &b1.channel, &b1.version).cmp(&(t2, ns2, &b2.channel, &b2.version))
+            });
+            let mut b = BlobColumns::default();
+            for (thread, ns, blob) in blobs {
+                b.thread_id.push(thread);
+                b.checkpoint_ns.push(ns);
+                b.channel.push(blob.channel);
+                b.version.push(blob.version);
+                b.type_.push(blob.type_);
+                b.data.push(blob.data);
+                b.value.push(blob.value);
+            }
+            let mut c = CheckpointColumns::default();
+            for item in items {
+                c.thread_id.push(item.thread_id);
+                c.checkpoint_ns.push(item.checkpoint_ns);
+                c.checkpoint_id.push(item.checkpoint_id);
+                c.parent_checkpoint_id.push(item.parent_checkpoint_id);
+                c.checkpoint.push(item.checkpoint);
+                c.metadata.push(item.metadata);
+            }
+            let mut conn = pool.get().await?;
+            diesel::sql_query(format!("{PG_ENSURE_THREADS}{PG_PUT_CHECKPOINTS}"))
+                .bind::<Timestamptz, _>(now)
+                .bind::<Array<Text>, _>(c.thread_id.clone())
+                .bind::<Array<Text>, _>(b.thread_id)
+                .bind::<Array<Text>, _>(b.checkpoint_ns)
+                .bind::<Array<Text>, _>(b.channel)
+                .bind::<Array<Text>, _>(b.version)
+                .bind::<Array<Text>, _>(b.type_)
+                .bind::<Array<Nullable<Bytea>>, _>(b.data)
+                .bind::<Array<Nullable<Jsonb>>, _>(b.value)
+                .bind::<Array<Text>, _>(c.thread_id)
+                .bind::<Array<Text>, _>(c.checkpoint_ns)
+                .bind::<Array<Text>, _>(c.checkpoint_id)
+                .bind::<Array<Nullable<Text>>, _>(c.parent_checkpoint_id)
+                .bind::<Array<Jsonb>, _>(c.checkpoint)
+                .bind::<Array<Jsonb>, _>(c.metadata)
+                .execute(&mut conn)
+                .await?;
+            close_if_large(conn, bytes);
+        }
+        // SQLite: the same writes, one statement each, in one transaction, on the connection's
+        // own thread, where payloads are bound in place (through the async wrapper a large one
+        // would be copied twice more to cross threads)
+        DbPool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            conn.spawn_blocking(move |conn| sqlite_blocking::put_many(conn, &items, now))
+                .await?;
+        }
     }
-    // SQLite: the same writes, one statement each, in one transaction
-    with_conn!(&db, |conn, s| {
-        conn.transaction::<_, DbError, _>(async move |conn| {
-            use s::{checkpoint_blobs as b, checkpoints as c};
-            for new in &items {
-                ensure_thread!(conn, s, &new.thread_id, None::<String>, now);
+    Ok(())
+}
+
+/// SQLite writes made on the connection's own thread.
+mod sqlite_blocking {
+    use chrono::{DateTime, Utc};
+    use diesel::prelude::*;
+    use diesel::sqlite::SqliteConnection;
+    use diesel::upsert::excluded;
+
+    use super::super::ensure_thread;
+    use super::super::schema::sqlite as s;
+    use crate::model::NewCheckpoint;
+
+    /// [`super::put_many`]'s writes, in one transaction.
+    pub fn put_many(
+        conn: &mut SqliteConnection,
+        items: &[NewCheckpoint],
+        now: DateTime<Utc>,
+    ) -> QueryResult<()> {
+        use s::{checkpoint_blobs as b, checkpoints as c};
+        conn.transaction(|conn| {
+            for new in items {
+                ensure_thread!(s, &new.thread_id, None::<String>, now).execute(conn)?;
                 for bl in &new.blobs {
                     diesel::insert_into(b::table)
                         .values((
@@ -392,8 +445,7 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
                             b::value.eq(bl.value.as_ref()),
                         ))
                         .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
+                        .execute(conn)?;
                 }
                 diesel::insert_into(c::table)
                     .values((
@@ -411,13 +463,11 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
                         c::checkpoint.eq(excluded(c::checkpoint)),
                         c::metadata.eq(excluded(c::metadata)),
                     ))
-                    .execute(conn)
-                    .await?;
+                    .execute(conn)?;
             }
             Ok(())
         })
-        .await
-    })
+    }
 }
 
 /// Pending writes on Postgres: one statement per conflict rule for a whole batch, after
@@ -530,7 +580,9 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
             use s::checkpoint_writes as w;
             for (replacing, rows) in [(false, keep_first), (true, replace)] {
                 for r in rows {
-                    ensure_thread!(conn, s, &r.task.thread_id, None::<String>, now);
+                    ensure_thread!(s, &r.task.thread_id, None::<String>, now)
+                        .execute(conn)
+                        .await?;
                     let insert = diesel::insert_into(w::table).values((
                         w::thread_id.eq(&r.task.thread_id),
                         w::checkpoint_ns.eq(&r.task.checkpoint_ns),

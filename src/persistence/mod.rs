@@ -29,6 +29,7 @@ pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
 pub use checkpoints::{Prune, next_state};
 pub use error::{DbError, Outage, OutageKind};
 pub use migrate::run_migrations;
+use pool::close_if_large;
 pub use pool::{Backend, DbPool};
 pub use signals::spawn_listener;
 
@@ -62,10 +63,10 @@ macro_rules! with_conn {
 }
 pub(crate) use with_conn;
 
-/// Inserts an empty idle thread row unless it exists (raw checkpointer writes and
-/// `if_not_exists: create` runs need not create their thread first).
+/// The statement that inserts an empty idle thread row unless it exists (raw checkpointer
+/// writes and `if_not_exists: create` runs need not create their thread first).
 macro_rules! ensure_thread {
-    ($conn:expr, $s:ident, $thread_id:expr, $owner:expr, $now:expr) => {{
+    ($s:ident, $thread_id:expr, $owner:expr, $now:expr) => {{
         use $s::threads as t;
         diesel::insert_into(t::table)
             .values((
@@ -79,8 +80,6 @@ macro_rules! ensure_thread {
                 t::state_updated_at.eq($now),
             ))
             .on_conflict_do_nothing()
-            .execute($conn)
-            .await?;
     }};
 }
 pub(crate) use ensure_thread;
@@ -255,7 +254,7 @@ operations! {
     /// Reads one thread.
     GetThread => fn get_thread(thread_id: String) -> Thread = threads::get;
     /// Merges metadata into a thread.
-    PatchThread => fn patch_thread(thread_id: String, metadata: Value) -> Thread = threads::patch;
+    PatchThread => fn patch_thread(thread_id: String, metadata: RawJson) -> Thread = threads::patch;
     /// Deletes a thread with its checkpoints, blobs and writes, in one transaction.
     DeleteThread => fn delete_thread(thread_id: String) -> () = threads::delete;
     /// Searches threads; returns one page and the total count.

@@ -57,6 +57,21 @@ pub enum DbPool {
     Sqlite(Pool<SqliteConn>),
 }
 
+/// A connection that has carried a document this large keeps buffers of that size for as long
+/// as it lives (Postgres's driver never shrinks them), so it is closed after use
+/// ([`close_if_large`]) rather than pooled again.
+const LARGE_PAYLOAD: usize = 1 << 20;
+
+/// Gives `conn` back to the pool, or closes it when the operation moved `bytes` through it.
+pub fn close_if_large<M: deadpool::managed::Manager>(
+    conn: deadpool::managed::Object<M>,
+    bytes: usize,
+) {
+    if bytes >= LARGE_PAYLOAD {
+        drop(deadpool::managed::Object::take(conn));
+    }
+}
+
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -93,7 +93,9 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
             if new.create_thread {
-                ensure_thread!(conn, s, &new.thread_id, &new.owner, now);
+                ensure_thread!(s, &new.thread_id, &new.owner, now)
+                    .execute(conn)
+                    .await?;
             }
             // the write first: it locks the thread row until this transaction ends. The thread
             // is taken (busy) when no run is pending or running on it.

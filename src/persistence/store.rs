@@ -6,10 +6,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
-use super::raw_json::JsonText;
 use super::{DbError, DbPool, with_conn};
 use crate::model::{RawJson, StoreItem, StoreSearch};
 
@@ -81,12 +80,14 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewItem>) -> Result<(), DbError
     items.sort_by(|a, b| (&a.prefix, &a.key).cmp(&(&b.prefix, &b.key)));
     // Postgres takes the whole batch as one multi-row upsert (one round trip); diesel cannot
     // spell a multi-row upsert for SQLite, which gets one statement per row in one transaction.
+    // the rows own the values: a query, and with it the last reference to a value, is gone as
+    // soon as its binds are copied out, so a large value is not held once more while it is sent
     macro_rules! row {
         ($t:ident, $item:expr) => {
             (
-                $t::prefix.eq(&$item.prefix),
-                $t::key.eq(&$item.key),
-                $t::value.eq(JsonText::from(&$item.value)),
+                $t::prefix.eq($item.prefix),
+                $t::key.eq($item.key),
+                $t::value.eq($item.value),
                 $t::created_at.eq(now),
                 $t::updated_at.eq(now),
                 $t::expires_at.eq($item.ttl_minutes.map(|m| expiry(now, m))),
@@ -112,20 +113,27 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewItem>) -> Result<(), DbError
         DbPool::Pg(pool) => {
             use super::schema::pg::store::dsl as t;
             let mut conn = pool.get().await?;
-            let rows: Vec<_> = items.iter().map(|item| row!(t, item)).collect();
+            let bytes = items.iter().map(|item| item.value.get().len()).sum();
+            let rows: Vec<_> = items.into_iter().map(|item| row!(t, item)).collect();
             upsert!(t, rows).execute(&mut conn).await?;
+            super::close_if_large(conn, bytes);
             Ok(())
         }
         DbPool::Sqlite(pool) => {
             use super::schema::sqlite::store::dsl as t;
             let mut conn = pool.get().await?;
-            conn.transaction::<_, DbError, _>(async move |conn| {
-                for item in &items {
-                    upsert!(t, row!(t, item)).execute(conn).await?;
-                }
-                Ok(())
+            // on the connection's own thread, where values are bound in place (through the
+            // async wrapper each would be copied twice to cross threads)
+            conn.spawn_blocking(move |conn| {
+                diesel::Connection::transaction(conn, |conn| {
+                    for item in items {
+                        diesel::RunQueryDsl::execute(upsert!(t, row!(t, item)), conn)?;
+                    }
+                    Ok(())
+                })
             })
-            .await
+            .await?;
+            Ok(())
         }
     }
 }

@@ -7,11 +7,11 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
 use super::{DbError, DbPool, with_conn};
-use crate::model::{NewThread, Thread, ThreadFilter, ThreadSearch, ThreadSortBy};
+use crate::model::{NewThread, RawJson, Thread, ThreadFilter, ThreadSearch, ThreadSortBy};
 
 type Row = (
     String,
-    Value,
+    RawJson,
     String,
     Value,
     Option<Value>,
@@ -87,29 +87,61 @@ macro_rules! filtered {
     }};
 }
 
+/// Creates a thread; the answer carries the metadata as it was sent (not read back: it may be
+/// large).
 pub async fn create(db: &DbPool, new: NewThread) -> Result<Thread, DbError> {
-    let now = Utc::now();
-    let inserted: Option<Row> = with_conn!(db, |conn, s| {
-        use s::threads::dsl as t;
-        diesel::insert_into(t::threads)
-            .values((
-                t::thread_id.eq(&new.thread_id),
-                t::metadata.eq(&new.metadata),
-                t::owner.eq(&new.owner),
-                t::status.eq("idle"),
-                t::config.eq(json!({})),
-                t::created_at.eq(now),
-                t::updated_at.eq(now),
-                t::state_updated_at.eq(now),
-            ))
-            .on_conflict_do_nothing()
-            .returning(columns!(t))
-            .get_result(&mut conn)
-            .await
-            .optional()?
-    });
+    // as stored: to the microsecond
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    macro_rules! insert {
+        ($t:ident, $new:expr) => {
+            diesel::insert_into($t::threads)
+                .values((
+                    $t::thread_id.eq(&$new.thread_id),
+                    $t::metadata.eq(&$new.metadata),
+                    $t::owner.eq(&$new.owner),
+                    $t::status.eq("idle"),
+                    $t::config.eq(json!({})),
+                    $t::created_at.eq(now),
+                    $t::updated_at.eq(now),
+                    $t::state_updated_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .returning($t::thread_id)
+        };
+    }
+    let inserted: Option<String> = match db {
+        DbPool::Pg(pool) => {
+            use super::schema::pg::threads::dsl as t;
+            let mut conn = pool.get().await?;
+            let inserted = insert!(t, new).get_result(&mut conn).await.optional()?;
+            super::close_if_large(conn, new.metadata.get().len());
+            inserted
+        }
+        // on the connection's own thread, where the metadata is bound in place (see
+        // checkpoints::put_many)
+        DbPool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            let row = new.clone();
+            conn.spawn_blocking(move |conn| {
+                use super::schema::sqlite::threads::dsl as t;
+                diesel::RunQueryDsl::get_result(insert!(t, row), conn).optional()
+            })
+            .await?
+        }
+    };
     match inserted {
-        Some(row) => Ok(thread(row)),
+        Some(thread_id) => Ok(Thread {
+            thread_id,
+            created_at: now,
+            updated_at: now,
+            state_updated_at: now,
+            metadata: new.metadata,
+            status: "idle".into(),
+            config: json!({}),
+            values: None,
+            interrupts: json!({}),
+            owner: new.owner,
+        }),
         None if new.do_nothing_if_exists => get(db, new.thread_id).await,
         None => Err(DbError::Conflict(format!(
             "Thread with ID {} already exists",
@@ -146,7 +178,7 @@ pub async fn owner(db: &DbPool, thread_id: String) -> Result<Option<Option<Strin
 }
 
 /// Merges `metadata` into the thread's (top-level keys; the new value wins).
-pub async fn patch(db: &DbPool, thread_id: String, metadata: Value) -> Result<Thread, DbError> {
+pub async fn patch(db: &DbPool, thread_id: String, metadata: RawJson) -> Result<Thread, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         use s::threads::dsl as t;
@@ -160,16 +192,19 @@ pub async fn patch(db: &DbPool, thread_id: String, metadata: Value) -> Result<Th
                 if n == 0 {
                     return Err(not_found(&thread_id));
                 }
-                let mut current: Value = t::threads
+                let current: RawJson = t::threads
                     .find(&thread_id)
                     .select(t::metadata)
                     .first(conn)
                     .await?;
-                if let (Some(cur), Value::Object(new)) = (current.as_object_mut(), metadata) {
+                let mut merged = current.to_value();
+                if let (Some(cur), Value::Object(new)) =
+                    (merged.as_object_mut(), metadata.to_value())
+                {
                     cur.extend(new);
                 }
                 let row: Row = diesel::update(t::threads.find(&thread_id))
-                    .set(t::metadata.eq(&current))
+                    .set(t::metadata.eq(RawJson::from_value(&merged)))
                     .returning(columns!(t))
                     .get_result(conn)
                     .await?;

@@ -11,10 +11,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{filter_or_none, json_array, object_or_none, page};
+use super::{filter_or_none, json_array, page, raw_object};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::model::{Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, format_ts};
+use crate::model::{
+    Blob, CheckpointQuery, CheckpointRecord, NewCheckpoint, NewWrites, RawJson, format_ts,
+};
 use crate::persistence::Persistence;
 
 fn decode(field: &str, data: &str) -> Result<Vec<u8>, ApiError> {
@@ -67,9 +69,9 @@ pub struct PutBody {
     parent_checkpoint_id: Option<String>,
     /// The checkpoint as the checkpointer writes it (an object mnemo keeps as sent).
     #[schema(value_type = Object)]
-    checkpoint: Value,
+    checkpoint: RawJson,
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Value>,
+    metadata: Option<RawJson>,
     #[serde(default)]
     blobs: Vec<BlobBody>,
 }
@@ -93,16 +95,19 @@ pub async fn put(
     body: web::Json<PutBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    if !body.checkpoint.is_object() {
-        return Err(ApiError::validation("checkpoint must be an object"));
+    let checkpoint = body
+        .checkpoint
+        .checked_object("checkpoint")
+        .map_err(ApiError::Validation)?;
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<Value>,
     }
     let checkpoint_id = body
         .checkpoint_id
-        .or_else(|| {
-            body.checkpoint
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        .or_else(|| match checkpoint.fields::<Id>()?.id? {
+            Value::String(id) => Some(id),
+            _ => None,
         })
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::validation("checkpoint_id (or checkpoint.id) is required"))?;
@@ -124,13 +129,13 @@ pub async fn put(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    let metadata = raw_object(body.metadata, "metadata")?;
     let new = NewCheckpoint {
         thread_id: path.into_inner(),
         checkpoint_ns: body.checkpoint_ns,
         checkpoint_id,
         parent_checkpoint_id: body.parent_checkpoint_id,
-        checkpoint: body.checkpoint,
+        checkpoint,
         metadata,
         blobs,
     };

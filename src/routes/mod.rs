@@ -14,6 +14,7 @@ mod threads;
 use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
+use crate::model::RawJson;
 pub use openapi::{ApiDoc, ErrorBody};
 
 /// Registers all routes (more specific paths before the `{id}` ones they would shadow).
@@ -128,6 +129,14 @@ pub(crate) fn json_array<T>(
 }
 
 /// A metadata-style filter must be a JSON object.
+/// A JSON object kept as text (checked, see [`RawJson::checked_object`]); absent or null is `{}`.
+pub(crate) fn raw_object(v: Option<RawJson>, what: &str) -> Result<RawJson, ApiError> {
+    match v {
+        None => Ok(RawJson::empty_object()),
+        Some(raw) => raw.checked_object(what).map_err(ApiError::Validation),
+    }
+}
+
 pub(crate) fn object_or_none(
     v: Option<serde_json::Value>,
     what: &str,

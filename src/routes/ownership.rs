@@ -11,11 +11,10 @@ use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::Method, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::auth::{AuthFailure, Principal};
 use crate::error::ApiError;
-use crate::model::NewThread;
+use crate::model::{NewThread, RawJson};
 use crate::persistence::Persistence;
 
 fn thread_not_found(thread_id: &str) -> ApiError {
@@ -70,7 +69,7 @@ impl FromRequest for OwnedThread {
                 None if creates => {
                     let new = NewThread {
                         thread_id: thread_id.clone(),
-                        metadata: json!({}),
+                        metadata: RawJson::empty_object(),
                         owner: Some(user.to_string()),
                         do_nothing_if_exists: true,
                     };

@@ -13,7 +13,7 @@ use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
-use crate::model::{NewThread, RunEvent};
+use crate::model::{NewThread, RawJson, RunEvent};
 use crate::runner::{Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription};
 
 /// A run to start.
@@ -678,7 +678,7 @@ pub async fn agent_stream(
         None => {
             let new = NewThread {
                 thread_id: uuid::Uuid::now_v7().to_string(),
-                metadata: json!({ "user_id": body.user_id }),
+                metadata: RawJson::from_value(&json!({ "user_id": body.user_id })),
                 owner: Some(body.user_id.clone()),
                 do_nothing_if_exists: false,
             };

@@ -5,12 +5,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{filter_or_none, json_array, object_or_none, page};
+use super::{filter_or_none, json_array, page, raw_object};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{
-    CheckpointQuery, CheckpointRecord, NewThread, StateUpdate, ThreadFilter, ThreadSearch,
+    CheckpointQuery, CheckpointRecord, NewThread, RawJson, StateUpdate, ThreadFilter, ThreadSearch,
     ThreadSortBy, ThreadStatus, format_ts,
 };
 use crate::persistence::{Persistence, Prune};
@@ -33,7 +33,7 @@ pub struct CreateBody {
     thread_id: Option<String>,
     /// `user_id` in it names the user the thread belongs to (a service's choice).
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Value>,
+    metadata: Option<RawJson>,
     if_exists: Option<IfExists>,
     /// Not supported: must be absent or null.
     supersteps: Option<Value>,
@@ -64,9 +64,9 @@ pub async fn create(
             .to_string(),
         None => uuid::Uuid::now_v7().to_string(),
     };
-    let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    let metadata = raw_object(body.metadata, "metadata")?;
     // a user's thread is its own; a service's belongs to the user its metadata names, if any
-    let owner = principal.acting_user(named_user(&metadata))?;
+    let owner = principal.acting_user(named_user(&metadata).as_deref())?;
     let do_nothing = matches!(body.if_exists, Some(IfExists::DoNothing));
     let new = NewThread {
         thread_id,
@@ -121,7 +121,7 @@ pub async fn get(
 #[schema(as = ThreadPatch)]
 pub struct PatchBody {
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Value>,
+    metadata: Option<RawJson>,
 }
 
 #[utoipa::path(
@@ -142,9 +142,8 @@ pub async fn patch(
     path: web::Path<String>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let metadata =
-        object_or_none(body.into_inner().metadata, "metadata")?.unwrap_or_else(|| json!({}));
-    principal.acting_user(named_user(&metadata))?;
+    let metadata = raw_object(body.into_inner().metadata, "metadata")?;
+    principal.acting_user(named_user(&metadata).as_deref())?;
     Ok(HttpResponse::Ok().json(db.patch_thread(path.into_inner(), metadata).await?))
 }
 
@@ -205,8 +204,15 @@ fn is_json(req: &actix_web::HttpRequest) -> bool {
 }
 
 /// The user a thread's metadata names (`metadata.user_id`), if it is a string.
-fn named_user(metadata: &Value) -> Option<&str> {
-    metadata.get("user_id").and_then(Value::as_str)
+fn named_user(metadata: &RawJson) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        user_id: Option<Value>,
+    }
+    match metadata.fields::<Named>()?.user_id? {
+        Value::String(user) => Some(user),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
