@@ -388,6 +388,22 @@ impl Runner {
         let _ = self.0.wakes.send(thread_id.to_string());
     }
 
+    /// Another process changed `thread_id` ([`WAKE_ALL`]: maybe any thread): its queued runs
+    /// look again, and a run this process executes there that was ended meanwhile (cancelled
+    /// through another process, its thread deleted) stops now, not at the next renewal.
+    pub fn notified(&self, thread_id: &str) {
+        self.wake(thread_id);
+        let lives: Vec<Arc<Live>> = self
+            .lives()
+            .into_iter()
+            .filter(|l| thread_id == WAKE_ALL || l.run.thread_id == thread_id)
+            .collect();
+        if !lives.is_empty() {
+            let runner = self.clone();
+            actix_web::rt::spawn(async move { runner.renew(lives).await });
+        }
+    }
+
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
             + chrono::Duration::from_std(self.0.lease).unwrap_or(chrono::Duration::seconds(15))
@@ -410,22 +426,43 @@ impl Runner {
         });
     }
 
+    /// Renews the leases of `lives` and stops those that were ended elsewhere: a run
+    /// cancelled through another process ends `interrupted` as if cancelled here; one that is
+    /// gone or ended otherwise is lost.
+    async fn renew(&self, lives: Vec<Arc<Live>>) {
+        let db = &self.0.db;
+        let ids = lives.iter().map(|l| l.run.run_id.clone()).collect();
+        let held = match db.renew_runs(ids, self.lease_until()).await {
+            Ok(held) => held,
+            Err(e) => {
+                log::warn!("renewing the leases of {} run(s): {e:?}", lives.len());
+                return;
+            }
+        };
+        for live in lives.iter().filter(|l| !held.contains(&l.run.run_id)) {
+            if live.ending.load(Ordering::SeqCst) {
+                continue;
+            }
+            let (thread_id, run_id) = (live.run.thread_id.clone(), live.run.run_id.clone());
+            let cancelled = db
+                .get_run(thread_id, run_id.clone())
+                .await
+                .is_ok_and(|run| run.status == "interrupted");
+            if cancelled {
+                log::info!("run {run_id} was cancelled through another process; stopping it");
+                live.stop(Stop::Interrupt);
+            } else {
+                log::warn!("run {run_id} was ended elsewhere; stopping it");
+                live.stop(Stop::Lost);
+            }
+        }
+    }
+
     async fn keep_leases(&self) {
         let db = &self.0.db;
         let lives = self.lives();
         if !lives.is_empty() {
-            let ids = lives.iter().map(|l| l.run.run_id.clone()).collect();
-            match db.renew_runs(ids, self.lease_until()).await {
-                Ok(held) => {
-                    for live in lives.iter().filter(|l| !held.contains(&l.run.run_id)) {
-                        if !live.ending.load(Ordering::SeqCst) {
-                            log::warn!("run {} was ended elsewhere; stopping it", live.run.run_id);
-                            live.stop(Stop::Lost);
-                        }
-                    }
-                }
-                Err(e) => log::warn!("renewing the leases of {} run(s): {e:?}", lives.len()),
-            }
+            self.renew(lives).await;
         }
         match db.reap_runs().await {
             Ok(threads) if threads.is_empty() => {}

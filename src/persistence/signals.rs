@@ -1,8 +1,9 @@
 //! Wake-ups across processes on Postgres. Whenever a run ends, is rolled back or is reaped, its
 //! transaction sends `pg_notify('mnemo_threads', thread_id)`; each mnemo holds one connection
 //! (besides the pool) that `LISTEN`s on that channel and hands each thread id to the run
-//! manager, which wakes the runs queued on that thread. A lost connection is noticed by a ping,
-//! re-opened with back-off, and every queued run looks again after each (re)connection, so a
+//! manager, which wakes the runs queued on that thread and stops a run it executes there that
+//! was ended meanwhile (cancelled through another process). A lost connection is noticed by a
+//! ping, re-opened with back-off, and every run looks again after each (re)connection, so a
 //! notification missed meanwhile delays no run. SQLite serves one process: nothing to listen to.
 
 use std::pin::pin;

@@ -1,5 +1,6 @@
 //! Run leases and wake-ups between processes on one database: a live process keeps its runs,
-//! and a run queued through one process starts when a run of another frees the thread.
+//! a run queued through one process starts when a run of another frees the thread, and a run
+//! cancelled through one process stops at once in the process that executes it.
 
 use std::time::Duration;
 
@@ -12,13 +13,23 @@ use crate::helpers::{Kind, TestApp, TestDb};
 both_backends!(
     a_live_process_keeps_its_runs_past_the_lease,
     a_run_queued_through_another_process_starts_when_the_thread_frees,
+    a_run_cancelled_through_another_process_stops_at_once,
 );
 
 /// Two mnemos on one database: `a` calls the fake model, `b` the builtin one.
 async fn two_processes(kind: Kind, fake: &FakeLlm) -> Option<(TestApp, TestApp, TestDb)> {
+    two_processes_leasing(kind, fake, 3).await
+}
+
+/// [`two_processes`] with runs leased for `lease_s` (renewed every third of it).
+async fn two_processes_leasing(
+    kind: Kind,
+    fake: &FakeLlm,
+    lease_s: u64,
+) -> Option<(TestApp, TestApp, TestDb)> {
     let db = TestDb::new(kind).await?;
     let mut config = db.config();
-    config.run_lease_s = 3;
+    config.run_lease_s = lease_s;
     let b = TestApp::start(config.clone()).await;
     config.llm = "openai".into();
     config.llm_base_url = fake.base_url.clone();
@@ -98,4 +109,50 @@ async fn a_run_queued_through_another_process_starts_when_the_thread_frees(kind:
     assert_eq!(run["status"], "success", "{run}");
     let messages: Vec<Value> = joined.1["messages"].as_array().cloned().unwrap_or_default();
     assert!(!messages.is_empty(), "{}", joined.1);
+}
+
+/// Postgres only (SQLite serves one process). Leases of 60 s are renewed every 20 s: the run
+/// stops at once only because the cancel's notification reaches the process that executes it.
+async fn a_run_cancelled_through_another_process_stops_at_once(kind: Kind) {
+    if kind == Kind::Sqlite {
+        return;
+    }
+    let fake = FakeLlm::start(vec![Reply::Stall(vec![
+        json!({"role": "assistant", "content": "hm "}),
+    ])])
+    .await;
+    let Some((a, b, _db)) = two_processes_leasing(kind, &fake, 60).await else {
+        return;
+    };
+    let (tid, run_id) = stalled_run(&a, &fake).await;
+    // the keeper's first renewal (at start-up) is behind us: the next is 20 s away
+    let (s, run) = b
+        .post(&format!("/threads/{tid}/runs/{run_id}/cancel"), json!({}))
+        .await;
+    // b ends the run's row itself (200): the run is not b's to tell to stop
+    assert_eq!(
+        (s, run["status"].clone()),
+        (200, json!("interrupted")),
+        "{run}"
+    );
+    // a's join waits for a's own run to end: it returns only once a has stopped it
+    let joined = tokio::time::timeout(
+        Duration::from_secs(5),
+        a.get(&format!("/threads/{tid}/runs/{run_id}/join")),
+    )
+    .await
+    .expect("the executing process stops the run long before its next lease renewal");
+    assert_eq!(joined.0, 200, "{}", joined.1);
+    let (_, run) = a.get(&format!("/threads/{tid}/runs/{run_id}")).await;
+    assert_eq!(run["status"], "interrupted", "{run}");
+    let (_, thread) = a.get(&format!("/threads/{tid}")).await;
+    assert_eq!(thread["status"], "idle", "{thread}");
+    // the thread takes a new run (b's model is the builtin one)
+    let (s, next) = b
+        .post(
+            &format!("/threads/{tid}/runs/wait"),
+            json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "get tasks"}]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{next}");
 }
