@@ -53,6 +53,20 @@ async fn stalled_run(app: &TestApp, fake: &FakeLlm) -> (String, String) {
     (tid, run["run_id"].as_str().unwrap().to_string())
 }
 
+/// Joins a run through `app` within `secs`; asserts it ended `status` and answers its values.
+async fn joined_within(app: &TestApp, tid: &str, run_id: &str, secs: u64, status: &str) -> Value {
+    let (s, values) = tokio::time::timeout(
+        Duration::from_secs(secs),
+        app.get(&format!("/threads/{tid}/runs/{run_id}/join")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("run {run_id} did not end within {secs} s"));
+    assert_eq!(s, 200, "{values}");
+    let (_, run) = app.get(&format!("/threads/{tid}/runs/{run_id}")).await;
+    assert_eq!(run["status"], status, "{run}");
+    values
+}
+
 async fn a_live_process_keeps_its_runs_past_the_lease(kind: Kind) {
     let fake = FakeLlm::start(vec![Reply::Stall(vec![
         json!({"role": "assistant", "content": "hm "}),
@@ -98,17 +112,9 @@ async fn a_run_queued_through_another_process_starts_when_the_thread_frees(kind:
         .await;
     assert_eq!(s, 202);
     // nothing polls: only the thread's wake-up (NOTIFY on Postgres) lets b's run go
-    let joined = tokio::time::timeout(
-        Duration::from_secs(10),
-        b.get(&format!("/threads/{tid}/runs/{queued_id}/join")),
-    )
-    .await
-    .expect("the queued run starts and ends");
-    assert_eq!(joined.0, 200, "{}", joined.1);
-    let (_, run) = b.get(&format!("/threads/{tid}/runs/{queued_id}")).await;
-    assert_eq!(run["status"], "success", "{run}");
-    let messages: Vec<Value> = joined.1["messages"].as_array().cloned().unwrap_or_default();
-    assert!(!messages.is_empty(), "{}", joined.1);
+    let values = joined_within(&b, &tid, &queued_id, 10, "success").await;
+    let messages: Vec<Value> = values["messages"].as_array().cloned().unwrap_or_default();
+    assert!(!messages.is_empty(), "{values}");
 }
 
 /// Postgres only (SQLite serves one process). Leases of 60 s are renewed every 20 s: the run
@@ -136,15 +142,8 @@ async fn a_run_cancelled_through_another_process_stops_at_once(kind: Kind) {
         "{run}"
     );
     // a's join waits for a's own run to end: it returns only once a has stopped it
-    let joined = tokio::time::timeout(
-        Duration::from_secs(5),
-        a.get(&format!("/threads/{tid}/runs/{run_id}/join")),
-    )
-    .await
-    .expect("the executing process stops the run long before its next lease renewal");
-    assert_eq!(joined.0, 200, "{}", joined.1);
-    let (_, run) = a.get(&format!("/threads/{tid}/runs/{run_id}")).await;
-    assert_eq!(run["status"], "interrupted", "{run}");
+    // (long before its next lease renewal)
+    joined_within(&a, &tid, &run_id, 5, "interrupted").await;
     let (_, thread) = a.get(&format!("/threads/{tid}")).await;
     assert_eq!(thread["status"], "idle", "{thread}");
     // the thread takes a new run (b's model is the builtin one)
