@@ -288,6 +288,9 @@ struct Inner {
     lease: Duration,
     /// Ids of threads that were freed or whose queue moved, for the runs queued on them.
     wakes: broadcast::Sender<String>,
+    /// Ids of runs executed by another process whose new events are stored, for the streams
+    /// that follow them ([`WAKE_ALL`]: maybe any run's).
+    stored: broadcast::Sender<String>,
 }
 
 /// Limits a single user never meets, so that no user can take the process from the others
@@ -379,6 +382,7 @@ impl Runner {
             streams: Mutex::new(HashMap::new()),
             lease,
             wakes: broadcast::channel(WAKE_BACKLOG).0,
+            stored: broadcast::channel(WAKE_BACKLOG).0,
         }))
     }
 
@@ -388,10 +392,41 @@ impl Runner {
         let _ = self.0.wakes.send(thread_id.to_string());
     }
 
+    /// Thread wake-ups (ids of threads, or [`WAKE_ALL`]), from this process and others.
+    pub fn wakes(&self) -> broadcast::Receiver<String> {
+        self.0.wakes.subscribe()
+    }
+
+    /// Notices of stored events (ids of runs, or [`WAKE_ALL`]) from other processes.
+    pub fn stored_events(&self) -> broadcast::Receiver<String> {
+        self.0.stored.subscribe()
+    }
+
+    /// Whether other processes' changes are notified (Postgres). Without, what waits on
+    /// another process's run must look again by itself.
+    pub fn hears_other_processes(&self) -> bool {
+        self.0.db.backend() == crate::persistence::Backend::Postgres
+    }
+
+    /// What the listener heard from the database (see [`crate::persistence::Notice`]).
+    pub fn notified(&self, notice: crate::persistence::Notice<'_>) {
+        use crate::persistence::Notice;
+        match notice {
+            Notice::Thread(thread_id) => self.thread_changed(thread_id),
+            Notice::RunEvents(run_id) => {
+                let _ = self.0.stored.send(run_id.to_string());
+            }
+            Notice::Missed => {
+                self.thread_changed(WAKE_ALL);
+                let _ = self.0.stored.send(WAKE_ALL.to_string());
+            }
+        }
+    }
+
     /// Another process changed `thread_id` ([`WAKE_ALL`]: maybe any thread): its queued runs
     /// look again, and a run this process executes there that was ended meanwhile (cancelled
     /// through another process, its thread deleted) stops now, not at the next renewal.
-    pub fn notified(&self, thread_id: &str) {
+    fn thread_changed(&self, thread_id: &str) {
         self.wake(thread_id);
         let lives: Vec<Arc<Live>> = self
             .lives()
@@ -803,7 +838,7 @@ impl Runner {
             return Ok(());
         }
         // subscribed before the first look, so a wake-up between a look and the wait is kept
-        let mut wakes = self.0.wakes.subscribe();
+        let mut wakes = self.wakes();
         let thread_id = live.run.thread_id.as_str();
         loop {
             if let Some(why) = *stop.borrow() {

@@ -130,7 +130,7 @@ impl Application {
         let waker = runner.clone();
         crate::persistence::spawn_listener(
             &config.database_url,
-            Box::new(move |thread| waker.notified(thread.unwrap_or(crate::runner::WAKE_ALL))),
+            Box::new(move |notice| waker.notified(notice)),
             stop_rx,
         )?;
 

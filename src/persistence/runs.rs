@@ -432,6 +432,15 @@ pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
 }
 
 /// Appends events to a run's stream: one statement on Postgres, one transaction on SQLite.
+/// On Postgres a batch of events is one statement that also notifies the streams following the
+/// run through other processes (see `signals`).
+const PG_PUT_EVENTS: &str = "\
+WITH stored AS (
+    INSERT INTO run_events (run_id, seq, event, data)
+    SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])
+)
+SELECT pg_notify('mnemo_runs', $1)";
+
 pub async fn put_events(db: &DbPool, run_id: String, events: Vec<RunEvent>) -> Result<(), DbError> {
     macro_rules! row {
         ($e:ident, $ev:expr) => {
@@ -445,11 +454,19 @@ pub async fn put_events(db: &DbPool, run_id: String, events: Vec<RunEvent>) -> R
     }
     match db {
         DbPool::Pg(pool) => {
-            use super::schema::pg::run_events as e;
+            use diesel::sql_types::{Array, BigInt};
             let mut conn = pool.get().await?;
-            let rows: Vec<_> = events.iter().map(|ev| row!(e, ev)).collect();
-            diesel::insert_into(e::table)
-                .values(rows)
+            let (mut seqs, mut names, mut data) = (Vec::new(), Vec::new(), Vec::new());
+            for ev in events {
+                seqs.push(ev.seq);
+                names.push(ev.event);
+                data.push(ev.data);
+            }
+            diesel::sql_query(PG_PUT_EVENTS)
+                .bind::<Text, _>(&run_id)
+                .bind::<Array<BigInt>, _>(seqs)
+                .bind::<Array<Text>, _>(names)
+                .bind::<Array<Text>, _>(data)
                 .execute(&mut conn)
                 .await?;
             Ok(())

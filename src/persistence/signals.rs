@@ -1,10 +1,16 @@
-//! Wake-ups across processes on Postgres. Whenever a run ends, is rolled back or is reaped, its
-//! transaction sends `pg_notify('mnemo_threads', thread_id)`; each mnemo holds one connection
-//! (besides the pool) that `LISTEN`s on that channel and hands each thread id to the run
-//! manager, which wakes the runs queued on that thread and stops a run it executes there that
-//! was ended meanwhile (cancelled through another process). A lost connection is noticed by a
-//! ping, re-opened with back-off, and every run looks again after each (re)connection, so a
-//! notification missed meanwhile delays no run. SQLite serves one process: nothing to listen to.
+//! Signals across processes on Postgres, through `LISTEN`/`NOTIFY`:
+//! - whenever a run ends, is rolled back or is reaped, its transaction sends
+//!   `pg_notify('mnemo_threads', thread_id)`: the run manager wakes the runs queued on that
+//!   thread, stops a run it executes there that was ended meanwhile (cancelled through another
+//!   process), and `join`s of runs executed elsewhere look again;
+//! - whenever a resumable run's events are stored, the same statement sends
+//!   `pg_notify('mnemo_runs', run_id)`: streams rejoined through another process than the one
+//!   executing the run read the new events then, instead of polling.
+//!
+//! Each mnemo holds one connection (besides the pool) that `LISTEN`s on both channels. A lost
+//! connection is noticed by a ping, re-opened with back-off, and after each (re)connection
+//! everything that waits looks again ([`Notice::Missed`]), so a notification missed meanwhile
+//! delays nothing. SQLite serves one process: nothing to listen to.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -17,7 +23,9 @@ use super::pool::Backend;
 use super::tls::PgConnector;
 
 /// The channel thread ids are notified on.
-const CHANNEL: &str = "mnemo_threads";
+const THREADS: &str = "mnemo_threads";
+/// The channel run ids are notified on when events of theirs are stored.
+const RUNS: &str = "mnemo_runs";
 /// With no notification for this long, the connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// A ping (or the connection's set-up) answered later than this counts as a lost connection.
@@ -25,9 +33,19 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// What the listener calls: with a thread id, or with `None` for "look at every thread" (after
-/// a (re)connection, when notifications may have been missed).
-pub type Wake = Box<dyn Fn(Option<&str>)>;
+/// What a notification says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice<'a> {
+    /// A thread was freed, or its queue or its runs changed.
+    Thread(&'a str),
+    /// New events of a run are stored.
+    RunEvents(&'a str),
+    /// Notifications may have been missed (the listener (re)connected): look at everything.
+    Missed,
+}
+
+/// What the listener calls with each notice.
+pub type Wake = Box<dyn Fn(Notice<'_>)>;
 
 /// Starts the listener on Postgres (nothing on SQLite). It ends, closing its connection, when
 /// `stop` changes.
@@ -63,9 +81,11 @@ pub fn spawn_listener(
 async fn listen(connector: &PgConnector, wake: &Wake, backoff: &mut Duration) -> String {
     let connected = tokio::time::timeout(PING_TIMEOUT, async {
         let mut conn = connector.connect().await?;
-        conn.batch_execute(&format!("SET application_name = 'mnemo'; LISTEN {CHANNEL}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        conn.batch_execute(&format!(
+            "SET application_name = 'mnemo'; LISTEN {THREADS}; LISTEN {RUNS}"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
         Ok::<_, String>(conn)
     })
     .await;
@@ -75,14 +95,15 @@ async fn listen(connector: &PgConnector, wake: &Wake, backoff: &mut Duration) ->
         Err(_) => return "connecting timed out".into(),
     };
     *backoff = Duration::from_millis(100);
-    wake(None);
+    wake(Notice::Missed);
     loop {
         let next = {
             let mut notes = pin!(conn.notifications_stream());
             tokio::time::timeout(PING_EVERY, notes.next()).await
         };
         match next {
-            Ok(Some(Ok(note))) => wake(Some(&note.payload)),
+            Ok(Some(Ok(note))) if note.channel == RUNS => wake(Notice::RunEvents(&note.payload)),
+            Ok(Some(Ok(note))) => wake(Notice::Thread(&note.payload)),
             Ok(Some(Err(e))) => return e.to_string(),
             Ok(None) => return "the connection closed".into(),
             Err(_) => {

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, delete, get, post, web};
 use actix_web_lab::sse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::ownership::OwnedThread;
 use super::{object_or_none, page};
@@ -14,7 +14,9 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{NewThread, RawJson, RunEvent};
-use crate::runner::{Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription};
+use crate::runner::{
+    Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
+};
 
 /// A run to start.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -299,8 +301,9 @@ pub async fn wait_stateless(
 /// Time between `: heartbeat` comments (the JS SDK arms its reconnect timer from their interval).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How often a rejoined stream of a run executed elsewhere looks for new events.
-const STORED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// On SQLite (one process, no notifications), how often a rejoined stream or a `join` of a run
+/// executed by another process on the same file looks again. On Postgres they are notified.
+const UNHEARD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Stored events read at once.
 const STORED_PAGE: i64 = 256;
@@ -342,7 +345,7 @@ fn event_stream(
             Source::Stored { .. } => {
                 // bounded: the reading waits for the client
                 let (tx, rx) = mpsc::channel(64);
-                actix_web::rt::spawn(poll_stored(
+                actix_web::rt::spawn(follow_stored(
                     runner.clone(),
                     run_id.clone(),
                     thread_id.clone(),
@@ -411,8 +414,9 @@ fn event_stream(
 }
 
 /// Feeds a stored run's events after `after` into `tx` until the run has ended (or the stream
-/// is gone, or mnemo stops).
-async fn poll_stored(
+/// is gone, or mnemo stops). A run another process executes is followed through notices (its
+/// new events stored, its thread changed when it ends), not by polling.
+async fn follow_stored(
     runner: Runner,
     run_id: String,
     thread_id: String,
@@ -420,6 +424,8 @@ async fn poll_stored(
     tx: mpsc::Sender<Arc<RunEvent>>,
 ) {
     let db = runner.db();
+    // subscribed before the first read, so that a notice between a read and the wait is kept
+    let (mut stored, mut wakes) = (runner.stored_events(), runner.wakes());
     loop {
         // the status first: a run that had ended before this read has all its events stored
         let ended = match db.get_run(thread_id.clone(), run_id.clone()).await {
@@ -444,12 +450,23 @@ async fn poll_stored(
         if ended {
             return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(STORED_POLL) => {}
-            _ = tx.closed() => return,
-            _ = runner.stopping() => return,
+        let hears = runner.hears_other_processes();
+        loop {
+            tokio::select! {
+                n = stored.recv() => if concerns(n, &run_id) { break },
+                n = wakes.recv() => if concerns(n, &thread_id) { break },
+                _ = tokio::time::sleep(UNHEARD_POLL), if !hears => break,
+                _ = tx.closed() => return,
+                _ = runner.stopping() => return,
+            }
         }
     }
+}
+
+/// Whether a notice from a broadcast of ids may be about `id`: it names `id` or every one
+/// ([`WAKE_ALL`]), or notices were missed.
+fn concerns(notice: Result<String, broadcast::error::RecvError>, id: &str) -> bool {
+    notice.map_or(true, |named| named == id || named == WAKE_ALL)
 }
 
 async fn stream(
@@ -765,9 +782,6 @@ pub async fn create_stateless(
     background(&principal, &runner, thread_id, body.into_inner(), true).await
 }
 
-/// How often `join` looks at a run executed elsewhere (it holds no connection in between).
-const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// Waits for a run to end, then answers the thread's values (with `__interrupt__` when the run
 /// stopped on one).
 #[utoipa::path(
@@ -795,13 +809,21 @@ pub async fn join(
         guard.disarm();
         return Ok(final_values(&thread_id, &run_id, values));
     }
+    // executed by another process: it ends with a notice on its thread
     let db = runner.db();
+    let mut wakes = runner.wakes();
+    let hears = runner.hears_other_processes();
     loop {
         let run = db.get_run(thread_id.clone(), run_id.clone()).await?;
         if run.status != "running" && run.status != "pending" {
             break;
         }
-        tokio::time::sleep(JOIN_POLL).await;
+        loop {
+            tokio::select! {
+                n = wakes.recv() => if concerns(n, &thread_id) { break },
+                _ = tokio::time::sleep(UNHEARD_POLL), if !hears => break,
+            }
+        }
     }
     let state = db
         .get_checkpoint(thread_id.clone(), String::new(), None)

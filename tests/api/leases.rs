@@ -1,6 +1,7 @@
 //! Run leases and wake-ups between processes on one database: a live process keeps its runs,
-//! a run queued through one process starts when a run of another frees the thread, and a run
-//! cancelled through one process stops at once in the process that executes it.
+//! a run queued through one process starts when a run of another frees the thread, a run
+//! cancelled through one process stops at once in the process that executes it, and a stream
+//! rejoined through one process follows a run another executes, live.
 
 use std::time::Duration;
 
@@ -9,11 +10,13 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::fake_llm::{FakeLlm, Reply};
 use crate::helpers::{Kind, TestApp, TestDb};
+use crate::sse::{Reader, events};
 
 both_backends!(
     a_live_process_keeps_its_runs_past_the_lease,
     a_run_queued_through_another_process_starts_when_the_thread_frees,
     a_run_cancelled_through_another_process_stops_at_once,
+    a_stream_rejoined_through_another_process_follows_the_run_live,
 );
 
 /// Two mnemos on one database: `a` calls the fake model, `b` the builtin one.
@@ -154,4 +157,103 @@ async fn a_run_cancelled_through_another_process_stops_at_once(kind: Kind) {
         )
         .await;
     assert_eq!(s, 200, "{next}");
+}
+
+/// Postgres only. A resumable run streams on `a`; its stream rejoined through `b` from the start
+/// gets what is stored, then follows the run as its events are stored (notified: nothing polls on
+/// Postgres, so without the notices the words would come only when the run ends), and has every
+/// event once, in order, as stored. A `join` through `b` ends with the run (notified too).
+async fn a_stream_rejoined_through_another_process_follows_the_run_live(kind: Kind) {
+    if kind == Kind::Sqlite {
+        return;
+    }
+    let words = (0..12)
+        .map(|i| json!({"content": format!("w{i} ")}))
+        .collect();
+    let fake = FakeLlm::start(vec![Reply::Stream(words, Duration::from_millis(150))]).await;
+    let Some((a, b, _db)) = two_processes_leasing(kind, &fake, 60).await else {
+        return;
+    };
+    let (_, thread) = a.post("/threads", json!({})).await;
+    let tid = thread["thread_id"].as_str().unwrap().to_string();
+    let (s, run) = a
+        .post(
+            &format!("/threads/{tid}/runs"),
+            json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]},
+                   "stream_mode": ["values", "messages-tuple"], "stream_resumable": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let stream = format!("/threads/{tid}/runs/{run_id}/stream");
+    fake.received(1).await;
+    let join = tokio::spawn(
+        b.client
+            .get(b.url(&format!("/threads/{tid}/runs/{run_id}/join")))
+            .send(),
+    );
+    let resp = b
+        .client
+        .get(b.url(&stream))
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut reader = Reader::new(resp);
+    let mut seen = Vec::new();
+    let mut status_at_w6 = None;
+    while let Some(e) = reader.next().await {
+        // "w6 " comes 0.9 s into the answer, long after b rejoined and 0.75 s before its end
+        if e.name == "messages" && e.data[0]["content"] == "w6 " {
+            let (_, run) = a.get(&format!("/threads/{tid}/runs/{run_id}")).await;
+            status_at_w6 = Some(run["status"].clone());
+        }
+        seen.push(e);
+    }
+    assert_eq!(
+        status_at_w6,
+        Some(json!("running")),
+        "b follows the run as it goes"
+    );
+    let ids: Vec<i64> = seen.iter().map(|e| e.id.unwrap()).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as i64).collect::<Vec<_>>(),
+        "once, in order"
+    );
+    // the same as the stored stream, read back once the run has ended
+    let stored = a
+        .client
+        .get(a.url(&stream))
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stored: Vec<(i64, String)> = events(&stored)
+        .into_iter()
+        .map(|e| (e.id.unwrap(), e.name))
+        .collect();
+    let followed: Vec<(i64, String)> = seen.into_iter().map(|e| (e.id.unwrap(), e.name)).collect();
+    assert_eq!(followed, stored);
+    let (_, run) = b.get(&format!("/threads/{tid}/runs/{run_id}")).await;
+    assert_eq!(run["status"], "success", "{run}");
+    let joined = tokio::time::timeout(Duration::from_secs(5), join)
+        .await
+        .expect("b's join ends with the run")
+        .unwrap()
+        .unwrap();
+    let (s, values) = crate::helpers::read(joined).await;
+    assert_eq!(s, 200, "{values}");
+    let last = values["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned();
+    assert!(
+        last.is_some_and(|m| m["content"].as_str().is_some_and(|c| c.ends_with("w11 "))),
+        "{values}"
+    );
 }
