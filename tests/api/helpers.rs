@@ -245,6 +245,16 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Rejoins a run's stream at `path` with `Last-Event-ID: last_id`.
+    pub async fn rejoin(&self, path: &str, last_id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("Last-Event-ID", last_id)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         read(
             self.client

@@ -192,13 +192,7 @@ async fn a_stream_rejoined_through_another_process_follows_the_run_live(kind: Ki
             .get(b.url(&format!("/threads/{tid}/runs/{run_id}/join")))
             .send(),
     );
-    let resp = b
-        .client
-        .get(b.url(&stream))
-        .header("Last-Event-ID", "0")
-        .send()
-        .await
-        .unwrap();
+    let resp = b.rejoin(&stream, "0").await;
     assert_eq!(resp.status().as_u16(), 200);
     let mut reader = Reader::new(resp);
     let mut seen = Vec::new();
@@ -223,16 +217,7 @@ async fn a_stream_rejoined_through_another_process_follows_the_run_live(kind: Ki
         "once, in order"
     );
     // the same as the stored stream, read back once the run has ended
-    let stored = a
-        .client
-        .get(a.url(&stream))
-        .header("Last-Event-ID", "0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let stored = a.rejoin(&stream, "0").await.text().await.unwrap();
     let stored: Vec<(i64, String)> = events(&stored)
         .into_iter()
         .map(|e| (e.id.unwrap(), e.name))

@@ -221,13 +221,7 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
     let last_id = seen.last().unwrap().id.unwrap();
 
     // the run goes on without its client; rejoining replays everything after the last id
-    let resp = app
-        .client
-        .get(app.url(&location))
-        .header("Last-Event-ID", last_id.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = app.rejoin(&location, &last_id.to_string()).await;
     assert_eq!(resp.status().as_u16(), 200);
     let rest = Reader::new(resp).rest().await;
     let ids: Vec<i64> = seen.iter().chain(&rest).map(|e| e.id.unwrap()).collect();
@@ -247,16 +241,7 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
     assert_eq!(words, (0..12).map(|i| format!("w{i} ")).collect::<String>());
 
     // after the end, from the stored events: a replay from any id, nothing without one
-    let replay = app
-        .client
-        .get(app.url(&location))
-        .header("Last-Event-ID", "0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let replay = app.rejoin(&location, "0").await.text().await.unwrap();
     assert_eq!(events(&replay).len(), ids.len());
     // the mode filter as the SDKs send it: the Python SDK sends `stream_mode=` when it has no
     // filter (every event) and a list as the parameter repeated
@@ -269,13 +254,7 @@ async fn a_resumable_stream_is_rejoined_with_last_event_id(kind: Kind) {
             replay.matches("event: values").count() + 1,
         ),
     ] {
-        let resp = app
-            .client
-            .get(app.url(&format!("{location}{query}")))
-            .header("Last-Event-ID", "0")
-            .send()
-            .await
-            .unwrap();
+        let resp = app.rejoin(&format!("{location}{query}"), "0").await;
         assert_eq!(resp.status().as_u16(), 200, "{query}");
         let got = events(&resp.text().await.unwrap());
         assert_eq!(got.len(), want, "{query}");
@@ -315,12 +294,8 @@ async fn join_flags_in_either_sdks_spelling(kind: Kind) {
     assert_eq!(s, 200, "{values}");
     assert_eq!(last_text(&values), "hi there");
     let replay = app
-        .client
-        .get(app.url(&format!("{run}/stream?cancel_on_disconnect=0")))
-        .header("Last-Event-ID", "-1")
-        .send()
-        .await
-        .unwrap();
+        .rejoin(&format!("{run}/stream?cancel_on_disconnect=0"), "-1")
+        .await;
     assert_eq!(replay.status().as_u16(), 200);
     let replayed = events(&replay.text().await.unwrap());
     let ids = |evs: &[crate::sse::Event]| evs.iter().map(|e| e.id).collect::<Vec<_>>();
