@@ -257,3 +257,113 @@ impl Graph {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn add_messages_appends_replaces_and_removes() {
+        let list = add_messages(
+            None,
+            &json!([{"role": "user", "content": "hi", "id": "1"}, "plain text"]),
+        );
+        assert_eq!(list[0]["type"], "human");
+        assert!(list[0].get("role").is_none(), "role becomes type");
+        assert_eq!(list[1]["content"], "plain text");
+        assert!(list[1]["id"].as_str().is_some_and(|id| !id.is_empty()));
+        let second = list[1]["id"].as_str().unwrap().to_string();
+
+        let list = add_messages(
+            Some(list),
+            &json!([{"role": "assistant", "content": "again", "id": "1"}, {"role": "tool", "content": "r", "id": "3"}]),
+        );
+        assert_eq!(ids(&list), ["1", second.as_str(), "3"], "replaced in place");
+        assert_eq!(
+            (list[0]["type"].clone(), list[0]["content"].clone()),
+            (json!("ai"), json!("again"))
+        );
+        assert_eq!(list[2]["type"], "tool");
+
+        let list = add_messages(Some(list), &json!({"type": "remove", "id": second}));
+        assert_eq!(ids(&list), ["1", "3"]);
+        let list = add_messages(
+            Some(list),
+            &json!([{"type": "remove", "id": REMOVE_ALL}, {"type": "system", "content": "s", "id": "4"}]),
+        );
+        assert_eq!(ids(&list), ["4"], "cleared, then appended");
+        assert_eq!(add_messages(Some(list.clone()), &Value::Null), list);
+    }
+
+    #[test]
+    fn the_model_comes_after_input_and_tools_and_the_tools_after_a_call() {
+        let call = json!({"messages": [{"type": "ai", "content": "", "tool_calls": [{"id": "c", "name": "list_tasks", "args": {}}]}]});
+        let answer = json!({"messages": [{"type": "ai", "content": "done", "tool_calls": []}]});
+        let asked = json!({"messages": [{"type": "human", "content": "get tasks"}]});
+        let by = |writer: &str| json!({"source": "loop", "writes": {writer: {}}});
+        assert_eq!(next_node(&by("agent"), &call), Some("tools"));
+        assert_eq!(next_node(&by("agent"), &answer), None);
+        assert_eq!(next_node(&by("tools"), &answer), Some("agent"));
+        assert_eq!(next_node(&by("__start__"), &asked), Some("agent"));
+        assert_eq!(
+            next_node(
+                &json!({"source": "input", "writes": {"__input__": {}}}),
+                &asked
+            ),
+            Some("agent")
+        );
+        // not written by a node (a state update): by the last message
+        assert_eq!(
+            next_node(&json!({"source": "update"}), &call),
+            Some("tools")
+        );
+        assert_eq!(next_node(&json!({"source": "update"}), &answer), None);
+        assert_eq!(next_node(&json!({}), &asked), Some("agent"));
+        assert_eq!(next_node(&json!({}), &json!({})), None);
+    }
+
+    #[test]
+    fn interrupt_nodes_are_star_a_list_of_known_nodes_or_nothing() {
+        assert_eq!(
+            nodes_named("interrupt_before", &json!("*")),
+            Ok(NODES.to_vec())
+        );
+        assert_eq!(
+            nodes_named("interrupt_before", &json!(["tools"])),
+            Ok(vec!["tools"])
+        );
+        assert_eq!(nodes_named("interrupt_before", &Value::Null), Ok(vec![]));
+        let unknown = nodes_named("interrupt_after", &json!(["agent", "nope"])).unwrap_err();
+        assert!(
+            unknown.contains("unknown node \"nope\"") && unknown.contains("agent, tools"),
+            "{unknown}"
+        );
+        assert!(nodes_named("interrupt_after", &json!(3)).is_err());
+    }
+
+    #[test]
+    fn assistants_resolve_by_graph_name_or_system_uuid() {
+        for g in &GRAPHS {
+            assert_eq!(resolve(g.id).map(|r| r.id), Ok(g.id));
+            assert_eq!(
+                resolve(&g.assistant_id().to_string()).map(|r| r.id),
+                Ok(g.id)
+            );
+            assert_eq!(
+                of_thread(&json!({"graph_id": g.id})).map(|r| r.id),
+                Some(g.id)
+            );
+        }
+        let err = resolve("nope").map(|g| g.id).unwrap_err();
+        assert!(err.contains("agent") && err.contains("legacy"), "{err}");
+        assert!(of_thread(&json!({})).is_none());
+    }
+}

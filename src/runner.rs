@@ -1391,3 +1391,46 @@ fn pending_calls(values: &Value) -> Vec<ToolCall> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approvals_as_clients_send_them() {
+        for yes in [
+            json!(true),
+            json!(" Yes "),
+            json!("approve"),
+            json!({"approved": true}),
+            json!({"type": "accept"}),
+            json!({"decisions": [{"type": "approve"}, {"type": "accept"}]}),
+            json!([{"type": "approve"}]),
+        ] {
+            assert!(approves(&yes), "{yes}");
+        }
+        for no in [
+            json!(false),
+            json!("no"),
+            json!(null),
+            json!(1),
+            json!({"approved": false}),
+            json!({"decisions": []}),
+            json!({"decisions": [{"type": "approve"}, {"type": "reject"}]}),
+            json!([]),
+        ] {
+            assert!(!approves(&no), "{no}");
+        }
+    }
+
+    #[test]
+    fn durability_and_cancel_actions_are_named_as_langgraph_names_them() {
+        assert_eq!(Durability::parse(None).ok(), Some(Durability::Async));
+        assert_eq!(Durability::parse(Some("sync")).ok(), Some(Durability::Sync));
+        assert_eq!(Durability::parse(Some("exit")).ok(), Some(Durability::Exit));
+        assert!(Durability::parse(Some("never")).is_err());
+        assert_eq!(Stop::of_action("interrupt").ok(), Some(Stop::Interrupt));
+        assert_eq!(Stop::of_action("rollback").ok(), Some(Stop::Rollback));
+        assert!(Stop::of_action("pause").is_err());
+    }
+}

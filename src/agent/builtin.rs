@@ -104,3 +104,91 @@ pub fn respond(graph: &Graph, messages: &[Value]) -> Turn {
     }
     Turn::Answer(help(graph))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphs::{GRAPHS, resolve};
+
+    fn human(text: &str) -> Value {
+        json!({"type": "human", "content": text})
+    }
+
+    /// The tool and arguments of a one-call turn.
+    fn called(turn: Turn) -> (String, Value) {
+        match turn {
+            Turn::Call(calls) if calls.len() == 1 => (calls[0].name.clone(), calls[0].args.clone()),
+            Turn::Call(calls) => panic!("{} calls", calls.len()),
+            Turn::Answer(text) => panic!("answered {text:?}"),
+        }
+    }
+
+    #[test]
+    fn task_commands_become_tool_calls() {
+        let agent = resolve("agent").unwrap();
+        let ask = |text: &str| called(respond(agent, &[human(text)]));
+        assert_eq!(
+            ask("Add task buy milk."),
+            ("create_task".into(), json!({"title": "buy milk"}))
+        );
+        assert_eq!(
+            ask("complete task buy milk"),
+            ("complete_task".into(), json!({"task": "buy milk"}))
+        );
+        assert_eq!(
+            ask("remove task buy milk!"),
+            ("delete_task".into(), json!({"task": "buy milk"}))
+        );
+        assert_eq!(ask("get tasks"), ("list_tasks".into(), json!({})));
+        assert_eq!(
+            ask("show my done tasks"),
+            ("list_tasks".into(), json!({"status": "done"}))
+        );
+    }
+
+    #[test]
+    fn memory_commands_exist_on_the_agent_graph_only() {
+        let (agent, legacy) = (resolve("agent").unwrap(), resolve("legacy").unwrap());
+        assert_eq!(
+            called(respond(agent, &[human("remember that I like tea")])),
+            ("remember".into(), json!({"fact": "I like tea"}))
+        );
+        assert_eq!(
+            called(respond(agent, &[human("recall tea")])),
+            ("recall".into(), json!({"query": "tea"}))
+        );
+        assert_eq!(
+            called(respond(agent, &[human("What do you remember?")])),
+            ("recall".into(), json!({}))
+        );
+        match respond(legacy, &[human("remember that I like tea")]) {
+            Turn::Answer(help) => assert!(
+                help.contains("get tasks") && !help.contains("remember"),
+                "{help}"
+            ),
+            Turn::Call(_) => panic!("legacy has no memory tools"),
+        }
+    }
+
+    #[test]
+    fn after_tool_results_the_answer_is_what_the_tools_said() {
+        let agent = resolve("agent").unwrap();
+        let messages = [
+            human("get tasks"),
+            json!({"type": "ai", "content": "", "tool_calls": [{"id": "a"}, {"id": "b"}]}),
+            json!({"type": "tool", "content": "one", "tool_call_id": "a"}),
+            json!({"type": "tool", "content": "two", "tool_call_id": "b"}),
+        ];
+        match respond(agent, &messages) {
+            Turn::Answer(text) => assert_eq!(text, "one\ntwo"),
+            Turn::Call(_) => panic!("a second call"),
+        }
+        for g in &GRAPHS {
+            assert!(
+                matches!(respond(g, &[]), Turn::Answer(_)),
+                "nothing asked: the help"
+            );
+            assert!(matches!(respond(g, &[human("hello")]), Turn::Answer(_)));
+        }
+    }
+}

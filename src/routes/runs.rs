@@ -1054,3 +1054,59 @@ pub async fn list(
     }
     Ok(HttpResponse::Ok().json(runs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_modes_name_the_events_they_send() {
+        assert_eq!(events_of(&None).unwrap(), ["values"]);
+        assert_eq!(events_of(&Some(json!("updates"))).unwrap(), ["updates"]);
+        assert_eq!(
+            events_of(&Some(json!(["messages-tuple", "values", "debug"]))).unwrap(),
+            ["messages", "values"]
+        );
+        assert_eq!(
+            events_of(&Some(json!("messages"))).unwrap(),
+            ["messages/metadata", "messages/partial", "messages/complete"]
+        );
+        assert!(events_of(&Some(json!("nope"))).is_err());
+        assert!(events_of(&Some(json!(["values", 3]))).is_err());
+        assert!(events_of(&Some(json!({"values": true}))).is_err());
+    }
+
+    #[test]
+    fn a_rejoin_asks_for_modes_repeated_or_comma_separated_or_for_everything() {
+        let modes = |q: &str| rejoin_modes(q).map_err(|_| ());
+        assert_eq!(modes(""), Ok(None));
+        assert_eq!(
+            modes("stream_mode="),
+            Ok(None),
+            "the Python SDK's empty filter"
+        );
+        assert_eq!(
+            modes("stream_mode=values&stream_mode=updates"),
+            Ok(Some(vec!["values".into(), "updates".into()]))
+        );
+        assert_eq!(
+            modes("stream_mode=values,%20messages-tuple&other=1"),
+            Ok(Some(vec!["values".into(), "messages".into()]))
+        );
+        assert!(modes("stream_mode=nope").is_err());
+    }
+
+    #[test]
+    fn on_disconnect_is_cancel_or_continue() {
+        assert_eq!(cancels_on_disconnect(&None).ok(), Some(false));
+        assert_eq!(
+            cancels_on_disconnect(&Some("continue".into())).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            cancels_on_disconnect(&Some("cancel".into())).ok(),
+            Some(true)
+        );
+        assert!(cancels_on_disconnect(&Some("stop".into())).is_err());
+    }
+}
