@@ -17,10 +17,11 @@
 //!   mnemo is a child process (so its memory is its own), started on `DATABASE_URL` with
 //!   `MNEMO_LLM=openai`; `--url` does not apply.
 //!
-//! Three operations run alone, each against a mnemo process of its own (or, for `soak`, a
+//! Four operations run alone, each against mnemo processes of their own (or, for `soak`, a
 //! running one): `soak` (mixed load for a long time, with memory, Postgres connections, latency
-//! and errors every tenth of it), `memory` (peak memory for large bodies and history pages) and
-//! `queued` (what runs waiting on a busy thread cost the rest); see their modules.
+//! and errors every tenth of it), `memory` (peak memory for large bodies and history pages),
+//! `queued` (what runs waiting on a busy thread cost the rest) and `replicas` (following and
+//! cancelling a run through another replica); see their modules.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,7 @@ use crate::startup::Application;
 mod memory;
 mod pg;
 mod queued;
+mod replicas;
 mod server;
 mod soak;
 mod sse;
@@ -50,7 +52,7 @@ const ALL_OPS: &str =
 /// Operations on the agent, run only when named in `--ops`.
 const AGENT_OPS: &str = "chat_wait,agent_stream,idle_streams";
 /// Operations that run alone, against a mnemo process of their own.
-const ALONE_OPS: &str = "soak,memory,queued";
+const ALONE_OPS: &str = "soak,memory,queued,replicas";
 /// The user the agent operations chat as.
 const USER: &str = "u1";
 
@@ -67,7 +69,7 @@ pub struct BenchArgs {
     #[arg(long)]
     seconds: Option<u64>,
     /// Comma-separated operations to run (besides these: chat_wait, agent_stream, idle_streams;
-    /// and, each alone: soak, memory, queued).
+    /// and, each alone: soak, memory, queued, replicas).
     #[arg(long, default_value = ALL_OPS)]
     ops: String,
     /// Store items to search over.
@@ -88,6 +90,9 @@ pub struct BenchArgs {
     /// Runs `queued` enqueues on the busy thread.
     #[arg(long, default_value_t = 300)]
     queued: usize,
+    /// Runs `replicas` follows, and runs it cancels, through the second mnemo.
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
 }
 
 /// The key the load generator's clients send, set once before they start.
@@ -601,6 +606,7 @@ async fn alone(op: String, config: Config, args: BenchArgs) -> Result<(), String
     match op.as_str() {
         "memory" => memory::memory(&config).await,
         "queued" => queued::queued(&config, args.queued, args.seconds.unwrap_or(10)).await,
+        "replicas" => replicas::replicas(&config, args.samples).await,
         _ => {
             let seconds = args.seconds.unwrap_or(600);
             let pg = pg::Watcher::connect(&config.database_url).await?;

@@ -1,0 +1,230 @@
+//! `--ops replicas` (Postgres): what a run costs to follow or to cancel through another replica
+//! than the one executing it. Two mnemos on `DATABASE_URL`: `a` calls a model endpoint of the
+//! bench's that streams `WORDS` words `PAUSE` apart, `b` the builtin model. Each sample is one
+//! run started through `a` as a resumable stream:
+//! - follow: its stream is rejoined through `b` from the start; for each event `a`'s stream
+//!   receives after `b` joined, the delay until `b`'s stream receives it too;
+//! - cancel: after a few words it is cancelled through `b`; the time from sending the cancel
+//!   until `a`'s stream ends (`a` has stopped the run), and whether it ended `interrupted`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::pct;
+use super::server::Server;
+use super::sse::Reader;
+use crate::config::Config;
+use crate::persistence::Backend;
+
+/// The model's answer: this many words, `PAUSE` apart (a run takes 2 s).
+const WORDS: usize = 40;
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// A model endpoint that answers every request with `WORDS` words streamed `PAUSE` apart.
+async fn words_model() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("fake model endpoint: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("fake model endpoint: {e}"))?
+        .port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // the request: its head, then as many bytes as its Content-Length says
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body_at = loop {
+                    match socket.read(&mut chunk).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..body_at]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < body_at + length {
+                    match socket.read(&mut chunk).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for i in 0..WORDS {
+                    tokio::time::sleep(PAUSE).await;
+                    let chunk = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": format!("w{i} ")}, "finish_reason": null}]});
+                    let line = format!("data: {chunk}\n\n");
+                    if socket.write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = socket.write_all(b"data: [DONE]\n\n").await;
+            });
+        }
+    });
+    Ok((port, task))
+}
+
+/// Reads a stream to its end; answers when each event id came (and when the body ended).
+async fn timed(resp: reqwest::Response) -> (HashMap<i64, Instant>, Instant) {
+    let mut reader = Reader::new(resp);
+    let mut at = HashMap::new();
+    while let Ok(Some(event)) = reader.next().await {
+        if let Some(id) = event.id {
+            at.insert(id, Instant::now());
+        }
+    }
+    (at, Instant::now())
+}
+
+/// One run started through `a` as a resumable stream on a new thread: the stream, its thread
+/// and run ids, once its first event (`metadata`) has come.
+async fn start_run(
+    c: &reqwest::Client,
+    a: &str,
+) -> Result<(reqwest::Response, String, String), String> {
+    let thread: serde_json::Value = c
+        .post(format!("{a}/threads"))
+        .json(&json!({}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("creating a thread: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("creating a thread: {e}"))?;
+    let tid = thread["thread_id"].as_str().unwrap_or_default().to_string();
+    let resp = c
+        .post(format!("{a}/threads/{tid}/runs/stream"))
+        .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]},
+                      "stream_mode": ["messages-tuple"], "stream_resumable": true}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("starting a run: {e}"))?;
+    // the run's id is in its stream's Content-Location: /threads/{tid}/runs/{run_id}
+    let run_id = resp
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
+    Ok((resp, tid, run_id))
+}
+
+pub async fn replicas(config: &Config, samples: usize) -> Result<(), String> {
+    if Backend::of_url(&config.database_url)? != Backend::Postgres {
+        return Err("replicas needs DATABASE_URL to name a Postgres database".into());
+    }
+    let (port, model) = words_model().await?;
+    let env_a = [
+        ("MNEMO_LLM", "openai".to_string()),
+        ("MNEMO_LLM_BASE_URL", format!("http://127.0.0.1:{port}/v1")),
+        ("MNEMO_LLM_API_KEY", "unused".into()),
+        ("MNEMO_LLM_MAX_RETRIES", "0".into()),
+    ];
+    let a = Server::start(config, &env_a).await?;
+    let b = Server::start(config, &[]).await?;
+    println!(
+        "# replicas: two mnemos on {}; a's model streams {WORDS} words {} ms apart; {samples} runs each",
+        crate::config::redact_url(&config.database_url),
+        PAUSE.as_millis()
+    );
+    let c = super::http_client(reqwest::Client::builder().timeout(Duration::from_secs(60)));
+    let measured = measure(&c, &a.base, &b.base, samples).await;
+    model.abort();
+    let stopped = a.stop().await.and(b.stop().await);
+    let (mut follow, mut cancel, missing, not_stopped) = measured?;
+    follow.sort();
+    cancel.sort();
+    println!("{:<48} {:>6} {:>8} {:>8}", "", "n", "p50 ms", "p99 ms");
+    for (name, figures) in [
+        ("event through b after a (following a's run)", &follow),
+        ("cancel through b until a's stream ends", &cancel),
+    ] {
+        println!(
+            "{name:<48} {:>6} {:>8.1} {:>8.1}",
+            figures.len(),
+            pct(figures, 0.5),
+            pct(figures, 0.99)
+        );
+    }
+    println!(
+        "# events a's stream had and b's did not: {missing}; cancelled runs that did not end interrupted: {not_stopped}"
+    );
+    stopped
+}
+
+/// What [`measure`] found.
+type Measured = (Vec<Duration>, Vec<Duration>, usize, usize);
+
+/// The delays of followed events, the cancel latencies, the events `b` missed and the cancelled
+/// runs that did not end `interrupted`.
+async fn measure(
+    c: &reqwest::Client,
+    a: &str,
+    b: &str,
+    samples: usize,
+) -> Result<Measured, String> {
+    let (mut follow, mut cancel, mut missing, mut not_stopped) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..samples {
+        // follow: a's stream and b's rejoin, read side by side to the end
+        let (resp, tid, run_id) = start_run(c, a).await?;
+        let on_a = tokio::spawn(timed(resp));
+        let rejoin = c
+            .get(format!("{b}/threads/{tid}/runs/{run_id}/stream"))
+            .header("Last-Event-ID", "0")
+            .send()
+            .await
+            .map_err(|e| format!("rejoining through b: {e}"))?;
+        let joined = Instant::now();
+        let (on_b, _) = timed(rejoin).await;
+        let (on_a, _) = on_a.await.map_err(|e| e.to_string())?;
+        for (id, at_a) in on_a.iter().filter(|(_, at)| **at > joined) {
+            match on_b.get(id) {
+                Some(at_b) => follow.push(at_b.saturating_duration_since(*at_a)),
+                None => missing += 1,
+            }
+        }
+        // cancel: a few words in, through b
+        let (resp, tid, run_id) = start_run(c, a).await?;
+        let on_a = tokio::spawn(timed(resp));
+        tokio::time::sleep(PAUSE * 3).await;
+        let sent = Instant::now();
+        c.post(format!("{b}/threads/{tid}/runs/{run_id}/cancel"))
+            .json(&json!({}))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cancelling through b: {e}"))?;
+        let (_, ended) = on_a.await.map_err(|e| e.to_string())?;
+        cancel.push(ended.saturating_duration_since(sent));
+        let run: serde_json::Value = c
+            .get(format!("{a}/threads/{tid}/runs/{run_id}"))
+            .send()
+            .await
+            .map_err(|e| format!("reading a cancelled run: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("reading a cancelled run: {e}"))?;
+        if run["status"] != "interrupted" {
+            not_stopped += 1;
+        }
+    }
+    Ok((follow, cancel, missing, not_stopped))
+}
