@@ -828,20 +828,120 @@ pub struct TaskQuery {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
+/// Where a run is: waiting for its thread (`pending`), executing (`running`: together, the
+/// active statuses), or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Success,
+    Error,
+    Timeout,
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The statuses of a run that has not ended, as stored.
+    pub const ACTIVE: [&'static str; 2] = ["pending", "running"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Error => "error",
+            RunStatus::Timeout => "timeout",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// A stored status; `None` for a name mnemo does not write.
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Pending,
+            RunStatus::Running,
+            RunStatus::Success,
+            RunStatus::Error,
+            RunStatus::Timeout,
+            RunStatus::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Not ended yet: pending or running.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a new run does when its thread is busy (default `reject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MultitaskStrategy {
+    /// Refused: 409.
+    Reject,
+    /// Waits for its turn.
+    Enqueue,
+    /// Cancels the active runs (what they wrote stays), then starts.
+    Interrupt,
+    /// Cancels the active runs and deletes them and what they wrote, then starts.
+    Rollback,
+}
+
+impl MultitaskStrategy {
+    const ALL: [MultitaskStrategy; 4] = [
+        MultitaskStrategy::Reject,
+        MultitaskStrategy::Enqueue,
+        MultitaskStrategy::Interrupt,
+        MultitaskStrategy::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MultitaskStrategy::Reject => "reject",
+            MultitaskStrategy::Enqueue => "enqueue",
+            MultitaskStrategy::Interrupt => "interrupt",
+            MultitaskStrategy::Rollback => "rollback",
+        }
+    }
+
+    /// A strategy by name (`None`: the default, `reject`).
+    pub fn parse(s: Option<&str>) -> Result<MultitaskStrategy, String> {
+        let Some(s) = s else {
+            return Ok(MultitaskStrategy::Reject);
+        };
+        MultitaskStrategy::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "multitask_strategy must be reject, enqueue, interrupt or rollback, not {s:?}"
+                )
+            })
+    }
+}
+
 /// A run as the LangGraph API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Run {
     pub run_id: String,
     pub thread_id: String,
     pub assistant_id: String,
-    /// `pending`, `running`, `success`, `error`, `timeout` or `interrupted`.
-    pub status: String,
+    pub status: RunStatus,
     #[schema(value_type = Object)]
     pub metadata: Value,
     /// The request the run was made from.
     #[schema(value_type = Object)]
     pub kwargs: Value,
-    pub multitask_strategy: String,
+    pub multitask_strategy: MultitaskStrategy,
     #[serde(serialize_with = "ts")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ts")]
@@ -858,8 +958,7 @@ pub struct NewRun {
     pub kwargs: Value,
     /// Create the thread when it does not exist (`if_not_exists: "create"`).
     pub create_thread: bool,
-    /// What to do when the thread is busy: `reject`, `enqueue`, `interrupt` or `rollback`.
-    pub multitask_strategy: String,
+    pub multitask_strategy: MultitaskStrategy,
     /// A user principal's id: the thread must be its (else 404), and is its when created.
     pub owner: Option<String>,
     /// Until when the creating process holds the run (renewed while it lives).
@@ -910,4 +1009,36 @@ pub struct NewApiKey {
     pub user_id: Option<String>,
     pub key_hash: String,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn run_statuses_and_strategies_read_back_as_written() {
+        for st in [
+            RunStatus::Pending,
+            RunStatus::Running,
+            RunStatus::Success,
+            RunStatus::Error,
+            RunStatus::Timeout,
+            RunStatus::Interrupted,
+        ] {
+            assert_eq!(RunStatus::parse(st.as_str()), Some(st));
+            assert_eq!(serde_json::to_value(st).ok(), Some(json!(st.as_str())));
+            assert_eq!(st.is_active(), RunStatus::ACTIVE.contains(&st.as_str()));
+        }
+        assert_eq!(RunStatus::parse("done"), None);
+        for m in MultitaskStrategy::ALL {
+            assert_eq!(MultitaskStrategy::parse(Some(m.as_str())), Ok(m));
+            assert_eq!(serde_json::to_value(m).ok(), Some(json!(m.as_str())));
+        }
+        assert_eq!(
+            MultitaskStrategy::parse(None),
+            Ok(MultitaskStrategy::Reject)
+        );
+        assert!(MultitaskStrategy::parse(Some("queue")).is_err_and(|e| e.contains("enqueue")));
+    }
 }

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use crate::agent::{Delta, Model, ToolCall, Turn, tools};
 use crate::error::ApiError;
 use crate::graphs::{self, Graph};
-use crate::model::{CheckpointRecord, NewCheckpoint, NewRun, NewWrites, Run, RunEvent};
+use crate::model::{
+    CheckpointRecord, MultitaskStrategy, NewCheckpoint, NewRun, NewWrites, Run, RunEvent, RunStatus,
+};
 use crate::persistence::{DbError, Persistence, next_state};
 
 /// Most model turns in one run (LangGraph's default recursion limit).
@@ -33,7 +35,8 @@ const WAKE_BACKLOG: usize = 1024;
 pub const WAKE_ALL: &str = "*";
 
 /// When a run's checkpoints are committed, as LangGraph's `durability`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Each step is committed before its events are sent.
     Sync,
@@ -71,7 +74,7 @@ pub struct RunRequest {
     pub resume: Option<Value>,
     /// Start from this checkpoint instead of the latest (fork, regenerate).
     pub checkpoint_id: Option<String>,
-    pub multitask_strategy: String,
+    pub multitask_strategy: MultitaskStrategy,
     /// The SSE event names the run's stream carries (from its `stream_mode`).
     pub events: Vec<&'static str>,
     /// Keep the stream's events in the database (`stream_resumable`).
@@ -168,11 +171,11 @@ impl Live {
     }
 
     /// `running` once the run has its thread, `pending` before.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> RunStatus {
         if self.running.load(Ordering::Relaxed) {
-            "running"
+            RunStatus::Running
         } else {
-            "pending"
+            RunStatus::Pending
         }
     }
 
@@ -482,7 +485,7 @@ impl Runner {
             let cancelled = db
                 .get_run(thread_id, run_id.clone())
                 .await
-                .is_ok_and(|run| run.status == "interrupted");
+                .is_ok_and(|run| run.status == RunStatus::Interrupted);
             if cancelled {
                 log::info!("run {run_id} was cancelled through another process; stopping it");
                 live.stop(Stop::Interrupt);
@@ -553,7 +556,10 @@ impl Runner {
             .values()
             .filter(|l| l.run.thread_id == req.thread_id)
             .collect();
-        let queued = on_thread.iter().filter(|l| l.status() == "pending").count();
+        let queued = on_thread
+            .iter()
+            .filter(|l| l.status() == RunStatus::Pending)
+            .count();
         if !on_thread.is_empty() && queued >= self.0.quotas.pending_runs_per_thread {
             return Err(quota_exceeded("runs waiting on this thread"));
         }
@@ -608,7 +614,7 @@ impl Runner {
                 metadata: req.metadata.clone(),
                 kwargs: req.kwargs.clone(),
                 create_thread: req.create_thread,
-                multitask_strategy: req.multitask_strategy.clone(),
+                multitask_strategy: req.multitask_strategy,
                 owner: req.owner.clone(),
                 lease_expires_at: self.lease_until(),
             })
@@ -626,7 +632,7 @@ impl Runner {
             thread_owner: started.thread_owner,
             resumable: req.resumable,
             events: req.events.clone(),
-            running: AtomicBool::new(run.status == "running"),
+            running: AtomicBool::new(run.status == RunStatus::Running),
             ending: AtomicBool::new(false),
             log: Mutex::new(log),
             stop: watch::channel(None).0,
@@ -647,7 +653,7 @@ impl Runner {
             req.graph.id,
             run.status
         );
-        let stop = if req.multitask_strategy == "rollback" {
+        let stop = if req.multitask_strategy == MultitaskStrategy::Rollback {
             Stop::Rollback
         } else {
             Stop::Interrupt
@@ -674,21 +680,21 @@ impl Runner {
         }
         let db = &self.0.db;
         let run = db.get_run(thread_id.into(), run_id.into()).await?;
-        if run.status != "pending" && run.status != "running" {
+        if !run.status.is_active() {
             return Ok(run);
         }
-        let thread_status = (run.status == "running").then(|| "idle".to_string());
+        let thread_status = (run.status == RunStatus::Running).then(|| "idle".to_string());
         if how == Stop::Rollback {
             db.rollback_run(thread_id.into(), run_id.into(), thread_status.is_some())
                 .await?;
             self.wake(thread_id);
             return Ok(Run {
-                status: "interrupted".into(),
+                status: RunStatus::Interrupted,
                 ..run
             });
         }
         let run = db
-            .finish_run(run_id.into(), "interrupted".into(), thread_status, None)
+            .finish_run(run_id.into(), RunStatus::Interrupted, thread_status, None)
             .await?;
         self.wake(thread_id);
         Ok(run)
@@ -723,7 +729,7 @@ impl Runner {
         let began = std::time::Instant::now();
         let mut stop = live.stop.subscribe();
         let deadline = Instant::now() + self.0.run_timeout;
-        let mut claimed = live.run.status == "running";
+        let mut claimed = live.run.status == RunStatus::Running;
         let mut progress = Progress::default();
         let mut result = match self.wait_turn(live, &mut stop, deadline).await {
             Ok(()) => {
@@ -741,34 +747,34 @@ impl Runner {
         }
         let latest = progress.latest.as_ref().map(CheckpointRecord::values);
         let (status, thread_status, values) = match result {
-            Ok(Outcome::Done(values)) => ("success", "idle", values),
-            Ok(Outcome::Interrupted(values)) => ("interrupted", "interrupted", values),
+            Ok(Outcome::Done(values)) => (RunStatus::Success, "idle", values),
+            Ok(Outcome::Interrupted(values)) => (RunStatus::Interrupted, "interrupted", values),
             // as LangGraph's: the run succeeded, the thread waits when a node is still to run
-            Ok(Outcome::Paused(values, true)) => ("success", "interrupted", values),
-            Ok(Outcome::Paused(values, false)) => ("success", "idle", values),
+            Ok(Outcome::Paused(values, true)) => (RunStatus::Success, "interrupted", values),
+            Ok(Outcome::Paused(values, false)) => (RunStatus::Success, "idle", values),
             Err(Halt::Failed(message)) => {
                 live.emit("error", &json!({ "error": "RunError", "message": message }));
                 let error = json!({ "__error__": { "error": "RunError", "message": message } });
-                ("error", "error", error)
+                (RunStatus::Error, "error", error)
             }
             Err(Halt::Stopped(why)) => {
                 let (status, error, message) = match why {
                     Stop::Timeout => (
-                        "timeout",
+                        RunStatus::Timeout,
                         "TimeoutError",
                         "the run took longer than MNEMO_RUN_TIMEOUT_S",
                     ),
                     Stop::Shutdown => (
-                        "interrupted",
+                        RunStatus::Interrupted,
                         "ServerShutdown",
                         "mnemo is shutting down; the run was interrupted",
                     ),
                     Stop::Lost => (
-                        "error",
+                        RunStatus::Error,
                         "RunLost",
                         "the run was ended elsewhere (its lease expired or its thread was deleted)",
                     ),
-                    Stop::Interrupt | Stop::Rollback => ("interrupted", "", ""),
+                    Stop::Interrupt | Stop::Rollback => (RunStatus::Interrupted, "", ""),
                 };
                 if !error.is_empty() {
                     live.emit("error", &json!({ "error": error, "message": message }));
@@ -795,12 +801,12 @@ impl Runner {
                 log::error!("run {run_id} could not be rolled back: {e:?}");
             }
             Run {
-                status: status.into(),
+                status,
                 ..live.run.clone()
             }
         } else {
             let finished = db
-                .finish_run(run_id.clone(), status.into(), thread_status, thread_values)
+                .finish_run(run_id.clone(), status, thread_status, thread_values)
                 .await;
             finished.unwrap_or_else(|e| {
                 log::error!("run {run_id} could not be marked {status}: {e:?}");
@@ -834,7 +840,7 @@ impl Runner {
         stop: &mut watch::Receiver<Option<Stop>>,
         deadline: Instant,
     ) -> Result<(), Halt> {
-        if live.run.status == "running" {
+        if live.run.status == RunStatus::Running {
             return Ok(());
         }
         // subscribed before the first look, so a wake-up between a look and the wait is kept

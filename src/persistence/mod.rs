@@ -283,7 +283,7 @@ operations! {
     /// Lets a pending run take its thread once it is its turn.
     ClaimRun => fn claim_run(run_id: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Option<Run> = runs::claim;
     /// Ends a run and, when it held its thread, sets the thread's status.
-    FinishRun => fn finish_run(run_id: String, status: String, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
+    FinishRun => fn finish_run(run_id: String, status: RunStatus, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
     /// Deletes a run and the checkpoints it wrote.
     RollbackRun => fn rollback_run(thread_id: String, run_id: String, free_thread: bool) -> () = checkpoints::rollback_run;
     /// Deletes a run that has ended.

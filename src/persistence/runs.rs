@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
 use super::{DbError, DbPool, ensure_thread, with_conn};
-use crate::model::{NewRun, Run, RunEvent, StartedRun};
+use crate::model::{MultitaskStrategy, NewRun, Run, RunEvent, RunStatus, StartedRun};
 
 type Row = (
     String,
@@ -56,10 +56,12 @@ fn run(
         run_id,
         thread_id,
         assistant_id,
-        status,
+        // a status mnemo does not write reads as an ended run's, a strategy as the default
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Error),
         metadata,
         kwargs,
-        multitask_strategy,
+        multitask_strategy: MultitaskStrategy::parse(Some(&multitask_strategy))
+            .unwrap_or(MultitaskStrategy::Reject),
         created_at,
         updated_at,
     }
@@ -119,18 +121,18 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                 )));
             };
             let free = active == 0;
-            let to_cancel = match new.multitask_strategy.as_str() {
+            let to_cancel = match new.multitask_strategy {
                 _ if free => Vec::new(),
-                "reject" => {
+                MultitaskStrategy::Reject => {
                     return Err(DbError::Conflict(format!(
                         "Thread {} is busy with another run",
                         new.thread_id
                     )));
                 }
-                "interrupt" | "rollback" => {
+                MultitaskStrategy::Interrupt | MultitaskStrategy::Rollback => {
                     r::table
                         .filter(r::thread_id.eq(&new.thread_id))
-                        .filter(r::status.eq_any(["pending", "running"]))
+                        .filter(r::status.eq_any(RunStatus::ACTIVE))
                         .select(r::run_id)
                         .order(r::run_id.asc())
                         .load(conn)
@@ -154,10 +156,15 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                     r::run_id.eq(&run_id),
                     r::thread_id.eq(&new.thread_id),
                     r::assistant_id.eq(&new.assistant_id),
-                    r::status.eq(if free { "running" } else { "pending" }),
+                    r::status.eq(if free {
+                        RunStatus::Running
+                    } else {
+                        RunStatus::Pending
+                    }
+                    .as_str()),
                     r::metadata.eq(&new.metadata),
                     r::kwargs.eq(&new.kwargs),
-                    r::multitask_strategy.eq(&new.multitask_strategy),
+                    r::multitask_strategy.eq(new.multitask_strategy.as_str()),
                     r::created_at.eq(now),
                     r::updated_at.eq(now),
                     r::lease_expires_at.eq(Some(new.lease_expires_at)),
@@ -190,7 +197,7 @@ pub async fn claim(
             use s::{runs as r, threads as t};
             // a write first, so SQLite takes its write lock now (an upgrade later could fail)
             let thread_id: String = diesel::update(r::table.find(&run_id))
-                .filter(r::status.eq("pending"))
+                .filter(r::status.eq(RunStatus::Pending.as_str()))
                 .set(r::updated_at.eq(now))
                 .returning(r::thread_id)
                 .get_result(conn)
@@ -204,7 +211,7 @@ pub async fn claim(
                 .await?;
             let first: Option<String> = r::table
                 .filter(r::thread_id.eq(&thread_id))
-                .filter(r::status.eq_any(["pending", "running"]))
+                .filter(r::status.eq_any(RunStatus::ACTIVE))
                 .select(r::run_id)
                 .order(r::run_id.asc())
                 .first(conn)
@@ -219,7 +226,7 @@ pub async fn claim(
                 .await?;
             let row: Row = diesel::update(r::table.find(&run_id))
                 .set((
-                    r::status.eq("running"),
+                    r::status.eq(RunStatus::Running.as_str()),
                     r::updated_at.eq(now),
                     r::lease_expires_at.eq(Some(lease_expires_at)),
                 ))
@@ -238,7 +245,7 @@ pub async fn claim(
 pub async fn finish(
     db: &DbPool,
     run_id: String,
-    status: String,
+    status: RunStatus,
     thread_status: Option<String>,
     values: Option<Value>,
 ) -> Result<Run, DbError> {
@@ -247,8 +254,8 @@ pub async fn finish(
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
             let row: Option<Row> = diesel::update(r::table.find(&run_id))
-                .filter(r::status.eq_any(["pending", "running"]))
-                .set((r::status.eq(&status), r::updated_at.eq(now)))
+                .filter(r::status.eq_any(RunStatus::ACTIVE))
+                .set((r::status.eq(status.as_str()), r::updated_at.eq(now)))
                 .returning(columns!(r))
                 .get_result(conn)
                 .await
@@ -315,9 +322,9 @@ pub async fn delete(db: &DbPool, thread_id: String, run_id: String) -> Result<()
             .first(&mut conn)
             .await
             .optional()?;
-        match status.as_deref() {
+        match status.as_deref().map(RunStatus::parse) {
             None => Err(DbError::NotFound(format!("Run {run_id} not found"))),
-            Some("pending" | "running") => Err(DbError::Conflict(format!(
+            Some(Some(st)) if st.is_active() => Err(DbError::Conflict(format!(
                 "Run {run_id} has not ended; cancel it first"
             ))),
             Some(_) => {
@@ -346,7 +353,7 @@ pub async fn renew(
         Ok(diesel::update(
             r::table
                 .filter(r::run_id.eq_any(&run_ids))
-                .filter(r::status.eq_any(["pending", "running"])),
+                .filter(r::status.eq_any(RunStatus::ACTIVE)),
         )
         .set(r::lease_expires_at.eq(Some(until)))
         .returning(r::run_id)
@@ -367,15 +374,16 @@ pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{run_events as e, runs as r, threads as t};
             let lost: Vec<(String, String, String)> = diesel::update(
-                r::table
-                    .filter(r::status.eq_any(["pending", "running"]))
-                    .filter(
-                        r::lease_expires_at
-                            .is_null()
-                            .or(r::lease_expires_at.lt(now)),
-                    ),
+                r::table.filter(r::status.eq_any(RunStatus::ACTIVE)).filter(
+                    r::lease_expires_at
+                        .is_null()
+                        .or(r::lease_expires_at.lt(now)),
+                ),
             )
-            .set((r::status.eq("error"), r::updated_at.eq(now)))
+            .set((
+                r::status.eq(RunStatus::Error.as_str()),
+                r::updated_at.eq(now),
+            ))
             .returning((r::run_id, r::thread_id, r::status))
             .get_results(conn)
             .await?;
@@ -408,7 +416,7 @@ pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
                     .filter(diesel::dsl::not(diesel::dsl::exists(
                         r::table
                             .filter(r::thread_id.eq(t::thread_id))
-                            .filter(r::status.eq("running")),
+                            .filter(r::status.eq(RunStatus::Running.as_str())),
                     ))),
             )
             .set((t::status.eq("error"), t::updated_at.eq(now)))

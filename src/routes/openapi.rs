@@ -651,18 +651,6 @@ pub struct CheckpointStored {
 // ---------------------------------------------------------------------------------------------
 // Values a run request's fields take (they are read as strings or JSON by the handlers).
 
-/// What to do when the thread already has a run: `reject` (409, the default), `enqueue`,
-/// `interrupt` or `rollback` the running one.
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum MultitaskStrategy {
-    Reject,
-    Enqueue,
-    Interrupt,
-    Rollback,
-}
-
 /// What a client that goes away does to its run (default `continue`).
 #[derive(serde::Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -679,16 +667,6 @@ pub enum OnDisconnect {
 pub enum OnCompletion {
     Delete,
     Keep,
-}
-
-/// When a run's checkpoints are committed.
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum Durability {
-    Sync,
-    Async,
-    Exit,
 }
 
 /// How a cancelled run ends.

@@ -13,7 +13,7 @@ use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
-use crate::model::{NewThread, RawJson, RunEvent};
+use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus};
 use crate::runner::{
     Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
 };
@@ -42,7 +42,7 @@ pub struct RunBody {
     /// Keep the run's events so a client can rejoin the stream with `Last-Event-ID`.
     #[serde(default)]
     stream_resumable: bool,
-    #[schema(value_type = Option<super::openapi::MultitaskStrategy>)]
+    #[schema(value_type = Option<MultitaskStrategy>)]
     multitask_strategy: Option<String>,
     #[schema(value_type = Option<super::openapi::OnDisconnect>)]
     on_disconnect: Option<String>,
@@ -54,7 +54,7 @@ pub struct RunBody {
     on_completion: Option<String>,
     /// When checkpoints are committed: `sync` (each step before its events are sent), `async`
     /// (default: in the background, before the run ends) or `exit` (only the last step).
-    #[schema(value_type = Option<super::openapi::Durability>)]
+    #[schema(value_type = Option<Durability>)]
     durability: Option<String>,
     /// `"*"` or a list of node names.
     #[schema(value_type = Option<super::openapi::NodeNames>)]
@@ -91,12 +91,8 @@ fn request(
             ));
         }
     };
-    let strategy = body.multitask_strategy.as_deref().unwrap_or("reject");
-    if !["reject", "enqueue", "interrupt", "rollback"].contains(&strategy) {
-        return Err(ApiError::validation(format!(
-            "multitask_strategy must be reject, enqueue, interrupt or rollback, not {strategy:?}"
-        )));
-    }
+    let strategy = MultitaskStrategy::parse(body.multitask_strategy.as_deref())
+        .map_err(ApiError::Validation)?;
     let checkpoint_id = body.checkpoint_id.or_else(|| {
         body.checkpoint
             .as_ref()
@@ -139,7 +135,7 @@ fn request(
         create_thread: stateless || body.if_not_exists.as_deref() == Some("create"),
         resume,
         checkpoint_id,
-        multitask_strategy: strategy.to_string(),
+        multitask_strategy: strategy,
         events,
         resumable: body.stream_resumable,
         delete_thread,
@@ -429,7 +425,7 @@ async fn follow_stored(
     loop {
         // the status first: a run that had ended before this read has all its events stored
         let ended = match db.get_run(thread_id.clone(), run_id.clone()).await {
-            Ok(run) => run.status != "pending" && run.status != "running",
+            Ok(run) => !run.status.is_active(),
             Err(_) => true,
         };
         // a page at a time: memory follows the page, not the run's whole stream
@@ -815,7 +811,7 @@ pub async fn join(
     let hears = runner.hears_other_processes();
     loop {
         let run = db.get_run(thread_id.clone(), run_id.clone()).await?;
-        if run.status != "running" && run.status != "pending" {
+        if !run.status.is_active() {
             break;
         }
         loop {
@@ -943,10 +939,10 @@ pub async fn cancel_many(
                 .collect()
         }
         (None, None, Some(status)) => {
-            let wanted: &[&str] = match status.as_str() {
-                "pending" => &["pending"],
-                "running" => &["running"],
-                "all" => &["pending", "running"],
+            let wanted: &[RunStatus] = match status.as_str() {
+                "pending" => &[RunStatus::Pending],
+                "running" => &[RunStatus::Running],
+                "all" => &[RunStatus::Pending, RunStatus::Running],
                 other => {
                     return Err(ApiError::validation(format!(
                         "status must be pending, running or all, not {other:?}"
