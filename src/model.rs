@@ -845,6 +845,15 @@ impl RunStatus {
     /// The statuses of a run that has not ended, as stored.
     pub const ACTIVE: [&'static str; 2] = ["pending", "running"];
 
+    const ALL: [RunStatus; 6] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Success,
+        RunStatus::Error,
+        RunStatus::Timeout,
+        RunStatus::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Pending => "pending",
@@ -858,16 +867,7 @@ impl RunStatus {
 
     /// A stored status; `None` for a name mnemo does not write.
     pub fn parse(s: &str) -> Option<RunStatus> {
-        [
-            RunStatus::Pending,
-            RunStatus::Running,
-            RunStatus::Success,
-            RunStatus::Error,
-            RunStatus::Timeout,
-            RunStatus::Interrupted,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// Not ended yet: pending or running.
@@ -1018,14 +1018,7 @@ mod tests {
 
     #[test]
     fn run_statuses_and_strategies_read_back_as_written() {
-        for st in [
-            RunStatus::Pending,
-            RunStatus::Running,
-            RunStatus::Success,
-            RunStatus::Error,
-            RunStatus::Timeout,
-            RunStatus::Interrupted,
-        ] {
+        for st in RunStatus::ALL {
             assert_eq!(RunStatus::parse(st.as_str()), Some(st));
             assert_eq!(serde_json::to_value(st).ok(), Some(json!(st.as_str())));
             assert_eq!(st.is_active(), RunStatus::ACTIVE.contains(&st.as_str()));
