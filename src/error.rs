@@ -80,6 +80,22 @@ impl From<DbError> for ApiError {
     }
 }
 
+/// The run layer's refusals and failures, as HTTP.
+impl From<crate::runner::RunError> for ApiError {
+    fn from(e: crate::runner::RunError) -> Self {
+        use crate::runner::RunError;
+        match e {
+            RunError::Invalid(m) => ApiError::Validation(m),
+            RunError::Quota(_) => ApiError::TooManyRequests {
+                detail: e.to_string(),
+                retry_after_s: 1,
+            },
+            RunError::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            RunError::Db(db) => db.into(),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -18,7 +18,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::agent::{Delta, Model, ToolCall, Turn, tools};
-use crate::error::ApiError;
 use crate::graphs::{self, Graph};
 use crate::model::{
     CheckpointRecord, MultitaskStrategy, NewCheckpoint, NewRun, NewWrites, Run, RunEvent, RunStatus,
@@ -49,12 +48,12 @@ pub enum Durability {
 }
 
 impl Durability {
-    pub fn parse(s: Option<&str>) -> Result<Durability, ApiError> {
+    pub fn parse(s: Option<&str>) -> Result<Durability, RunError> {
         match s {
             None | Some("async") => Ok(Durability::Async),
             Some("sync") => Ok(Durability::Sync),
             Some("exit") => Ok(Durability::Exit),
-            Some(other) => Err(ApiError::validation(format!(
+            Some(other) => Err(RunError::Invalid(format!(
                 "durability must be sync, async or exit, not {other:?}"
             ))),
         }
@@ -107,11 +106,11 @@ pub enum Stop {
 }
 
 impl Stop {
-    pub fn of_action(action: &str) -> Result<Stop, ApiError> {
+    pub fn of_action(action: &str) -> Result<Stop, RunError> {
         match action {
             "interrupt" => Ok(Stop::Interrupt),
             "rollback" => Ok(Stop::Rollback),
-            other => Err(ApiError::validation(format!(
+            other => Err(RunError::Invalid(format!(
                 "action must be interrupt or rollback, not {other:?}"
             ))),
         }
@@ -326,11 +325,21 @@ impl Drop for StreamSlot {
     }
 }
 
-fn quota_exceeded(what: &str) -> ApiError {
-    ApiError::TooManyRequests {
-        detail: format!("Too many {what}"),
-        retry_after_s: 1,
-    }
+/// Why the run layer refused or failed a request (mapped to HTTP in `crate::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The request names something that does not exist or cannot be: 422.
+    #[error("{0}")]
+    Invalid(String),
+    /// A user past one of its quotas (`Too many …`): 429, to retry in a second.
+    #[error("Too many {0}")]
+    Quota(&'static str),
+    /// mnemo is shutting down and takes no new runs: 503.
+    #[error("mnemo is shutting down")]
+    ShuttingDown,
+    /// What the database said (not found, conflict, unavailable, …).
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// Starts, tracks, cancels and stops this process's runs.
@@ -523,14 +532,14 @@ impl Runner {
 
     /// A slot for one more open stream of `user` (`None`: a service's, not counted); 429 past
     /// the user's quota.
-    pub fn open_stream(&self, user: Option<&str>) -> Result<Option<StreamSlot>, ApiError> {
+    pub fn open_stream(&self, user: Option<&str>) -> Result<Option<StreamSlot>, RunError> {
         let Some(user) = user else {
             return Ok(None);
         };
         let mut streams = self.streams();
         let n = streams.entry(user.to_string()).or_insert(0);
         if *n >= self.0.quotas.streams_per_user {
-            return Err(quota_exceeded("open streams for this user"));
+            return Err(RunError::Quota("open streams for this user"));
         }
         *n += 1;
         Ok(Some(StreamSlot {
@@ -541,7 +550,7 @@ impl Runner {
 
     /// 429 when a new run would take `req`'s user past its active runs, or its thread past
     /// its queue.
-    fn check_quotas(&self, req: &RunRequest) -> Result<(), ApiError> {
+    fn check_quotas(&self, req: &RunRequest) -> Result<(), RunError> {
         let registry = self.registry();
         if let Some(user) = &req.owner {
             let active = registry
@@ -549,7 +558,7 @@ impl Runner {
                 .filter(|l| l.thread_owner() == Some(user.as_str()))
                 .count();
             if active >= self.0.quotas.active_runs_per_user {
-                return Err(quota_exceeded("active runs for this user"));
+                return Err(RunError::Quota("active runs for this user"));
             }
         }
         let on_thread: Vec<&Arc<Live>> = registry
@@ -561,7 +570,7 @@ impl Runner {
             .filter(|l| l.status() == RunStatus::Pending)
             .count();
         if !on_thread.is_empty() && queued >= self.0.quotas.pending_runs_per_thread {
-            return Err(quota_exceeded("runs waiting on this thread"));
+            return Err(RunError::Quota("runs waiting on this thread"));
         }
         Ok(())
     }
@@ -599,9 +608,9 @@ impl Runner {
         &self,
         req: RunRequest,
         subscribe: bool,
-    ) -> Result<(Arc<Live>, Option<Subscription>), ApiError> {
+    ) -> Result<(Arc<Live>, Option<Subscription>), RunError> {
         if *self.0.stopping.borrow() {
-            return Err(ApiError::Unavailable("mnemo is shutting down".into()));
+            return Err(RunError::ShuttingDown);
         }
         self.check_quotas(&req)?;
         let started = self
@@ -673,7 +682,7 @@ impl Runner {
 
     /// Stops a run: at once when this process executes it; a run left behind by another
     /// process is marked `interrupted` (and rolled back when asked). Answers the run as it is.
-    pub async fn cancel(&self, thread_id: &str, run_id: &str, how: Stop) -> Result<Run, ApiError> {
+    pub async fn cancel(&self, thread_id: &str, run_id: &str, how: Stop) -> Result<Run, RunError> {
         if let Some(live) = self.live(thread_id, run_id) {
             live.stop(how);
             return Ok(live.run.clone());
