@@ -882,6 +882,81 @@ impl std::fmt::Display for RunStatus {
     }
 }
 
+/// A stream mode a run's stream may ask for (LangGraph's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamMode {
+    Values,
+    Updates,
+    Messages,
+    MessagesTuple,
+    Custom,
+    Events,
+    Debug,
+    Tasks,
+    Checkpoints,
+    Tools,
+    Lifecycle,
+}
+
+impl StreamMode {
+    const ALL: [StreamMode; 11] = [
+        StreamMode::Values,
+        StreamMode::Updates,
+        StreamMode::Messages,
+        StreamMode::MessagesTuple,
+        StreamMode::Custom,
+        StreamMode::Events,
+        StreamMode::Debug,
+        StreamMode::Tasks,
+        StreamMode::Checkpoints,
+        StreamMode::Tools,
+        StreamMode::Lifecycle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamMode::Values => "values",
+            StreamMode::Updates => "updates",
+            StreamMode::Messages => "messages",
+            StreamMode::MessagesTuple => "messages-tuple",
+            StreamMode::Custom => "custom",
+            StreamMode::Events => "events",
+            StreamMode::Debug => "debug",
+            StreamMode::Tasks => "tasks",
+            StreamMode::Checkpoints => "checkpoints",
+            StreamMode::Tools => "tools",
+            StreamMode::Lifecycle => "lifecycle",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<StreamMode, String> {
+        StreamMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown stream_mode {s:?}"))
+    }
+
+    /// The SSE event names the mode's stream carries. `custom` is accepted as LangGraph does
+    /// (mnemo's graphs write no custom events); mnemo's graphs emit nothing in `events`,
+    /// `debug`, `tasks`, `checkpoints`, `tools` and `lifecycle`.
+    pub fn events(self) -> &'static [&'static str] {
+        match self {
+            StreamMode::Values => &["values"],
+            StreamMode::Updates => &["updates"],
+            StreamMode::MessagesTuple => &["messages"],
+            StreamMode::Messages => &["messages/metadata", "messages/partial", "messages/complete"],
+            StreamMode::Custom => &["custom"],
+            StreamMode::Events
+            | StreamMode::Debug
+            | StreamMode::Tasks
+            | StreamMode::Checkpoints
+            | StreamMode::Tools
+            | StreamMode::Lifecycle => &[],
+        }
+    }
+}
+
 /// What a new run does when its thread is busy (default `reject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -1017,7 +1092,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn run_statuses_and_strategies_read_back_as_written() {
+    fn run_statuses_strategies_and_stream_modes_read_back_as_written() {
         for st in RunStatus::ALL {
             assert_eq!(RunStatus::parse(st.as_str()), Some(st));
             assert_eq!(serde_json::to_value(st).ok(), Some(json!(st.as_str())));
@@ -1028,6 +1103,11 @@ mod tests {
             assert_eq!(MultitaskStrategy::parse(Some(m.as_str())), Ok(m));
             assert_eq!(serde_json::to_value(m).ok(), Some(json!(m.as_str())));
         }
+        for m in StreamMode::ALL {
+            assert_eq!(StreamMode::parse(m.as_str()), Ok(m));
+            assert_eq!(serde_json::to_value(m).ok(), Some(json!(m.as_str())));
+        }
+        assert!(StreamMode::parse("messages_tuple").is_err());
         assert_eq!(
             MultitaskStrategy::parse(None),
             Ok(MultitaskStrategy::Reject)

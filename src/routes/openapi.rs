@@ -20,6 +20,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, 
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::ApiError;
+use crate::model::StreamMode;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -685,24 +686,6 @@ pub enum CancelAction {
 pub enum StreamModes {
     One(StreamMode),
     Many(Vec<StreamMode>),
-}
-
-/// A stream mode.
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-#[allow(dead_code)]
-pub enum StreamMode {
-    Values,
-    Updates,
-    Messages,
-    MessagesTuple,
-    Custom,
-    Events,
-    Debug,
-    Tasks,
-    Checkpoints,
-    Tools,
-    Lifecycle,
 }
 
 /// Every node (`"*"`) or the nodes named.

@@ -13,7 +13,7 @@ use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
-use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus};
+use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
 use crate::runner::{
     Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
 };
@@ -173,23 +173,7 @@ fn events_of(stream_mode: &Option<Value>) -> Result<Vec<&'static str>, ApiError>
     };
     let mut events = Vec::new();
     for m in asked {
-        match m {
-            "values" => events.push("values"),
-            "updates" => events.push("updates"),
-            "messages-tuple" => events.push("messages"),
-            "messages" => {
-                events.extend(["messages/metadata", "messages/partial", "messages/complete"])
-            }
-            // mnemo's graphs write no custom events; the mode is accepted as LangGraph does
-            "custom" => events.push("custom"),
-            // accepted; mnemo's graphs emit nothing in these modes
-            "events" | "debug" | "tasks" | "checkpoints" | "tools" | "lifecycle" => {}
-            other => {
-                return Err(ApiError::validation(format!(
-                    "unknown stream_mode {other:?}"
-                )));
-            }
-        }
+        events.extend(StreamMode::parse(m).map_err(ApiError::Validation)?.events());
     }
     Ok(events)
 }
@@ -581,7 +565,7 @@ fn rejoin_modes(query: &str) -> Result<Option<Vec<String>>, ApiError> {
         ("thread_id" = String, Path),
         ("run_id" = String, Path),
         JoinQuery,
-        ("stream_mode" = Option<Vec<super::openapi::StreamMode>>, Query, explode = true, description = "Only these modes' events (repeated, or comma-separated)"),
+        ("stream_mode" = Option<Vec<StreamMode>>, Query, explode = true, description = "Only these modes' events (repeated, or comma-separated)"),
         ("Last-Event-ID" = Option<i64>, Header, description = "Send again every event after this one"),
     ),
     responses(
