@@ -506,7 +506,7 @@ async fn open_stream(port: u16, request: &str) -> Result<TcpStream, String> {
 /// memory before and while it holds `n` open streams.
 async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     let (model_port, model) = server::silent_model().await?;
-    let child = Server::start(config, &server::silent_model_env(model_port)).await?;
+    let child = Server::start(config, &server::fake_model_env(model_port)).await?;
     let port = child.port();
     let c = reqwest::Client::new();
     let before = child.vm_mb("VmRSS")?;

@@ -152,7 +152,7 @@ async fn run_of(r: reqwest::RequestBuilder) -> Result<Value, String> {
 
 pub async fn queued(config: &Config, queued: usize, seconds: u64) -> Result<(), String> {
     let (model_port, model) = server::silent_model().await?;
-    let mut env = server::silent_model_env(model_port);
+    let mut env = server::fake_model_env(model_port);
     // room for every queued run (the per-thread queue is 16 by default)
     env.push((
         "MNEMO_MAX_PENDING_RUNS_PER_THREAD",

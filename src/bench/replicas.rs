@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pct;
-use super::server::Server;
+use super::server::{self, Server};
 use super::sse::Reader;
 use crate::config::Config;
 use crate::persistence::Backend;
@@ -25,13 +25,7 @@ const PAUSE: Duration = Duration::from_millis(50);
 
 /// A model endpoint that answers every request with `WORDS` words streamed `PAUSE` apart.
 async fn words_model() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("fake model endpoint: {e}"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| format!("fake model endpoint: {e}"))?
-        .port();
+    let (listener, port) = server::model_listener().await?;
     let task = tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -132,13 +126,7 @@ pub async fn replicas(config: &Config, samples: usize) -> Result<(), String> {
         return Err("replicas needs DATABASE_URL to name a Postgres database".into());
     }
     let (port, model) = words_model().await?;
-    let env_a = [
-        ("MNEMO_LLM", "openai".to_string()),
-        ("MNEMO_LLM_BASE_URL", format!("http://127.0.0.1:{port}/v1")),
-        ("MNEMO_LLM_API_KEY", "unused".into()),
-        ("MNEMO_LLM_MAX_RETRIES", "0".into()),
-    ];
-    let a = Server::start(config, &env_a).await?;
+    let a = Server::start(config, &server::fake_model_env(port)).await?;
     let b = Server::start(config, &[]).await?;
     println!(
         "# replicas: two mnemos on {}; a's model streams {WORDS} words {} ms apart; {samples} runs each",

@@ -157,9 +157,8 @@ impl Server {
     }
 }
 
-/// A model endpoint that reads every request and never answers; its sockets close when the
-/// returned task is aborted.
-pub async fn silent_model() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
+/// A listener for a fake model endpoint on a free loopback port, and that port.
+pub async fn model_listener() -> Result<(tokio::net::TcpListener, u16), String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("fake model endpoint: {e}"))?;
@@ -167,6 +166,13 @@ pub async fn silent_model() -> Result<(u16, tokio::task::JoinHandle<()>), String
         .local_addr()
         .map_err(|e| format!("fake model endpoint: {e}"))?
         .port();
+    Ok((listener, port))
+}
+
+/// A model endpoint that reads every request and never answers; its sockets close when the
+/// returned task is aborted.
+pub async fn silent_model() -> Result<(u16, tokio::task::JoinHandle<()>), String> {
+    let (listener, port) = model_listener().await?;
     let task = tokio::spawn(async move {
         let mut held = tokio::task::JoinSet::new();
         loop {
@@ -184,9 +190,9 @@ pub async fn silent_model() -> Result<(u16, tokio::task::JoinHandle<()>), String
     Ok((port, task))
 }
 
-/// The environment that points a mnemo's `openai` model at the silent endpoint on `port`:
-/// a run's model call then waits (up to ten minutes) for an answer that never comes.
-pub fn silent_model_env(port: u16) -> Vec<(&'static str, String)> {
+/// The environment that points a mnemo's `openai` model at a fake endpoint on `port`: a run's
+/// model call waits up to ten minutes for its answer (the silent endpoint's never comes).
+pub fn fake_model_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("MNEMO_LLM", "openai".into()),
         ("MNEMO_LLM_BASE_URL", format!("http://127.0.0.1:{port}/v1")),

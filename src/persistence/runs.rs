@@ -450,16 +450,6 @@ WITH stored AS (
 SELECT pg_notify('mnemo_runs', $1)";
 
 pub async fn put_events(db: &DbPool, run_id: String, events: Vec<RunEvent>) -> Result<(), DbError> {
-    macro_rules! row {
-        ($e:ident, $ev:expr) => {
-            (
-                $e::run_id.eq(&run_id),
-                $e::seq.eq($ev.seq),
-                $e::event.eq(&$ev.event),
-                $e::data.eq(&$ev.data),
-            )
-        };
-    }
     match db {
         DbPool::Pg(pool) => {
             use diesel::sql_types::{Array, BigInt};
@@ -485,7 +475,12 @@ pub async fn put_events(db: &DbPool, run_id: String, events: Vec<RunEvent>) -> R
             conn.transaction::<_, DbError, _>(async |conn| {
                 for ev in &events {
                     diesel::insert_into(e::table)
-                        .values(row!(e, ev))
+                        .values((
+                            e::run_id.eq(&run_id),
+                            e::seq.eq(ev.seq),
+                            e::event.eq(&ev.event),
+                            e::data.eq(&ev.data),
+                        ))
                         .execute(conn)
                         .await?;
                 }

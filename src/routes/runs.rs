@@ -406,6 +406,7 @@ async fn follow_stored(
     let db = runner.db();
     // subscribed before the first read, so that a notice between a read and the wait is kept
     let (mut stored, mut wakes) = (runner.stored_events(), runner.wakes());
+    let hears = runner.hears_other_processes();
     loop {
         // the status first: a run that had ended before this read has all its events stored
         let ended = match db.get_run(thread_id.clone(), run_id.clone()).await {
@@ -430,7 +431,6 @@ async fn follow_stored(
         if ended {
             return;
         }
-        let hears = runner.hears_other_processes();
         loop {
             tokio::select! {
                 n = stored.recv() => if concerns(n, &run_id) { break },

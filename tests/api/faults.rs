@@ -593,15 +593,22 @@ async fn stop_and_count(app: TestApp, cluster: &PgSpec) {
 // ---------------------------------------------------------------------------------------------
 // The faults
 
-#[actix_web::test]
-async fn postgres_stopped_mid_load_then_started() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let Some(cluster) = Cluster::start().await else {
-        return;
-    };
+/// A private cluster, a mnemo on it, and 2 s of load already behind them (`None`: no
+/// cluster can be made here).
+async fn postgres_under_load() -> Option<(Cluster, TestApp, Load)> {
+    let cluster = Cluster::start().await?;
     let app = TestApp::start(config(&cluster.url())).await;
     let load = Load::start(&app, 4, 4, Duration::from_millis(20));
     tokio::time::sleep(Duration::from_secs(2)).await;
+    Some((cluster, app, load))
+}
+
+#[actix_web::test]
+async fn postgres_stopped_mid_load_then_started() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some((cluster, app, load)) = postgres_under_load().await else {
+        return;
+    };
 
     let outage_from = Instant::now();
     cluster.stop_immediate().await;
@@ -616,12 +623,9 @@ async fn postgres_stopped_mid_load_then_started() {
 #[actix_web::test]
 async fn postgres_frozen_for_20_s_then_thawed() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let Some(cluster) = Cluster::start().await else {
+    let Some((cluster, app, load)) = postgres_under_load().await else {
         return;
     };
-    let app = TestApp::start(config(&cluster.url())).await;
-    let load = Load::start(&app, 4, 4, Duration::from_millis(20));
-    tokio::time::sleep(Duration::from_secs(2)).await;
 
     let outage_from = Instant::now();
     let frozen = cluster.freeze();

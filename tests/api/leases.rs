@@ -41,6 +41,14 @@ async fn two_processes_leasing(
     Some((a, b, db))
 }
 
+/// A model whose first answer starts ("hm ") and never ends.
+async fn stalling_model() -> FakeLlm {
+    FakeLlm::start(vec![Reply::Stall(vec![
+        json!({"role": "assistant", "content": "hm "}),
+    ])])
+    .await
+}
+
 async fn stalled_run(app: &TestApp, fake: &FakeLlm) -> (String, String) {
     let (s, thread) = app.post("/threads", json!({})).await;
     assert_eq!(s, 200);
@@ -71,10 +79,7 @@ async fn joined_within(app: &TestApp, tid: &str, run_id: &str, secs: u64, status
 }
 
 async fn a_live_process_keeps_its_runs_past_the_lease(kind: Kind) {
-    let fake = FakeLlm::start(vec![Reply::Stall(vec![
-        json!({"role": "assistant", "content": "hm "}),
-    ])])
-    .await;
+    let fake = stalling_model().await;
     let Some((a, b, _db)) = two_processes(kind, &fake).await else {
         return;
     };
@@ -93,10 +98,7 @@ async fn a_run_queued_through_another_process_starts_when_the_thread_frees(kind:
     if kind == Kind::Sqlite {
         return;
     }
-    let fake = FakeLlm::start(vec![Reply::Stall(vec![
-        json!({"role": "assistant", "content": "hm "}),
-    ])])
-    .await;
+    let fake = stalling_model().await;
     let Some((a, b, _db)) = two_processes(kind, &fake).await else {
         return;
     };
@@ -126,10 +128,7 @@ async fn a_run_cancelled_through_another_process_stops_at_once(kind: Kind) {
     if kind == Kind::Sqlite {
         return;
     }
-    let fake = FakeLlm::start(vec![Reply::Stall(vec![
-        json!({"role": "assistant", "content": "hm "}),
-    ])])
-    .await;
+    let fake = stalling_model().await;
     let Some((a, b, _db)) = two_processes_leasing(kind, &fake, 60).await else {
         return;
     };
