@@ -21,7 +21,11 @@
 //! - `MNEMO_LLM_MAX_RETRIES` (default 3): retries, with backoff, on 429, 5xx and failed connects.
 //! - `MNEMO_RUN_TIMEOUT_S` (default 600): a run still going after this long ends as `timeout`.
 //! - `MNEMO_RUN_LEASE_S` (default 15, at least 3): a run's lease; a run whose process stopped
-//!   renewing it is ended and its thread freed by any mnemo on the database.
+//!   renewing it is resumed by any mnemo on the database (or ended, past its attempts).
+//! - `MNEMO_RUN_WORKERS` (default 256, at least 1): the runs one mnemo executes at once; more
+//!   wait in the queue, for this mnemo or another on the database.
+//! - `MNEMO_RUN_MAX_ATTEMPTS` (default 3, at least 1): how many times a run is started in all;
+//!   a run whose process stopped is resumed until then, and then ends `error`.
 //! - `MNEMO_AUTH` (default `none`, allowed only on loopback addresses unless given explicitly):
 //!   `none`, `api_key`, `jwt` or `api_key,jwt`.
 //! - `MNEMO_JWT_SECRET` (HS256) or `MNEMO_JWT_JWKS` (a URL or a file), `MNEMO_JWT_ISSUER`,
@@ -130,11 +134,20 @@ pub struct Config {
     #[arg(long, env = "MNEMO_RUN_TIMEOUT_S", default_value_t = 600)]
     pub run_timeout_s: u64,
 
-    /// A pending or running run is held by its process for this many seconds at a time,
-    /// renewed every third of it; past it, any mnemo on the database ends the run (`error`) and
-    /// frees its thread, so a crashed process blocks no thread for longer.
+    /// A running run is held by its process for this many seconds at a time, renewed every
+    /// third of it; past it, any mnemo on the database resumes the run (or ends it, past its
+    /// attempts), so a crashed process blocks no thread for longer.
     #[arg(long, env = "MNEMO_RUN_LEASE_S", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     pub run_lease_s: u64,
+
+    /// The runs this process executes at once; more wait in the queue, for any process.
+    #[arg(long, env = "MNEMO_RUN_WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub run_workers: u32,
+
+    /// How many times a run is started in all: a run whose process stopped is resumed by
+    /// another until then, and then ends `error`.
+    #[arg(long, env = "MNEMO_RUN_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub run_max_attempts: u32,
 
     /// Credentials accepted: `none`, `api_key`, `jwt` or `api_key,jwt`. Unset means `none`,
     /// which mnemo accepts only while it listens on loopback addresses.
@@ -238,6 +251,8 @@ impl std::fmt::Debug for Config {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("rate_limit_per_s", &self.rate_limit_per_s)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("run_workers", &self.run_workers)
+            .field("run_max_attempts", &self.run_max_attempts)
             .field("max_active_runs_per_user", &self.max_active_runs_per_user)
             .field(
                 "max_pending_runs_per_thread",

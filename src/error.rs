@@ -67,6 +67,10 @@ impl From<DbError> for ApiError {
             DbError::NotFound(m) => ApiError::NotFound(m),
             DbError::Conflict(m) => ApiError::Conflict(m),
             DbError::Invalid(m) => ApiError::Validation(m),
+            DbError::TooMany(_) => ApiError::TooManyRequests {
+                detail: e.to_string(),
+                retry_after_s: 1,
+            },
             DbError::Unavailable(cause) => {
                 log::warn!("database unavailable: {cause}");
                 ApiError::Unavailable("database unavailable".into())

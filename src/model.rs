@@ -937,6 +937,24 @@ impl StreamMode {
             .ok_or_else(|| format!("unknown stream_mode {s:?}"))
     }
 
+    /// The SSE event names a run's `stream_mode` (a mode, a list of modes, or none: `values`)
+    /// asks for.
+    pub fn events_of(stream_mode: &Value) -> Result<Vec<&'static str>, String> {
+        let asked: Vec<&str> = match stream_mode {
+            Value::Null => vec!["values"],
+            Value::String(m) => vec![m.as_str()],
+            Value::Array(ms) if ms.iter().all(Value::is_string) => {
+                ms.iter().filter_map(Value::as_str).collect()
+            }
+            _ => return Err("stream_mode must be a string or a list of strings".into()),
+        };
+        let mut events = Vec::new();
+        for m in asked {
+            events.extend(StreamMode::parse(m)?.events());
+        }
+        Ok(events)
+    }
+
     /// The SSE event names the mode's stream carries. `custom` is accepted as LangGraph does
     /// (mnemo's graphs write no custom events); mnemo's graphs emit nothing in `events`,
     /// `debug`, `tasks`, `checkpoints`, `tools` and `lifecycle`.
@@ -1036,8 +1054,17 @@ pub struct NewRun {
     pub multitask_strategy: MultitaskStrategy,
     /// A user principal's id: the thread must be its (else 404), and is its when created.
     pub owner: Option<String>,
+    /// Take the thread at once when it is free (the creating process has a free worker);
+    /// otherwise the run is queued for any process to claim.
+    pub claim: bool,
+    /// The creating process, which holds the run when it takes the thread at once.
+    pub holder: String,
     /// Until when the creating process holds the run (renewed while it lives).
     pub lease_expires_at: DateTime<Utc>,
+    /// Runs that may wait behind a thread's active run.
+    pub max_pending_on_thread: i64,
+    /// Runs `owner` may have pending or running at once.
+    pub max_active_for_owner: i64,
 }
 
 /// A created run: `running` when it took its thread at once, else `pending` behind `to_cancel`
@@ -1046,6 +1073,17 @@ pub struct NewRun {
 pub struct StartedRun {
     pub run: Run,
     pub to_cancel: Vec<String>,
+    pub thread_metadata: Value,
+    pub thread_owner: Option<String>,
+}
+
+/// A run a process claimed from the queue: now `running`, held by that process.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub run: Run,
+    /// How many times the run was started, this one included (more than 1: resumed after its
+    /// process stopped).
+    pub attempt: i32,
     pub thread_metadata: Value,
     pub thread_owner: Option<String>,
 }
@@ -1090,6 +1128,24 @@ pub struct NewApiKey {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stream_modes_name_the_events_they_send() {
+        let events_of = |m: Value| StreamMode::events_of(&m);
+        assert_eq!(events_of(Value::Null).unwrap(), ["values"]);
+        assert_eq!(events_of(json!("updates")).unwrap(), ["updates"]);
+        assert_eq!(
+            events_of(json!(["messages-tuple", "values", "debug"])).unwrap(),
+            ["messages", "values"]
+        );
+        assert_eq!(
+            events_of(json!("messages")).unwrap(),
+            ["messages/metadata", "messages/partial", "messages/complete"]
+        );
+        assert!(events_of(json!("nope")).is_err());
+        assert!(events_of(json!(["values", 3])).is_err());
+        assert!(events_of(json!({"values": true})).is_err());
+    }
 
     #[test]
     fn run_statuses_strategies_and_stream_modes_read_back_as_written() {

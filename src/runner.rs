@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::agent::{Delta, Model, ToolCall, Turn, tools};
 use crate::graphs::{self, Graph};
 use crate::model::{
-    CheckpointRecord, MultitaskStrategy, NewCheckpoint, NewRun, NewWrites, Run, RunEvent, RunStatus,
+    CheckpointRecord, ClaimedRun, MultitaskStrategy, NewCheckpoint, NewRun, NewWrites, Run,
+    RunEvent, RunStatus,
 };
 use crate::persistence::{DbError, Persistence, next_state};
 
@@ -29,6 +30,9 @@ const RECURSION_LIMIT: usize = 25;
 
 /// Thread wake-ups a queued run may fall behind on before it looks again regardless.
 const WAKE_BACKLOG: usize = 1024;
+
+/// Runs claimed from the queue in one transaction, at most.
+const CLAIM_BATCH: usize = 32;
 
 /// The wake-up that means "every queued run looks again" (a notification may have been lost).
 pub const WAKE_ALL: &str = "*";
@@ -61,6 +65,7 @@ impl Durability {
 }
 
 /// A run to execute.
+#[derive(Clone)]
 pub struct RunRequest {
     pub thread_id: String,
     pub graph: &'static Graph,
@@ -87,6 +92,71 @@ pub struct RunRequest {
     pub owner: Option<String>,
     /// When its checkpoints are committed.
     pub durability: Durability,
+}
+
+impl RunRequest {
+    /// The run a request asks for: the graph `assistant_id` names, and the rest from `kwargs`,
+    /// the request's body as kept with the run (whichever process executes the run reads it
+    /// from there). `create_thread`: the run may create its thread.
+    pub fn parse(
+        thread_id: String,
+        assistant_id: &str,
+        metadata: Value,
+        kwargs: Value,
+        multitask_strategy: MultitaskStrategy,
+        owner: Option<String>,
+        create_thread: bool,
+    ) -> Result<RunRequest, RunError> {
+        let graph = graphs::resolve(assistant_id).map_err(RunError::Invalid)?;
+        let resume = match kwargs.get("command") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) if c.keys().all(|k| k == "resume") => c.get("resume").cloned(),
+            Some(_) => {
+                return Err(RunError::Invalid(
+                    "command supports resume only (not goto or update)".into(),
+                ));
+            }
+        };
+        let text = |field: &str| kwargs.get(field).and_then(Value::as_str);
+        let delete_thread = match text("on_completion") {
+            None | Some("keep") => false,
+            Some("delete") => true,
+            Some(other) => {
+                return Err(RunError::Invalid(format!(
+                    "on_completion must be delete or keep, not {other:?}"
+                )));
+            }
+        };
+        let nodes = |field: &str| {
+            graphs::nodes_named(field, kwargs.get(field).unwrap_or(&Value::Null))
+                .map_err(RunError::Invalid)
+        };
+        let events =
+            crate::model::StreamMode::events_of(kwargs.get("stream_mode").unwrap_or(&Value::Null))
+                .map_err(RunError::Invalid)?;
+        Ok(RunRequest {
+            thread_id,
+            graph,
+            input: kwargs.get("input").cloned().unwrap_or(Value::Null),
+            config: match kwargs.get("config") {
+                Some(c) if !c.is_null() => c.clone(),
+                _ => json!({}),
+            },
+            metadata,
+            create_thread,
+            resume,
+            checkpoint_id: text("checkpoint_id").map(str::to_string),
+            multitask_strategy,
+            events,
+            resumable: kwargs.get("stream_resumable") == Some(&Value::Bool(true)),
+            delete_thread,
+            interrupt_before: nodes("interrupt_before")?,
+            interrupt_after: nodes("interrupt_after")?,
+            owner,
+            durability: Durability::parse(text("durability"))?,
+            kwargs,
+        })
+    }
 }
 
 /// Why a run was stopped before its end.
@@ -149,7 +219,6 @@ pub struct Live {
     thread_owner: Option<String>,
     pub resumable: bool,
     events: Vec<&'static str>,
-    running: AtomicBool,
     /// Set once the run is being marked ended: a lease renewal that no longer finds it pending
     /// or running is then no news.
     ending: AtomicBool,
@@ -169,24 +238,16 @@ impl Live {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `running` once the run has its thread, `pending` before.
-    pub fn status(&self) -> RunStatus {
-        if self.running.load(Ordering::Relaxed) {
-            RunStatus::Running
-        } else {
-            RunStatus::Pending
-        }
-    }
-
     /// Whether the run's stream carries events of this name.
     pub fn wants(&self, name: &str) -> bool {
         name == "metadata" || name == "error" || self.events.contains(&name)
     }
 
     /// Sends an event to the run's listeners. A resumable run also keeps it (in memory while
-    /// it runs, and in the database); other runs' events go only to whoever listens now (they
-    /// carry no id, so nobody can ask for them again), and are not even serialised when nobody
-    /// does.
+    /// it runs, and in the database), and so does a run claimed from the queue (in the database:
+    /// its streams may be on another process); other runs' events go only to whoever listens now
+    /// (they carry no id, so nobody can ask for them again), and are not even serialised when
+    /// nobody does.
     fn emit(&self, name: &'static str, data: &Value) {
         if !self.wants(name) {
             return;
@@ -197,7 +258,7 @@ impl Live {
         }
         log.seq += 1;
         log.subscribers.retain(|s| !s.is_closed());
-        if !self.resumable && log.subscribers.is_empty() {
+        if !self.resumable && log.persist.is_none() && log.subscribers.is_empty() {
             return;
         }
         let event = Arc::new(RunEvent {
@@ -281,13 +342,18 @@ struct Inner {
     db: Persistence,
     model: Model,
     live: Mutex<HashMap<String, Arc<Live>>>,
-    run_timeout: Duration,
+    settings: Settings,
     stopping: watch::Sender<bool>,
-    quotas: Quotas,
     /// Open streams per user.
     streams: Mutex<HashMap<String, usize>>,
-    /// How long a run stays this process's without a renewal (`MNEMO_RUN_LEASE_S`).
-    lease: Duration,
+    /// This process, as the holder of the runs it executes.
+    holder: String,
+    /// One permit per run this process may execute at once (`MNEMO_RUN_WORKERS`).
+    workers: Arc<Semaphore>,
+    /// Tells the executor the queue may have runs to claim.
+    queue: Notify,
+    /// The executor left runs in the queue for want of a worker: a worker set free looks again.
+    backlog: AtomicBool,
     /// Ids of threads that were freed or whose queue moved, for the runs queued on them.
     wakes: broadcast::Sender<String>,
     /// Ids of runs executed by another process whose new events are stored, for the streams
@@ -295,8 +361,23 @@ struct Inner {
     stored: broadcast::Sender<String>,
 }
 
+/// How the runner executes runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A run still going after this long ends `timeout` (`MNEMO_RUN_TIMEOUT_S`).
+    pub run_timeout: Duration,
+    /// How long a run stays this process's without a renewal (`MNEMO_RUN_LEASE_S`).
+    pub lease: Duration,
+    /// The runs this process executes at once (`MNEMO_RUN_WORKERS`).
+    pub workers: usize,
+    /// How many times a run is started in all (`MNEMO_RUN_MAX_ATTEMPTS`).
+    pub max_attempts: i32,
+    pub quotas: Quotas,
+}
+
 /// Limits a single user never meets, so that no user can take the process from the others
-/// (429 beyond them). Counted in this process. Services are not limited.
+/// (429 beyond them). Runs are counted in the database, streams in this process. Services are
+/// not limited.
 #[derive(Debug, Clone, Copy)]
 pub struct Quotas {
     /// Runs one user may have pending or running at once.
@@ -376,23 +457,37 @@ impl From<DbError> for Halt {
     }
 }
 
+/// How [`Runner::launch`] started a run.
+pub enum Launched {
+    /// This process executes it: its live events (and those from the first, when asked).
+    Here(Arc<Live>, Option<Subscription>),
+    /// It waits in the queue (its thread is busy, or this process has no free worker); any
+    /// process claims it when it may go.
+    Queued(Run),
+}
+
+impl Launched {
+    pub fn run(&self) -> &Run {
+        match self {
+            Launched::Here(live, _) => &live.run,
+            Launched::Queued(run) => run,
+        }
+    }
+}
+
 impl Runner {
-    pub fn new(
-        db: Persistence,
-        model: Model,
-        run_timeout: Duration,
-        quotas: Quotas,
-        lease: Duration,
-    ) -> Runner {
+    pub fn new(db: Persistence, model: Model, settings: Settings) -> Runner {
         Runner(Arc::new(Inner {
             db,
             model,
             live: Mutex::new(HashMap::new()),
-            run_timeout,
+            settings,
             stopping: watch::channel(false).0,
-            quotas,
             streams: Mutex::new(HashMap::new()),
-            lease,
+            holder: uuid::Uuid::new_v4().simple().to_string(),
+            workers: Arc::new(Semaphore::new(settings.workers.max(1))),
+            queue: Notify::new(),
+            backlog: AtomicBool::new(false),
             wakes: broadcast::channel(WAKE_BACKLOG).0,
             stored: broadcast::channel(WAKE_BACKLOG).0,
         }))
@@ -402,6 +497,10 @@ impl Runner {
     /// it is their turn.
     pub fn wake(&self, thread_id: &str) {
         let _ = self.0.wakes.send(thread_id.to_string());
+        // without notifications (SQLite), a thread that moved may have freed a queued run
+        if !self.hears_other_processes() {
+            self.0.queue.notify_one();
+        }
     }
 
     /// Thread wake-ups (ids of threads, or [`WAKE_ALL`]), from this process and others.
@@ -428,9 +527,11 @@ impl Runner {
             Notice::RunEvents(run_id) => {
                 let _ = self.0.stored.send(run_id.to_string());
             }
+            Notice::Queue => self.0.queue.notify_one(),
             Notice::Missed => {
                 self.thread_changed(WAKE_ALL);
                 let _ = self.0.stored.send(WAKE_ALL.to_string());
+                self.0.queue.notify_one();
             }
         }
     }
@@ -453,7 +554,8 @@ impl Runner {
 
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
-            + chrono::Duration::from_std(self.0.lease).unwrap_or(chrono::Duration::seconds(15))
+            + chrono::Duration::from_std(self.0.settings.lease)
+                .unwrap_or(chrono::Duration::seconds(15))
     }
 
     /// Every third of the lease until told to stop: renews the leases of this process's runs,
@@ -462,7 +564,7 @@ impl Runner {
     pub fn spawn_lease_keeper(&self, mut stop: watch::Receiver<bool>) {
         let runner = self.clone();
         actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(runner.0.lease / 3);
+            let mut tick = tokio::time::interval(runner.0.settings.lease / 3);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -475,11 +577,12 @@ impl Runner {
 
     /// Renews the leases of `lives` and stops those that were ended elsewhere: a run
     /// cancelled through another process ends `interrupted` as if cancelled here; one that is
-    /// gone or ended otherwise is lost.
+    /// gone, ended otherwise or held by another process now is lost.
     async fn renew(&self, lives: Vec<Arc<Live>>) {
         let db = &self.0.db;
         let ids = lives.iter().map(|l| l.run.run_id.clone()).collect();
-        let held = match db.renew_runs(ids, self.lease_until()).await {
+        let renewed = db.renew_runs(ids, self.0.holder.clone(), self.lease_until());
+        let held = match renewed.await {
             Ok(held) => held,
             Err(e) => {
                 log::warn!("renewing the leases of {} run(s): {e:?}", lives.len());
@@ -511,19 +614,30 @@ impl Runner {
         if !lives.is_empty() {
             self.renew(lives).await;
         }
-        match db.reap_runs().await {
-            Ok(threads) if threads.is_empty() => {}
-            Ok(threads) => {
-                log::warn!(
-                    "ended the runs of a stopped process (lease expired) on {} thread(s)",
-                    threads.len()
-                );
-                for thread_id in &threads {
+        match db.reap_runs(self.0.settings.max_attempts).await {
+            Ok(reaped) => {
+                if !reaped.resumed.is_empty() {
+                    log::warn!(
+                        "queued again, to resume them, {} run(s) of a stopped process (lease expired): {}",
+                        reaped.resumed.len(),
+                        reaped.resumed.join(", ")
+                    );
+                }
+                if !reaped.lost.is_empty() {
+                    log::warn!(
+                        "ended {} run(s) of a stopped process, out of attempts: {}",
+                        reaped.lost.len(),
+                        reaped.lost.join(", ")
+                    );
+                }
+                for thread_id in &reaped.threads {
                     self.wake(thread_id);
                 }
             }
-            Err(e) => log::warn!("ending runs whose lease expired: {e:?}"),
+            Err(e) => log::warn!("taking back runs whose lease expired: {e:?}"),
         }
+        // a queue notification missed, or a run queued by a process that is gone
+        self.0.queue.notify_one();
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<String, usize>> {
@@ -538,7 +652,7 @@ impl Runner {
         };
         let mut streams = self.streams();
         let n = streams.entry(user.to_string()).or_insert(0);
-        if *n >= self.0.quotas.streams_per_user {
+        if *n >= self.0.settings.quotas.streams_per_user {
             return Err(RunError::Quota("open streams for this user"));
         }
         *n += 1;
@@ -546,33 +660,6 @@ impl Runner {
             runner: self.clone(),
             user: user.to_string(),
         }))
-    }
-
-    /// 429 when a new run would take `req`'s user past its active runs, or its thread past
-    /// its queue.
-    fn check_quotas(&self, req: &RunRequest) -> Result<(), RunError> {
-        let registry = self.registry();
-        if let Some(user) = &req.owner {
-            let active = registry
-                .values()
-                .filter(|l| l.thread_owner() == Some(user.as_str()))
-                .count();
-            if active >= self.0.quotas.active_runs_per_user {
-                return Err(RunError::Quota("active runs for this user"));
-            }
-        }
-        let on_thread: Vec<&Arc<Live>> = registry
-            .values()
-            .filter(|l| l.run.thread_id == req.thread_id)
-            .collect();
-        let queued = on_thread
-            .iter()
-            .filter(|l| l.status() == RunStatus::Pending)
-            .count();
-        if !on_thread.is_empty() && queued >= self.0.quotas.pending_runs_per_thread {
-            return Err(RunError::Quota("runs waiting on this thread"));
-        }
-        Ok(())
     }
 
     pub fn db(&self) -> &Persistence {
@@ -602,17 +689,16 @@ impl Runner {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// Creates a run and executes it in the background: errors (404, 409) come back before
-    /// anything runs. With `subscribe`, the caller gets the run's events from the first. Runs the strategy stops are told to stop; a queued run waits its turn.
-    pub async fn launch(
-        &self,
-        req: RunRequest,
-        subscribe: bool,
-    ) -> Result<(Arc<Live>, Option<Subscription>), RunError> {
+    /// Creates a run: errors (404, 409, 429) come back before anything runs. When its thread is
+    /// free and this process has a free worker, the run executes here, at once (with
+    /// `subscribe`, the caller gets its events from the first); otherwise it is queued, for the
+    /// first process with a free worker once it may go. Runs the strategy stops are told to stop.
+    pub async fn launch(&self, req: RunRequest, subscribe: bool) -> Result<Launched, RunError> {
         if *self.0.stopping.borrow() {
             return Err(RunError::ShuttingDown);
         }
-        self.check_quotas(&req)?;
+        let worker = self.0.workers.clone().try_acquire_owned().ok();
+        let quotas = self.0.settings.quotas;
         let started = self
             .0
             .db
@@ -625,36 +711,14 @@ impl Runner {
                 create_thread: req.create_thread,
                 multitask_strategy: req.multitask_strategy,
                 owner: req.owner.clone(),
+                claim: worker.is_some(),
+                holder: self.0.holder.clone(),
                 lease_expires_at: self.lease_until(),
+                max_pending_on_thread: quotas.pending_runs_per_thread as i64,
+                max_active_for_owner: quotas.active_runs_per_user as i64,
             })
             .await?;
         let run = started.run;
-        let mut log = Log::default();
-        let persister = req.resumable.then(|| {
-            let (tx, rx) = mpsc::channel(PERSIST_BACKLOG);
-            log.persist = Some(tx);
-            actix_web::rt::spawn(persist(self.0.db.clone(), run.run_id.clone(), rx))
-        });
-        let live = Arc::new(Live {
-            run: run.clone(),
-            thread_metadata: started.thread_metadata,
-            thread_owner: started.thread_owner,
-            resumable: req.resumable,
-            events: req.events.clone(),
-            running: AtomicBool::new(run.status == RunStatus::Running),
-            ending: AtomicBool::new(false),
-            log: Mutex::new(log),
-            stop: watch::channel(None).0,
-            outcome: watch::channel(None).0,
-        });
-        // subscribed before the first event, so the caller's stream misses none
-        let subscription = subscribe.then(|| live.subscribe(0));
-        // `thread_id` beyond LangGraph's fields: a stream that created its thread says which
-        live.emit(
-            "metadata",
-            &json!({ "run_id": run.run_id, "attempt": 1, "thread_id": run.thread_id }),
-        );
-        self.registry().insert(run.run_id.clone(), live.clone());
         log::info!(
             "run {} created on thread {} ({}, {})",
             run.run_id,
@@ -667,17 +731,179 @@ impl Runner {
         } else {
             Stop::Interrupt
         };
+        let launched = match worker {
+            Some(worker) if run.status == RunStatus::Running => {
+                let claimed = ClaimedRun {
+                    run,
+                    attempt: 1,
+                    thread_metadata: started.thread_metadata,
+                    thread_owner: started.thread_owner,
+                };
+                let (live, subscription) =
+                    self.execute_here(claimed, req, worker, subscribe, false);
+                Launched::Here(live, subscription)
+            }
+            _ => {
+                self.0.queue.notify_one();
+                Launched::Queued(run)
+            }
+        };
+        let thread_id = &launched.run().thread_id;
         for other in started.to_cancel {
-            if let Err(e) = self.cancel(&run.thread_id, &other, stop).await {
+            if let Err(e) = self.cancel(thread_id, &other, stop).await {
                 log::warn!("could not cancel run {other}: {e:?}");
             }
         }
+        Ok(launched)
+    }
+
+    /// Starts executing a run this process holds, on a worker of its own.
+    fn execute_here(
+        &self,
+        claimed: ClaimedRun,
+        req: RunRequest,
+        worker: OwnedSemaphorePermit,
+        subscribe: bool,
+        from_queue: bool,
+    ) -> (Arc<Live>, Option<Subscription>) {
+        let ClaimedRun {
+            run,
+            attempt,
+            thread_metadata,
+            thread_owner,
+        } = claimed;
+        // a run claimed from the queue may have streams on another process: its events are
+        // stored for them
+        let mut log = Log::default();
+        let persister = (req.resumable || from_queue).then(|| {
+            let (tx, rx) = mpsc::channel(PERSIST_BACKLOG);
+            log.persist = Some(tx);
+            actix_web::rt::spawn(persist(
+                self.0.db.clone(),
+                run.run_id.clone(),
+                rx,
+                self.0.stored.clone(),
+            ))
+        });
+        let live = Arc::new(Live {
+            run,
+            thread_metadata,
+            thread_owner,
+            resumable: req.resumable,
+            events: req.events.clone(),
+            ending: AtomicBool::new(false),
+            log: Mutex::new(log),
+            stop: watch::channel(None).0,
+            outcome: watch::channel(None).0,
+        });
+        // subscribed before the first event, so the caller's stream misses none
+        let subscription = subscribe.then(|| live.subscribe(0));
+        self.registry()
+            .insert(live.run.run_id.clone(), live.clone());
         let runner = self.clone();
         let running = live.clone();
         actix_web::rt::spawn(async move {
-            runner.execute(&running, &req, persister).await;
+            runner.execute(&running, req, attempt, persister).await;
+            drop(worker);
+            // runs left in the queue for want of a worker: this one is free now
+            if runner.0.backlog.load(Ordering::Relaxed) {
+                runner.0.queue.notify_one();
+            }
         });
-        Ok((live, subscription))
+        (live, subscription)
+    }
+
+    /// Until told to stop: claims runs from the queue whenever it may have some (a run queued,
+    /// a thread freed, a worker set free, the lease keeper's tick) and this process has free
+    /// workers, and executes them.
+    pub fn spawn_executor(&self, mut stop: watch::Receiver<bool>) {
+        let runner = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = runner.0.queue.notified() => runner.claim_queued().await,
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+
+    /// Claims as many queued runs as this process has free workers, and executes them.
+    async fn claim_queued(&self) {
+        loop {
+            if *self.0.stopping.borrow() {
+                return;
+            }
+            let free = self.0.workers.available_permits();
+            self.0.backlog.store(free == 0, Ordering::Relaxed);
+            if free == 0 {
+                return;
+            }
+            let claimed = self.0.db.claim_runs(
+                free.min(CLAIM_BATCH) as i64,
+                self.0.holder.clone(),
+                self.lease_until(),
+            );
+            let claimed = match claimed.await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    log::warn!("claiming queued runs: {e:?}");
+                    return;
+                }
+            };
+            let full = claimed.len() == free.min(CLAIM_BATCH);
+            for run in claimed {
+                self.start_claimed(run).await;
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Executes a run claimed from the queue, as its kwargs ask; a run resumed after its process
+    /// stopped goes on from the last checkpoint it committed.
+    async fn start_claimed(&self, claimed: ClaimedRun) {
+        let run = &claimed.run;
+        log::info!(
+            "run {} claimed on thread {} (attempt {})",
+            run.run_id,
+            run.thread_id,
+            claimed.attempt
+        );
+        let request = RunRequest::parse(
+            run.thread_id.clone(),
+            &run.assistant_id,
+            run.metadata.clone(),
+            run.kwargs.clone(),
+            run.multitask_strategy,
+            claimed.thread_owner.clone(),
+            false,
+        );
+        let worker = self.0.workers.clone().try_acquire_owned();
+        let (req, worker) = match (request, worker) {
+            (Ok(req), Ok(worker)) => (req, worker),
+            (Err(e), _) => {
+                log::warn!("run {} cannot be executed: {e}", run.run_id);
+                let failed = self.0.db.finish_run(
+                    run.run_id.clone(),
+                    Some(self.0.holder.clone()),
+                    RunStatus::Error,
+                    Some("error".into()),
+                    None,
+                );
+                if let Err(e) = failed.await {
+                    log::warn!("run {} could not be marked error: {e:?}", run.run_id);
+                }
+                return;
+            }
+            (_, Err(_)) => {
+                // cannot be: a worker was free for each claimed run; the lease brings it back
+                log::error!("run {} was claimed without a free worker", run.run_id);
+                return;
+            }
+        };
+        self.execute_here(claimed, req, worker, false, true);
     }
 
     /// Stops a run: at once when this process executes it; a run left behind by another
@@ -703,7 +929,13 @@ impl Runner {
             });
         }
         let run = db
-            .finish_run(run_id.into(), RunStatus::Interrupted, thread_status, None)
+            .finish_run(
+                run_id.into(),
+                None,
+                RunStatus::Interrupted,
+                thread_status,
+                None,
+            )
             .await?;
         self.wake(thread_id);
         Ok(run)
@@ -727,24 +959,34 @@ impl Runner {
         }
     }
 
-    /// Executes a created run to its end and records how it ended.
+    /// Executes a run this process holds to its end and records how it ended. A run started
+    /// again after its process stopped (`attempt` > 1) goes on from the last checkpoint it
+    /// committed: its committed steps are not run again, a model call in flight is made again.
     async fn execute(
         &self,
         live: &Live,
-        req: &RunRequest,
+        mut req: RunRequest,
+        attempt: i32,
         persister: Option<actix_web::rt::task::JoinHandle<()>>,
     ) {
         let db = &self.0.db;
         let began = std::time::Instant::now();
         let mut stop = live.stop.subscribe();
-        let deadline = Instant::now() + self.0.run_timeout;
-        let mut claimed = live.run.status == RunStatus::Running;
+        let deadline = Instant::now() + self.0.settings.run_timeout;
         let mut progress = Progress::default();
-        let mut result = match self.wait_turn(live, &mut stop, deadline).await {
+        let resumed = if attempt > 1 {
+            self.resume_point(live, &mut req).await
+        } else {
+            Ok(())
+        };
+        // `thread_id` beyond LangGraph's fields: a stream that created its thread says which
+        live.emit(
+            "metadata",
+            &json!({ "run_id": live.run.run_id, "attempt": attempt, "thread_id": live.run.thread_id }),
+        );
+        let mut result = match resumed {
             Ok(()) => {
-                claimed = true;
-                live.running.store(true, Ordering::Relaxed);
-                self.steps(live, req, &mut progress, &mut stop, deadline)
+                self.steps(live, &req, &mut progress, &mut stop, deadline)
                     .await
             }
             Err(halt) => Err(halt),
@@ -797,14 +1039,14 @@ impl Runner {
         if let Some(persister) = persister {
             let _ = persister.await;
         }
-        let thread_status = claimed.then(|| thread_status.to_string());
+        let thread_status = Some(thread_status.to_string());
         let thread_values = latest.filter(|_| progress.wrote);
         let run_id = live.run.run_id.clone();
         let ended = if *stop.borrow() == Some(Stop::Rollback) {
             // undone and deleted in one transaction that also frees the thread, so a run
             // waiting for the thread never starts from what is being undone
             let undone = db
-                .rollback_run(live.run.thread_id.clone(), run_id.clone(), claimed)
+                .rollback_run(live.run.thread_id.clone(), run_id.clone(), true)
                 .await;
             if let Err(e) = undone {
                 log::error!("run {run_id} could not be rolled back: {e:?}");
@@ -814,8 +1056,9 @@ impl Runner {
                 ..live.run.clone()
             }
         } else {
+            let holder = Some(self.0.holder.clone());
             let finished = db
-                .finish_run(run_id.clone(), status, thread_status, thread_values)
+                .finish_run(run_id.clone(), holder, status, thread_status, thread_values)
                 .await;
             finished.unwrap_or_else(|e| {
                 log::error!("run {run_id} could not be marked {status}: {e:?}");
@@ -842,49 +1085,24 @@ impl Runner {
         }
     }
 
-    /// Waits until a queued run may take its thread.
-    async fn wait_turn(
-        &self,
-        live: &Live,
-        stop: &mut watch::Receiver<Option<Stop>>,
-        deadline: Instant,
-    ) -> Result<(), Halt> {
-        if live.run.status == RunStatus::Running {
-            return Ok(());
+    /// Where a run resumed after its process stopped goes on: its stream's numbering after the
+    /// events stored, and, when it had committed a checkpoint, from the latest one (the input,
+    /// fork or answer it was started with is in it already).
+    async fn resume_point(&self, live: &Live, req: &mut RunRequest) -> Result<(), Halt> {
+        let db = &self.0.db;
+        let run = &live.run;
+        live.log().seq = db.last_run_event(run.run_id.clone()).await?;
+        let head = db.checkpoint_head(run.thread_id.clone(), None).await?;
+        let wrote = head
+            .as_ref()
+            .and_then(|h| h.metadata.get("run_id"))
+            .is_some_and(|id| *id == json!(run.run_id));
+        if wrote {
+            req.input = Value::Null;
+            req.resume = None;
+            req.checkpoint_id = None;
         }
-        // subscribed before the first look, so a wake-up between a look and the wait is kept
-        let mut wakes = self.wakes();
-        let thread_id = live.run.thread_id.as_str();
-        loop {
-            if let Some(why) = *stop.borrow() {
-                return Err(Halt::Stopped(why));
-            }
-            let claimed = self
-                .0
-                .db
-                .claim_run(live.run.run_id.clone(), self.lease_until());
-            match claimed.await {
-                Ok(Some(_)) => return Ok(()),
-                Ok(None) => {}
-                // cancelled (or its thread deleted) while it waited
-                Err(DbError::NotFound(_)) => return Err(Halt::Stopped(Stop::Interrupt)),
-                Err(e) => return Err(e.into()),
-            }
-            // no polling: the run looks again when its thread's queue moves
-            loop {
-                tokio::select! {
-                    woke = wakes.recv() => match woke {
-                        Ok(t) if t == thread_id || t == WAKE_ALL => break,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            return Err(Halt::Stopped(Stop::Shutdown));
-                        }
-                    },
-                    why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
-                }
-            }
-        }
+        Ok(())
     }
 
     /// The run's steps. Each checkpoint is computed here, from the previous one held in memory,
@@ -1207,8 +1425,14 @@ async fn stopped(stop: &mut watch::Receiver<Option<Stop>>, deadline: Instant) ->
     }
 }
 
-/// Writes a resumable run's events to the database in batches, as they come.
-async fn persist(db: Persistence, run_id: String, mut rx: mpsc::Receiver<RunEvent>) {
+/// Writes a run's events to the database in batches, as they come, and tells this process's
+/// streams that follow the run from there (other processes hear it from the database).
+async fn persist(
+    db: Persistence,
+    run_id: String,
+    mut rx: mpsc::Receiver<RunEvent>,
+    stored: broadcast::Sender<String>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 256
@@ -1216,8 +1440,11 @@ async fn persist(db: Persistence, run_id: String, mut rx: mpsc::Receiver<RunEven
         {
             batch.push(next);
         }
-        if let Err(e) = db.put_run_events(run_id.clone(), batch).await {
-            log::warn!("events of run {run_id} could not be stored: {e:?}");
+        match db.put_run_events(run_id.clone(), batch).await {
+            Ok(()) => {
+                let _ = stored.send(run_id.clone());
+            }
+            Err(e) => log::warn!("events of run {run_id} could not be stored: {e:?}"),
         }
     }
 }

@@ -44,17 +44,20 @@ impl Application {
         let browser = BrowserPolicy::from_config(&config, auth_settings.is_some())?;
         let (persistence, arbiter) = open_persistence(&config).await?;
         let model = Model::from_config(&config)?;
-        let quotas = crate::runner::Quotas {
-            active_runs_per_user: config.max_active_runs_per_user,
-            pending_runs_per_thread: config.max_pending_runs_per_thread,
-            streams_per_user: config.max_streams_per_user,
-        };
         let runner = Runner::new(
             persistence.clone(),
             model,
-            config.run_timeout(),
-            quotas,
-            config.run_lease(),
+            crate::runner::Settings {
+                run_timeout: config.run_timeout(),
+                lease: config.run_lease(),
+                workers: config.run_workers as usize,
+                max_attempts: config.run_max_attempts as i32,
+                quotas: crate::runner::Quotas {
+                    active_runs_per_user: config.max_active_runs_per_user,
+                    pending_runs_per_thread: config.max_pending_runs_per_thread,
+                    streams_per_user: config.max_streams_per_user,
+                },
+            },
         );
 
         let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -125,8 +128,10 @@ impl Application {
             config.store_sweep_interval(),
             stop_rx.clone(),
         );
-        // runs left pending or running by a process that is gone are ended from the first tick
+        // runs left running by a process that is gone are taken back from the first tick, and
+        // the queue is looked at then
         runner.spawn_lease_keeper(stop_rx.clone());
+        runner.spawn_executor(stop_rx.clone());
         let waker = runner.clone();
         crate::persistence::spawn_listener(
             &config.database_url,

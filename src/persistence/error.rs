@@ -25,6 +25,9 @@ pub enum DbError {
     /// The write conflicts with what is stored (duplicate id).
     #[error("{0}")]
     Conflict(String),
+    /// A quota would be passed (`Too many …`): the caller may try again later.
+    #[error("Too many {0}")]
+    TooMany(&'static str),
     /// The request is well-formed JSON but names something impossible.
     #[error("{0}")]
     Invalid(String),
@@ -116,6 +119,7 @@ impl DbError {
             DbError::NotFound(m) => DbError::NotFound(m.clone()),
             DbError::Conflict(m) => DbError::Conflict(m.clone()),
             DbError::Invalid(m) => DbError::Invalid(m.clone()),
+            DbError::TooMany(m) => DbError::TooMany(m),
             DbError::ActorGone => DbError::ActorGone,
             DbError::Query(e) => DbError::Failed(format!("{e:?}")),
             DbError::Failed(m) => DbError::Failed(m.clone()),

@@ -51,6 +51,17 @@ impl<QS, DB: Backend> QueryFragment<DB> for AllOf<QS, DB> {
     }
 }
 
+/// The runs a process may claim now, oldest first, at most `$1`: each the oldest pending run
+/// of a thread on which no run is running (SQL, both dialects).
+macro_rules! claimable_runs {
+    () => {
+        "SELECT run_id, thread_id FROM runs AS queued WHERE status = 'pending' AND NOT EXISTS \
+         (SELECT 1 FROM runs AS other WHERE other.thread_id = queued.thread_id \
+         AND (other.status = 'running' OR (other.status = 'pending' AND other.run_id < queued.run_id))) \
+         ORDER BY run_id LIMIT $1"
+    };
+}
+
 pub mod pg {
     use diesel::dsl::sql;
     use diesel::pg::Pg;
@@ -62,8 +73,24 @@ pub mod pg {
     type Pred<QS> = super::Pred<QS, Pg>;
 
     /// Tells every mnemo on this database that a thread was freed or its queue moved (the
-    /// payload is the thread id); sent when the transaction commits.
-    pub const NOTIFY_THREAD: Option<&str> = Some("SELECT pg_notify('mnemo_threads', $1)");
+    /// payload is the thread id) and, when runs wait on the thread, that the run queue may have
+    /// work (`mnemo_queue`); sent when the transaction commits.
+    pub const NOTIFY_THREAD: Option<&str> = Some(
+        "WITH queued AS (SELECT pg_notify('mnemo_queue', '') FROM runs \
+         WHERE thread_id = $1 AND status = 'pending' LIMIT 1) \
+         SELECT pg_notify('mnemo_threads', $1), (SELECT count(*) FROM queued)",
+    );
+
+    /// Tells every mnemo on this database that the run queue has a run to claim.
+    pub const NOTIFY_QUEUE: Option<&str> = Some("SELECT pg_notify('mnemo_queue', '')");
+
+    /// The runs that may be claimed now, oldest first, at most `$1`: the oldest pending run of
+    /// each thread on which none runs. Locked for the claiming transaction; rows another
+    /// transaction claims are skipped, not waited for.
+    pub const CLAIMABLE_RUNS: &str = concat!(claimable_runs!(), " FOR UPDATE SKIP LOCKED");
+
+    /// A transaction's first statement when it reads before it writes (nothing on Postgres).
+    pub const TAKE_WRITE_LOCK: Option<&str> = None;
 
     /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): `LIKE`, which the
     /// `text_pattern_ops` index serves whatever the database's collation.
@@ -145,6 +172,15 @@ pub mod sqlite {
 
     /// SQLite serves one process: its runs are woken in process.
     pub const NOTIFY_THREAD: Option<&str> = None;
+    pub const NOTIFY_QUEUE: Option<&str> = None;
+
+    /// The runs that may be claimed now (one process: no row locks to skip).
+    pub const CLAIMABLE_RUNS: &str = claimable_runs!();
+
+    /// A write first, so that a transaction that reads before it writes takes SQLite's write
+    /// lock at once (upgrading a read later could fail at once, without waiting).
+    pub const TAKE_WRITE_LOCK: Option<&str> =
+        Some("UPDATE runs SET status = status WHERE run_id = ''");
 
     /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): a range on the primary key
     /// (bytewise, `.` + 1 = `/`), which SQLite's planner serves from the index where it would

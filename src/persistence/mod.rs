@@ -280,18 +280,21 @@ operations! {
     DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
     /// Starts a run on a thread that is not busy, and marks the thread busy.
     StartRun => fn start_run(new: NewRun) -> StartedRun = runs::start;
-    /// Lets a pending run take its thread once it is its turn.
-    ClaimRun => fn claim_run(run_id: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Option<Run> = runs::claim;
+    /// Claims runs from the queue for a process with free workers.
+    ClaimRuns => fn claim_runs(limit: i64, holder: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Vec<ClaimedRun> = runs::claim_next;
     /// Ends a run and, when it held its thread, sets the thread's status.
-    FinishRun => fn finish_run(run_id: String, status: RunStatus, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
+    FinishRun => fn finish_run(run_id: String, holder: Option<String>, status: RunStatus, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
     /// Deletes a run and the checkpoints it wrote.
     RollbackRun => fn rollback_run(thread_id: String, run_id: String, free_thread: bool) -> () = checkpoints::rollback_run;
     /// Deletes a run that has ended.
     DeleteRun => fn delete_run(thread_id: String, run_id: String) -> () = runs::delete;
-    /// Extends the leases of this process's runs; answers those still pending or running.
-    RenewRuns => fn renew_runs(run_ids: Vec<String>, until: chrono::DateTime<chrono::Utc>) -> Vec<String> = runs::renew;
-    /// Ends runs whose lease expired and frees their threads; answers the threads touched.
-    ReapRuns => fn reap_runs() -> Vec<String> = runs::reap;
+    /// Extends the leases of this process's runs; answers those it still holds.
+    RenewRuns => fn renew_runs(run_ids: Vec<String>, holder: String, until: chrono::DateTime<chrono::Utc>) -> Vec<String> = runs::renew;
+    /// Queues again (or ends) the runs whose lease expired.
+    ReapRuns => fn reap_runs(max_attempts: i32) -> runs::Reaped = runs::reap;
+    /// The runs with one of these statuses (only on `owner`'s threads when given), oldest
+    /// first, as (thread id, run id).
+    ActiveRuns => fn active_runs(statuses: Vec<RunStatus>, owner: Option<String>) -> Vec<(String, String)> = runs::with_status;
     /// Reads one run of a thread.
     GetRun => fn get_run(thread_id: String, run_id: String) -> Run = runs::get;
     /// Lists a thread's runs, newest first.

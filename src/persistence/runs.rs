@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
 use super::{DbError, DbPool, ensure_thread, with_conn};
-use crate::model::{MultitaskStrategy, NewRun, Run, RunEvent, RunStatus, StartedRun};
+use crate::model::{ClaimedRun, MultitaskStrategy, NewRun, Run, RunEvent, RunStatus, StartedRun};
 
 type Row = (
     String,
@@ -76,6 +76,10 @@ macro_rules! active_runs {
 }
 const ACTIVE_RUNS: &str = active_runs!();
 
+/// The number of runs queued on the thread row at hand (SQL).
+const PENDING_RUNS: &str = "(SELECT count(*) FROM runs WHERE runs.thread_id = threads.thread_id \
+     AND runs.status = 'pending')";
+
 /// The thread's status once a new run asked for it: busy (taken) when no run is active on it.
 const TAKE_IF_FREE: &str = concat!(
     "CASE WHEN ",
@@ -83,9 +87,11 @@ const TAKE_IF_FREE: &str = concat!(
     " = 0 THEN 'busy' ELSE status END"
 );
 
-/// Creates a run. When its thread is free (not busy, no run queued before it) the run takes it
-/// at once: `running`, the thread `busy`. Otherwise `reject` answers 409, and the other
-/// strategies leave the run `pending`, `interrupt`/`rollback` naming the runs to stop. The
+/// Creates a run. When its thread is free (not busy, no run queued before it) and `claim` is
+/// set (the creating process has a free worker), the run takes it at once: `running`, held by
+/// `holder`, the thread `busy`. Otherwise `reject` answers 409 on a busy thread, and the run is
+/// queued `pending` (held by nobody; any process's executor claims it), `interrupt`/`rollback`
+/// naming the runs to stop. Past the quotas in `new` it is refused ([`DbError::TooMany`]). The
 /// thread's metadata gets the run's `graph_id` and `assistant_id` (agent-chat-ui finds threads by
 /// them).
 pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
@@ -103,24 +109,47 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
             // is taken (busy) when no run is pending or running on it.
             // a user's run reaches only the user's threads: another's is "not found", and is
             // left as it was (the transaction rolls back)
-            let locked: Option<(Value, i64, Option<String>)> =
+            let take = if new.claim {
+                sql::<Text>(TAKE_IF_FREE)
+            } else {
+                sql::<Text>("status")
+            };
+            let locked: Option<(Value, i64, i64, Option<String>)> =
                 diesel::update(t::table.find(&new.thread_id))
-                    .set((
-                        t::updated_at.eq(now),
-                        t::status.eq(sql::<Text>(TAKE_IF_FREE)),
+                    .set((t::updated_at.eq(now), t::status.eq(take)))
+                    .returning((
+                        t::metadata,
+                        sql::<BigInt>(ACTIVE_RUNS),
+                        sql::<BigInt>(PENDING_RUNS),
+                        t::owner,
                     ))
-                    .returning((t::metadata, sql::<BigInt>(ACTIVE_RUNS), t::owner))
                     .get_result(conn)
                     .await
                     .optional()?
-                    .filter(|(_, _, owner)| new.owner.is_none() || *owner == new.owner);
-            let Some((mut metadata, active, thread_owner)) = locked else {
+                    .filter(|(_, _, _, owner)| new.owner.is_none() || *owner == new.owner);
+            let Some((mut metadata, active, pending, thread_owner)) = locked else {
                 return Err(DbError::NotFound(format!(
                     "Thread with ID {} not found",
                     new.thread_id
                 )));
             };
             let free = active == 0;
+            if !free && pending >= new.max_pending_on_thread {
+                return Err(DbError::TooMany("runs waiting on this thread"));
+            }
+            if let Some(user) = &new.owner {
+                let users: i64 = r::table
+                    .inner_join(t::table)
+                    .filter(t::owner.eq(user))
+                    .filter(r::status.eq_any(RunStatus::ACTIVE))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if users >= new.max_active_for_owner {
+                    return Err(DbError::TooMany("active runs for this user"));
+                }
+            }
+            let running = free && new.claim;
             let to_cancel = match new.multitask_strategy {
                 _ if free => Vec::new(),
                 MultitaskStrategy::Reject => {
@@ -156,7 +185,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                     r::run_id.eq(&run_id),
                     r::thread_id.eq(&new.thread_id),
                     r::assistant_id.eq(&new.assistant_id),
-                    r::status.eq(if free {
+                    r::status.eq(if running {
                         RunStatus::Running
                     } else {
                         RunStatus::Pending
@@ -167,11 +196,19 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                     r::multitask_strategy.eq(new.multitask_strategy.as_str()),
                     r::created_at.eq(now),
                     r::updated_at.eq(now),
-                    r::lease_expires_at.eq(Some(new.lease_expires_at)),
+                    r::lease_expires_at.eq(running.then_some(new.lease_expires_at)),
+                    r::holder.eq(running.then_some(&new.holder)),
                 ))
                 .returning(columns!(r))
                 .get_result(conn)
                 .await?;
+            // a run no process took though its thread is free: any free worker may claim it
+            if free
+                && !running
+                && let Some(notify) = dialect::NOTIFY_QUEUE
+            {
+                diesel::sql_query(notify).execute(conn).await?;
+            }
             Ok(StartedRun {
                 run: run(row),
                 to_cancel,
@@ -183,68 +220,96 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
     })
 }
 
-/// A pending run takes its thread once the thread is free and no run was queued before it.
-/// `None` while it must wait; an error when the run is gone (deleted with its thread) or was
-/// ended meanwhile (cancelled, or its lease expired).
-pub async fn claim(
+/// Claims up to `limit` runs from the queue for `holder`: the oldest pending run of each thread
+/// on which no run is running, oldest first (on Postgres `FOR UPDATE SKIP LOCKED`: processes
+/// claiming at once take different runs). Each claimed run is `running`, held by `holder` until
+/// `lease_expires_at`, and its thread `busy`.
+pub async fn claim_next(
     db: &DbPool,
-    run_id: String,
+    limit: i64,
+    holder: String,
     lease_expires_at: DateTime<Utc>,
-) -> Result<Option<Run>, DbError> {
+) -> Result<Vec<ClaimedRun>, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
+        use s::runs as queue;
+        // most looks find the queue empty: no transaction (nor SQLite's write lock) for them
+        let queued = queue::table.filter(queue::status.eq(RunStatus::Pending.as_str()));
+        let any: bool = diesel::select(diesel::dsl::exists(queued))
+            .get_result(&mut conn)
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
-            // a write first, so SQLite takes its write lock now (an upgrade later could fail)
-            let thread_id: String = diesel::update(r::table.find(&run_id))
-                .filter(r::status.eq(RunStatus::Pending.as_str()))
-                .set(r::updated_at.eq(now))
-                .returning(r::thread_id)
-                .get_result(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| DbError::NotFound(format!("Run {run_id} is not pending")))?;
-            let status: String = diesel::update(t::table.find(&thread_id))
-                .set(t::updated_at.eq(now))
-                .returning(t::status)
-                .get_result(conn)
-                .await?;
-            let first: Option<String> = r::table
-                .filter(r::thread_id.eq(&thread_id))
-                .filter(r::status.eq_any(RunStatus::ACTIVE))
-                .select(r::run_id)
-                .order(r::run_id.asc())
-                .first(conn)
-                .await
-                .optional()?;
-            if status == "busy" || first.as_deref() != Some(run_id.as_str()) {
-                return Ok(None);
+            if let Some(lock) = dialect::TAKE_WRITE_LOCK {
+                diesel::sql_query(lock).execute(conn).await?;
             }
-            diesel::update(t::table.find(&thread_id))
-                .set(t::status.eq("busy"))
-                .execute(conn)
+            let candidates: Vec<Claimable> = diesel::sql_query(dialect::CLAIMABLE_RUNS)
+                .bind::<BigInt, _>(limit)
+                .load(conn)
                 .await?;
-            let row: Row = diesel::update(r::table.find(&run_id))
-                .set((
-                    r::status.eq(RunStatus::Running.as_str()),
-                    r::updated_at.eq(now),
-                    r::lease_expires_at.eq(Some(lease_expires_at)),
-                ))
-                .returning(columns!(r))
-                .get_result(conn)
-                .await?;
-            Ok(Some(run(row)))
+            let mut claimed = Vec::with_capacity(candidates.len());
+            for Claimable { run_id, thread_id } in candidates {
+                let running_there = r::table
+                    .filter(r::thread_id.eq(&thread_id))
+                    .filter(r::status.eq(RunStatus::Running.as_str()));
+                let thread: Option<(Value, Option<String>)> =
+                    diesel::update(t::table.find(&thread_id))
+                        .filter(diesel::dsl::not(diesel::dsl::exists(running_there)))
+                        .set((t::status.eq("busy"), t::updated_at.eq(now)))
+                        .returning((t::metadata, t::owner))
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                let Some((thread_metadata, thread_owner)) = thread else {
+                    continue;
+                };
+                let row: Option<(Row, i32)> = diesel::update(r::table.find(&run_id))
+                    .filter(r::status.eq(RunStatus::Pending.as_str()))
+                    .set((
+                        r::status.eq(RunStatus::Running.as_str()),
+                        r::updated_at.eq(now),
+                        r::lease_expires_at.eq(Some(lease_expires_at)),
+                        r::holder.eq(Some(&holder)),
+                    ))
+                    .returning((columns!(r), r::attempt))
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                if let Some((row, attempt)) = row {
+                    claimed.push(ClaimedRun {
+                        run: run(row),
+                        attempt,
+                        thread_metadata,
+                        thread_owner,
+                    });
+                }
+            }
+            Ok(claimed)
         })
         .await
     })
 }
 
+/// A pending run that may be claimed now.
+#[derive(diesel::QueryableByName)]
+struct Claimable {
+    #[diesel(sql_type = Text)]
+    run_id: String,
+    #[diesel(sql_type = Text)]
+    thread_id: String,
+}
+
 /// Ends a run with `status`; a run that held its thread leaves it with `thread_status` and,
 /// when given, the thread's `values` (its latest checkpoint's), in the same transaction. A run
-/// that already ended keeps its status and leaves the thread alone.
+/// that already ended keeps its status and leaves the thread alone; so does a run no longer held
+/// by `holder`, when given (its process lost it, and another resumed it).
 pub async fn finish(
     db: &DbPool,
     run_id: String,
+    holder: Option<String>,
     status: RunStatus,
     thread_status: Option<String>,
     values: Option<Value>,
@@ -253,8 +318,14 @@ pub async fn finish(
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
-            let row: Option<Row> = diesel::update(r::table.find(&run_id))
+            let mut ending = diesel::update(r::table)
+                .filter(r::run_id.eq(&run_id))
                 .filter(r::status.eq_any(RunStatus::ACTIVE))
+                .into_boxed();
+            if let Some(holder) = &holder {
+                ending = ending.filter(r::holder.eq(holder));
+            }
+            let row: Option<Row> = ending
                 .set((r::status.eq(status.as_str()), r::updated_at.eq(now)))
                 .returning(columns!(r))
                 .get_result(conn)
@@ -272,6 +343,7 @@ pub async fn finish(
                     .ok_or_else(|| DbError::NotFound(format!("Run {run_id} not found")));
             };
             let thread = t::table.find(&row.1);
+            let held_thread = thread_status.is_some();
             match (thread_status, values) {
                 (Some(status), Some(values)) => {
                     diesel::update(thread)
@@ -298,6 +370,21 @@ pub async fn finish(
                 }
                 (None, None) => 0,
             };
+            // a run ended while queued again after its process stopped leaves its thread free
+            if !held_thread {
+                diesel::update(
+                    thread.filter(t::status.eq("busy")).filter(diesel::dsl::not(
+                        diesel::dsl::exists(
+                            r::table
+                                .filter(r::thread_id.eq(&row.1))
+                                .filter(r::status.eq(RunStatus::Running.as_str())),
+                        ),
+                    )),
+                )
+                .set(t::status.eq("idle"))
+                .execute(conn)
+                .await?;
+            }
             // the thread may be free, or the queue on it shorter: wake other processes' runs
             if let Some(notify) = dialect::NOTIFY_THREAD {
                 diesel::sql_query(notify)
@@ -337,12 +424,13 @@ pub async fn delete(db: &DbPool, thread_id: String, run_id: String) -> Result<()
     })
 }
 
-/// Extends the leases of the runs this process holds (pending or running) to `until`, in one
-/// statement. Answers those still pending or running: a run missing from the answer was ended
-/// elsewhere (cancelled, its thread deleted, or its lease expired during an outage).
+/// Extends the leases of the runs `holder` executes to `until`, in one statement. Answers those
+/// it still holds: a run missing from the answer was ended elsewhere (cancelled, its thread
+/// deleted), or its lease expired during an outage (and it was ended or resumed elsewhere).
 pub async fn renew(
     db: &DbPool,
     run_ids: Vec<String>,
+    holder: String,
     until: DateTime<Utc>,
 ) -> Result<Vec<String>, DbError> {
     if run_ids.is_empty() {
@@ -353,7 +441,8 @@ pub async fn renew(
         Ok(diesel::update(
             r::table
                 .filter(r::run_id.eq_any(&run_ids))
-                .filter(r::status.eq_any(RunStatus::ACTIVE)),
+                .filter(r::status.eq(RunStatus::Running.as_str()))
+                .filter(r::holder.eq(&holder)),
         )
         .set(r::lease_expires_at.eq(Some(until)))
         .returning(r::run_id)
@@ -365,32 +454,58 @@ pub async fn renew(
 /// What the stream of a run whose process was lost ends with.
 pub const LOST_EVENT: &str = r#"{"error":"RunLost","message":"the mnemo process executing this run stopped; the run was ended"}"#;
 
-/// Ends the runs whose lease expired (their process is gone): `error`, with a last `error`
-/// event for their streams. A thread a lost run held is freed (`error`, as after a failed run).
-/// Answers the threads touched, whose queued runs may now go.
-pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
+/// What [`reap`] did with the runs whose process stopped.
+#[derive(Debug, Default, Clone)]
+pub struct Reaped {
+    /// Runs queued again, to be resumed by any process.
+    pub resumed: Vec<String>,
+    /// Runs ended `error` (out of attempts).
+    pub lost: Vec<String>,
+    /// The threads touched, whose queued runs may now go.
+    pub threads: Vec<String>,
+}
+
+/// Takes back the running runs whose lease expired (their process is gone). A run started
+/// fewer than `max_attempts` times is queued again (`pending`, its attempt counted, its thread
+/// still `busy`), for any process to resume from its last committed checkpoint. Any other ends
+/// `error`, with a last `error` event for its streams, and frees its thread (`error`, as after a
+/// failed run).
+pub async fn reap(db: &DbPool, max_attempts: i32) -> Result<Reaped, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{run_events as e, runs as r, threads as t};
-            let lost: Vec<(String, String, String)> = diesel::update(
-                r::table.filter(r::status.eq_any(RunStatus::ACTIVE)).filter(
+            let expired = r::table
+                .filter(r::status.eq(RunStatus::Running.as_str()))
+                .filter(
                     r::lease_expires_at
                         .is_null()
                         .or(r::lease_expires_at.lt(now)),
-                ),
-            )
-            .set((
-                r::status.eq(RunStatus::Error.as_str()),
-                r::updated_at.eq(now),
-            ))
-            .returning((r::run_id, r::thread_id, r::status))
-            .get_results(conn)
-            .await?;
-            if lost.is_empty() {
-                return Ok(Vec::new());
+                );
+            let resumed: Vec<(String, String)> =
+                diesel::update(expired.filter(r::attempt.lt(max_attempts)))
+                    .set((
+                        r::status.eq(RunStatus::Pending.as_str()),
+                        r::attempt.eq(r::attempt + 1),
+                        r::holder.eq(None::<String>),
+                        r::lease_expires_at.eq(None::<DateTime<Utc>>),
+                        r::updated_at.eq(now),
+                    ))
+                    .returning((r::run_id, r::thread_id))
+                    .get_results(conn)
+                    .await?;
+            let lost: Vec<(String, String)> = diesel::update(expired)
+                .set((
+                    r::status.eq(RunStatus::Error.as_str()),
+                    r::updated_at.eq(now),
+                ))
+                .returning((r::run_id, r::thread_id))
+                .get_results(conn)
+                .await?;
+            if resumed.is_empty() && lost.is_empty() {
+                return Ok(Reaped::default());
             }
-            for (run_id, _, _) in &lost {
+            for (run_id, _) in &lost {
                 let last: Option<i64> = e::table
                     .filter(e::run_id.eq(run_id))
                     .select(diesel::dsl::max(e::seq))
@@ -408,10 +523,10 @@ pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
             }
             // a thread is busy only for a running run: the lost runs' threads, unless another
             // run is running there (which cannot be: one runs per thread)
-            let threads: Vec<&String> = lost.iter().map(|(_, t, _)| t).collect();
+            let lost_threads: Vec<&String> = lost.iter().map(|(_, t)| t).collect();
             diesel::update(
                 t::table
-                    .filter(t::thread_id.eq_any(&threads))
+                    .filter(t::thread_id.eq_any(&lost_threads))
                     .filter(t::status.eq("busy"))
                     .filter(diesel::dsl::not(diesel::dsl::exists(
                         r::table
@@ -422,18 +537,26 @@ pub async fn reap(db: &DbPool) -> Result<Vec<String>, DbError> {
             .set((t::status.eq("error"), t::updated_at.eq(now)))
             .execute(conn)
             .await?;
-            let mut touched: Vec<String> = threads.into_iter().cloned().collect();
-            touched.sort();
-            touched.dedup();
+            let mut threads: Vec<String> = lost
+                .iter()
+                .chain(&resumed)
+                .map(|(_, t)| t.clone())
+                .collect();
+            threads.sort();
+            threads.dedup();
             if let Some(notify) = dialect::NOTIFY_THREAD {
-                for thread_id in &touched {
+                for thread_id in &threads {
                     diesel::sql_query(notify)
                         .bind::<Text, _>(thread_id)
                         .execute(conn)
                         .await?;
                 }
             }
-            Ok(touched)
+            Ok(Reaped {
+                resumed: resumed.into_iter().map(|(run, _)| run).collect(),
+                lost: lost.into_iter().map(|(run, _)| run).collect(),
+                threads,
+            })
         })
         .await
     })
@@ -525,6 +648,33 @@ pub async fn events(
             .into_iter()
             .map(|(seq, event, data)| RunEvent { seq, event, data })
             .collect())
+    })
+}
+
+/// Runs one request may name by status, at most.
+const WITH_STATUS_MAX: i64 = 10_000;
+
+/// The runs with one of `statuses` (only on `owner`'s threads when given), oldest first, as
+/// (thread id, run id).
+pub async fn with_status(
+    db: &DbPool,
+    statuses: Vec<RunStatus>,
+    owner: Option<String>,
+) -> Result<Vec<(String, String)>, DbError> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    with_conn!(db, |conn, s| {
+        use s::{runs as r, threads as t};
+        let mut query = r::table
+            .inner_join(t::table)
+            .filter(r::status.eq_any(&statuses))
+            .select((r::thread_id, r::run_id))
+            .order(r::run_id.asc())
+            .limit(WITH_STATUS_MAX)
+            .into_boxed();
+        if let Some(owner) = &owner {
+            query = query.filter(t::owner.eq(owner));
+        }
+        Ok(query.load(&mut conn).await?)
     })
 }
 

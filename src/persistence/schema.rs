@@ -108,6 +108,8 @@ pub mod pg {
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
             lease_expires_at -> Nullable<Timestamptz>,
+            attempt -> Integer,
+            holder -> Nullable<Text>,
         }
     }
 
@@ -237,6 +239,8 @@ pub mod sqlite {
             created_at -> TimestamptzSqlite,
             updated_at -> TimestamptzSqlite,
             lease_expires_at -> Nullable<TimestamptzSqlite>,
+            attempt -> Integer,
+            holder -> Nullable<Text>,
         }
     }
 

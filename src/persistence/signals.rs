@@ -5,9 +5,12 @@
 //!   process), and `join`s of runs executed elsewhere look again;
 //! - whenever a resumable run's events are stored, the same statement sends
 //!   `pg_notify('mnemo_runs', run_id)`: streams rejoined through another process than the one
-//!   executing the run read the new events then, instead of polling.
+//!   executing the run read the new events then, instead of polling;
+//! - whenever a run is queued that a process may claim now (its thread is free, or was freed
+//!   with runs waiting on it, or its process stopped and it is to be resumed), the transaction
+//!   sends `pg_notify('mnemo_queue', '')`: every process with a free worker claims runs.
 //!
-//! Each mnemo holds one connection (besides the pool) that `LISTEN`s on both channels. A lost
+//! Each mnemo holds one connection (besides the pool) that `LISTEN`s on the three channels. A lost
 //! connection is noticed by a ping, re-opened with back-off, and after each (re)connection
 //! everything that waits looks again ([`Notice::Missed`]), so a notification missed meanwhile
 //! delays nothing. SQLite serves one process: nothing to listen to.
@@ -26,6 +29,8 @@ use super::tls::PgConnector;
 const THREADS: &str = "mnemo_threads";
 /// The channel run ids are notified on when events of theirs are stored.
 const RUNS: &str = "mnemo_runs";
+/// The channel that says the run queue has runs to claim.
+const QUEUE: &str = "mnemo_queue";
 /// With no notification for this long, the connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// A ping (or the connection's set-up) answered later than this counts as a lost connection.
@@ -40,6 +45,8 @@ pub enum Notice<'a> {
     Thread(&'a str),
     /// New events of a run are stored.
     RunEvents(&'a str),
+    /// A run waits in the queue that a free worker may claim.
+    Queue,
     /// Notifications may have been missed (the listener (re)connected): look at everything.
     Missed,
 }
@@ -82,7 +89,7 @@ async fn listen(connector: &PgConnector, wake: &Wake, backoff: &mut Duration) ->
     let connected = tokio::time::timeout(PING_TIMEOUT, async {
         let mut conn = connector.connect().await?;
         conn.batch_execute(&format!(
-            "SET application_name = 'mnemo'; LISTEN {THREADS}; LISTEN {RUNS}"
+            "SET application_name = 'mnemo'; LISTEN {THREADS}; LISTEN {RUNS}; LISTEN {QUEUE}"
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -103,6 +110,7 @@ async fn listen(connector: &PgConnector, wake: &Wake, backoff: &mut Duration) ->
         };
         match next {
             Ok(Some(Ok(note))) if note.channel == RUNS => wake(Notice::RunEvents(&note.payload)),
+            Ok(Some(Ok(note))) if note.channel == QUEUE => wake(Notice::Queue),
             Ok(Some(Ok(note))) => wake(Notice::Thread(&note.payload)),
             Ok(Some(Err(e))) => return e.to_string(),
             Ok(None) => return "the connection closed".into(),

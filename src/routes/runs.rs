@@ -12,10 +12,9 @@ use super::ownership::OwnedThread;
 use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::graphs;
 use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
 use crate::runner::{
-    Durability, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
+    Durability, Launched, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
 };
 
 /// A run to start.
@@ -81,16 +80,6 @@ fn request(
     for named in named.into_iter().flatten() {
         principal.acting_user(Some(named.as_str().unwrap_or_default()))?;
     }
-    let graph = graphs::resolve(&body.assistant_id).map_err(ApiError::Validation)?;
-    let resume = match body.command {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(c)) if c.keys().all(|k| k == "resume") => c.get("resume").cloned(),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "command supports resume only (not goto or update)",
-            ));
-        }
-    };
     let strategy = MultitaskStrategy::parse(body.multitask_strategy.as_deref())
         .map_err(ApiError::Validation)?;
     let checkpoint_id = body.checkpoint_id.or_else(|| {
@@ -100,50 +89,36 @@ fn request(
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    // a stateless run's thread is deleted when the run ends, unless `on_completion: "keep"`
-    let delete_thread = match body.on_completion.as_deref() {
-        None | Some("delete") => stateless,
-        Some("keep") => false,
+    // a stateless run's thread is deleted when the run ends, unless `on_completion: "keep"`;
+    // stored resolved, so that any process executes the run as asked
+    let on_completion = match body.on_completion.as_deref() {
+        None if stateless => "delete",
+        None | Some("keep") => "keep",
+        Some("delete") => "delete",
         Some(other) => {
             return Err(ApiError::validation(format!(
                 "on_completion must be delete or keep, not {other:?}"
             )));
         }
     };
-    let input = body.input.unwrap_or(Value::Null);
-    let nodes = |field, names: &Option<Value>| {
-        graphs::nodes_named(field, names.as_ref().unwrap_or(&Value::Null))
-            .map_err(ApiError::Validation)
-    };
-    let interrupt_before = nodes("interrupt_before", &body.interrupt_before)?;
-    let interrupt_after = nodes("interrupt_after", &body.interrupt_after)?;
-    let events = events_of(&body.stream_mode)?;
-    let command = resume.as_ref().map(|r| json!({ "resume": r }));
+    // the whole request, kept with the run: whichever process claims it executes it from this
     let kwargs = json!({
-        "input": input, "config": body.config, "command": command, "stream_mode": body.stream_mode,
-        "stream_resumable": body.stream_resumable, "checkpoint_id": checkpoint_id,
-        "on_disconnect": body.on_disconnect,
+        "input": body.input, "config": body.config, "command": body.command,
+        "stream_mode": body.stream_mode, "stream_resumable": body.stream_resumable,
+        "checkpoint_id": checkpoint_id, "on_disconnect": body.on_disconnect,
+        "on_completion": on_completion, "durability": body.durability,
         "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
     });
-    Ok(RunRequest {
+    let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    Ok(RunRequest::parse(
         thread_id,
-        graph,
-        input,
-        config: body.config.unwrap_or_else(|| json!({})),
-        metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
+        &body.assistant_id,
+        metadata,
         kwargs,
-        create_thread: stateless || body.if_not_exists.as_deref() == Some("create"),
-        resume,
-        checkpoint_id,
-        multitask_strategy: strategy,
-        events,
-        resumable: body.stream_resumable,
-        delete_thread,
-        interrupt_before,
-        interrupt_after,
-        owner: principal.bound_user().map(str::to_string),
-        durability: Durability::parse(body.durability.as_deref())?,
-    })
+        strategy,
+        principal.bound_user().map(str::to_string),
+        stateless || body.if_not_exists.as_deref() == Some("create"),
+    )?)
 }
 
 /// Whether a client that goes away cancels the run (`on_disconnect`, default `continue`).
@@ -157,32 +132,15 @@ fn cancels_on_disconnect(on_disconnect: &Option<String>) -> Result<bool, ApiErro
     }
 }
 
-/// The SSE event names a `stream_mode` asks for.
-fn events_of(stream_mode: &Option<Value>) -> Result<Vec<&'static str>, ApiError> {
-    let asked: Vec<&str> = match stream_mode {
-        None | Some(Value::Null) => vec!["values"],
-        Some(Value::String(m)) => vec![m.as_str()],
-        Some(Value::Array(ms)) if ms.iter().all(Value::is_string) => {
-            ms.iter().filter_map(Value::as_str).collect()
-        }
-        Some(_) => {
-            return Err(ApiError::validation(
-                "stream_mode must be a string or a list of strings",
-            ));
-        }
-    };
-    let mut events = Vec::new();
-    for m in asked {
-        events.extend(StreamMode::parse(m).map_err(ApiError::Validation)?.events());
-    }
-    Ok(events)
-}
-
 /// Cancels a run if the request waiting on it is dropped (its client went away) before the
 /// run ended.
-struct CancelOnDrop(Option<Arc<Live>>);
+struct CancelOnDrop(Option<(Runner, String, String)>);
 
 impl CancelOnDrop {
+    fn new(armed: bool, runner: &Runner, run: &crate::model::Run) -> CancelOnDrop {
+        CancelOnDrop(armed.then(|| (runner.clone(), run.thread_id.clone(), run.run_id.clone())))
+    }
+
     fn disarm(mut self) {
         self.0 = None;
     }
@@ -190,9 +148,13 @@ impl CancelOnDrop {
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(live) = self.0.take() {
-            log::info!("client left: cancelling run {}", live.run.run_id);
-            live.stop(Stop::Interrupt);
+        if let Some((runner, thread_id, run_id)) = self.0.take() {
+            log::info!("client left: cancelling run {run_id}");
+            actix_web::rt::spawn(async move {
+                if let Err(e) = runner.cancel(&thread_id, &run_id, Stop::Interrupt).await {
+                    log::warn!("could not cancel run {run_id}: {e:?}");
+                }
+            });
         }
     }
 }
@@ -215,11 +177,15 @@ async fn wait(
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
-    let (live, _) = runner
+    let launched = runner
         .launch(request(principal, thread_id, body, stateless)?, false)
         .await?;
-    let guard = CancelOnDrop(cancel_later.then(|| live.clone()));
-    let (run, values) = live.outcome().await;
+    let run = launched.run().clone();
+    let guard = CancelOnDrop::new(cancel_later, runner, &run);
+    let values = match launched {
+        Launched::Here(live, _) => live.outcome().await.1,
+        Launched::Queued(_) => ended(runner, &run.thread_id, &run.run_id).await?,
+    };
     guard.disarm();
     Ok(final_values(&run.thread_id, &run.run_id, values))
 }
@@ -459,17 +425,18 @@ async fn stream(
     let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
     let slot = runner.open_stream(principal.bound_user())?;
     // errors (404, 409, 422) are answered as JSON, before any byte of the stream
-    let (live, subscription) = runner
+    let launched = runner
         .launch(request(&principal, thread_id, body, stateless)?, true)
         .await?;
-    Ok(event_stream(
-        runner,
-        slot,
-        Source::Live(live, subscription),
-        0,
-        None,
-        cancel_later,
-    ))
+    let source = match launched {
+        Launched::Here(live, subscription) => Source::Live(live, subscription),
+        // executed by whichever process claims it: followed from the database
+        Launched::Queued(run) => Source::Stored {
+            thread_id: run.thread_id,
+            run_id: run.run_id,
+        },
+    };
+    Ok(event_stream(runner, slot, source, 0, None, cancel_later))
 }
 
 #[utoipa::path(
@@ -552,7 +519,7 @@ fn rejoin_modes(query: &str) -> Result<Option<Vec<String>>, ApiError> {
     if modes.is_empty() {
         return Ok(None);
     }
-    let events = events_of(&Some(Value::Array(modes)))?;
+    let events = StreamMode::events_of(&Value::Array(modes)).map_err(ApiError::Validation)?;
     Ok(Some(events.into_iter().map(str::to_string).collect()))
 }
 
@@ -701,13 +668,14 @@ async fn background(
     body: RunBody,
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let (live, _) = runner
+    let launched = runner
         .launch(request(principal, thread_id, body, stateless)?, false)
         .await?;
-    let location = format!("/threads/{}/runs/{}", live.run.thread_id, live.run.run_id);
+    let run = launched.run();
+    let location = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Location", location))
-        .json(&live.run))
+        .json(run))
 }
 
 #[utoipa::path(
@@ -784,29 +752,35 @@ pub async fn join(
 ) -> Result<HttpResponse, ApiError> {
     let (thread_id, run_id) = path.into_inner();
     if let Some(live) = runner.live(&thread_id, &run_id) {
-        let guard = CancelOnDrop(q.cancel_on_disconnect.0.then(|| live.clone()));
+        let guard = CancelOnDrop::new(q.cancel_on_disconnect.0, &runner, &live.run);
         let (_, values) = live.outcome().await;
         guard.disarm();
         return Ok(final_values(&thread_id, &run_id, values));
     }
-    // executed by another process: it ends with a notice on its thread
+    let values = ended(&runner, &thread_id, &run_id).await?;
+    Ok(final_values(&thread_id, &run_id, values))
+}
+
+/// Waits for a run this process does not execute to end (it ends with a notice on its
+/// thread), and answers its thread's values then, with the interrupts it waits on.
+async fn ended(runner: &Runner, thread_id: &str, run_id: &str) -> Result<Value, ApiError> {
     let db = runner.db();
     let mut wakes = runner.wakes();
     let hears = runner.hears_other_processes();
     loop {
-        let run = db.get_run(thread_id.clone(), run_id.clone()).await?;
+        let run = db.get_run(thread_id.into(), run_id.into()).await?;
         if !run.status.is_active() {
             break;
         }
         loop {
             tokio::select! {
-                n = wakes.recv() => if concerns(n, &thread_id) { break },
+                n = wakes.recv() => if concerns(n, thread_id) { break },
                 _ = tokio::time::sleep(UNHEARD_POLL), if !hears => break,
             }
         }
     }
     let state = db
-        .get_checkpoint(thread_id.clone(), String::new(), None)
+        .get_checkpoint(thread_id.into(), String::new(), None)
         .await?;
     let mut values = state
         .as_ref()
@@ -820,7 +794,7 @@ pub async fn join(
     if !interrupts.is_empty() {
         values["__interrupt__"] = json!(interrupts);
     }
-    Ok(final_values(&thread_id, &run_id, values))
+    Ok(values)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -933,12 +907,8 @@ pub async fn cancel_many(
                     )));
                 }
             };
-            runner
-                .lives()
-                .into_iter()
-                .filter(|l| wanted.contains(&l.status()) && principal.owns(l.thread_owner()))
-                .map(|l| (l.run.thread_id.clone(), l.run.run_id.clone()))
-                .collect()
+            let owner = principal.bound_user().map(str::to_string);
+            runner.db().active_runs(wanted.to_vec(), owner).await?
         }
         _ => {
             return Err(ApiError::validation(
@@ -1038,23 +1008,6 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_modes_name_the_events_they_send() {
-        assert_eq!(events_of(&None).unwrap(), ["values"]);
-        assert_eq!(events_of(&Some(json!("updates"))).unwrap(), ["updates"]);
-        assert_eq!(
-            events_of(&Some(json!(["messages-tuple", "values", "debug"]))).unwrap(),
-            ["messages", "values"]
-        );
-        assert_eq!(
-            events_of(&Some(json!("messages"))).unwrap(),
-            ["messages/metadata", "messages/partial", "messages/complete"]
-        );
-        assert!(events_of(&Some(json!("nope"))).is_err());
-        assert!(events_of(&Some(json!(["values", 3]))).is_err());
-        assert!(events_of(&Some(json!({"values": true}))).is_err());
-    }
 
     #[test]
     fn a_rejoin_asks_for_modes_repeated_or_comma_separated_or_for_everything() {

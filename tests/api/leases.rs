@@ -1,7 +1,8 @@
 //! Run leases and wake-ups between processes on one database: a live process keeps its runs,
 //! a run queued through one process starts when a run of another frees the thread, a run
 //! cancelled through one process stops at once in the process that executes it, and a stream
-//! rejoined through one process follows a run another executes, live.
+//! rejoined through one process follows a run another executes, live; a run a process has no
+//! worker for is claimed from the queue by another.
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ both_backends!(
     a_run_queued_through_another_process_starts_when_the_thread_frees,
     a_run_cancelled_through_another_process_stops_at_once,
     a_stream_rejoined_through_another_process_follows_the_run_live,
+    a_process_without_a_free_worker_leaves_the_run_to_another,
 );
 
 /// Two mnemos on one database: `a` calls the fake model, `b` the builtin one.
@@ -240,4 +242,58 @@ async fn a_stream_rejoined_through_another_process_follows_the_run_live(kind: Ki
         last.is_some_and(|m| m["content"].as_str().is_some_and(|c| c.ends_with("w11 "))),
         "{values}"
     );
+}
+
+/// Postgres only (SQLite serves one process). `a` executes one run at a time
+/// (`MNEMO_RUN_WORKERS=1`) and is busy: a run streamed through `a` on another thread is queued,
+/// `b` claims it (notified) and executes it, and `a`'s stream follows it to its end.
+async fn a_process_without_a_free_worker_leaves_the_run_to_another(kind: Kind) {
+    if kind == Kind::Sqlite {
+        return;
+    }
+    let fake = stalling_model().await;
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    let mut config = db.config();
+    // b: the builtin model, all its workers free
+    let _b = TestApp::start(config.clone()).await;
+    config.llm = "openai".into();
+    config.llm_base_url = fake.base_url.clone();
+    config.llm_read_timeout_ms = 60_000;
+    config.run_workers = 1;
+    let a = TestApp::start(config).await;
+    let (busy_thread, _) = stalled_run(&a, &fake).await;
+    let (_, thread) = a.post("/threads", json!({})).await;
+    let tid = thread["thread_id"].as_str().unwrap().to_string();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        a.client
+            .post(a.url(&format!("/threads/{tid}/runs/stream")))
+            .json(&json!({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "get tasks"}]}}))
+            .send(),
+    )
+    .await
+    .expect("the stream opens")
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let seen = tokio::time::timeout(Duration::from_secs(10), Reader::new(resp).rest())
+        .await
+        .expect("the stream ends with the run");
+    let names: Vec<&str> = seen.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"metadata"), "{names:?}");
+    assert!(!names.contains(&"error"), "{seen:?}");
+    let last = seen
+        .iter()
+        .rev()
+        .find(|e| e.name == "values")
+        .expect("values");
+    let messages = last.data["messages"].as_array().unwrap();
+    assert_eq!(messages.last().unwrap()["type"], "ai", "{last:?}");
+    let (_, runs) = a.get(&format!("/threads/{tid}/runs")).await;
+    assert_eq!(runs[0]["status"], "success", "{runs}");
+    // executed by b (the builtin model): a's model was only ever called by its stalled run
+    assert_eq!(fake.requests().len(), 1);
+    let (_, busy) = a.get(&format!("/threads/{busy_thread}")).await;
+    assert_eq!(busy["status"], "busy", "a's own run goes on: {busy}");
 }

@@ -1,0 +1,3 @@
+DROP INDEX runs_pending_idx;
+ALTER TABLE runs DROP COLUMN holder;
+ALTER TABLE runs DROP COLUMN attempt;
