@@ -189,9 +189,18 @@ pub struct AnsiTransactionManager {
     // are and we get a serialization failure, we might not want to attempt
     // a rollback up the chain.
     pub(crate) is_commit: bool,
+    // mnemo's patch: the statement(s) that open a top-level transaction, `BEGIN` unless set
+    // (e.g. `BEGIN; SET LOCAL statement_timeout = 30000` where session settings cannot be used)
+    pub(crate) begin_sql: Option<String>,
 }
 
 impl AnsiTransactionManager {
+    /// mnemo's patch: opens every top-level transaction with `sql` (sent as one simple query)
+    /// instead of `BEGIN`; `None` restores `BEGIN`. `sql` must begin the transaction itself.
+    pub fn set_begin_sql(&mut self, sql: Option<String>) {
+        self.begin_sql = sql;
+    }
+
     fn get_transaction_state<Conn>(
         conn: &mut Conn,
     ) -> QueryResult<&mut ValidTransactionManagerStatus>
@@ -257,15 +266,17 @@ where
     type TransactionStateData = Self;
 
     async fn begin_transaction(conn: &mut Conn) -> QueryResult<()> {
-        let transaction_state = Self::get_transaction_state(conn)?;
-        let start_transaction_sql = match transaction_state.transaction_depth() {
-            None => Cow::from("BEGIN"),
+        let current_depth = Self::get_transaction_state(conn)?.transaction_depth();
+        let start_transaction_sql = match current_depth {
+            None => match &conn.transaction_state().begin_sql {
+                Some(sql) => Cow::from(sql.clone()),
+                None => Cow::from("BEGIN"),
+            },
             Some(transaction_depth) => {
                 Cow::from(format!("SAVEPOINT diesel_savepoint_{transaction_depth}"))
             }
         };
-        let depth = transaction_state
-            .transaction_depth()
+        let depth = current_depth
             .and_then(|d| d.checked_add(1))
             .unwrap_or(NonZeroU32::new(1).expect("It's not 0"));
         conn.instrumentation()
