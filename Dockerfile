@@ -3,6 +3,8 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
+# diesel-async, patched for PgBouncer's transaction pooling (vendor/diesel-async/PATCHED.md)
+COPY vendor vendor
 RUN mkdir -p src tests/api \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/api/main.rs \
     && cargo build --release --locked \

@@ -1,7 +1,10 @@
 //! mnemo's configuration: defaults in code, then the environment, then command-line flags.
 //!
 //! Every variable (also listed in the README):
-//! - `DATABASE_URL`: `postgres://…` or `sqlite://PATH` (default `sqlite://mnemo.db`).
+//! - `DATABASE_URL`: `postgres://…` or `sqlite://PATH` (default `sqlite://mnemo.db`);
+//!   `pgbouncer=true` in its query string: it names PgBouncer in transaction mode.
+//! - `MNEMO_PG_DIRECT_URL`: behind PgBouncer, a direct Postgres URL for what needs a session
+//!   (listening for other processes' notifications, the migrations' lock).
 //! - `MNEMO_HOST` (default `127.0.0.1`) and `MNEMO_PORT` (default `2024`, where LangGraph clients look).
 //! - `MNEMO_POOL_MAX` (default 16): the most database connections mnemo ever holds (at least 2
 //!   on Postgres, where one of them listens for wake-ups from other processes).
@@ -59,6 +62,11 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: String,
+
+    /// Behind PgBouncer (`pgbouncer=true` in DATABASE_URL): a direct Postgres URL to the same
+    /// database, for what needs a session (LISTEN, the migrations' advisory lock).
+    #[arg(long, env = "MNEMO_PG_DIRECT_URL", hide_env_values = true)]
+    pub pg_direct_url: Option<String>,
 
     /// Address to listen on.
     #[arg(long, env = "MNEMO_HOST", default_value = "127.0.0.1")]
@@ -223,6 +231,10 @@ impl std::fmt::Debug for Config {
         let secret = |s: &Option<String>| s.as_ref().map(|_| "***");
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "pg_direct_url",
+                &self.pg_direct_url.as_deref().map(redact_url),
+            )
             .field("host", &self.host)
             .field("port", &self.port)
             .field("pool_max", &self.pool_max)
@@ -274,6 +286,12 @@ impl Config {
             config: Config,
         }
         <Only as clap::Parser>::try_parse_from(["mnemo"]).map(|o| o.config)
+    }
+
+    /// The URL of connections that need a session of their own (LISTEN, session advisory
+    /// locks): `MNEMO_PG_DIRECT_URL` when set, else `DATABASE_URL`.
+    pub fn session_url(&self) -> &str {
+        self.pg_direct_url.as_deref().unwrap_or(&self.database_url)
     }
 
     pub fn pool_timeout(&self) -> Duration {

@@ -61,12 +61,13 @@ async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
-        Command::Migrate => mnemo::persistence::run_migrations(&cli.config.database_url)
+        // behind PgBouncer, through MNEMO_PG_DIRECT_URL when set
+        Command::Migrate => mnemo::persistence::run_migrations(cli.config.session_url())
             .await
             .map(|n| {
                 log::info!(
                     "{n} migration(s) applied to {}",
-                    redact_url(&cli.config.database_url)
+                    redact_url(cli.config.session_url())
                 )
             }),
         Command::Healthcheck => healthcheck(&cli.config).await,

@@ -133,11 +133,25 @@ impl Application {
         runner.spawn_lease_keeper(stop_rx.clone());
         runner.spawn_executor(stop_rx.clone());
         let waker = runner.clone();
-        crate::persistence::spawn_listener(
-            &config.database_url,
-            Box::new(move |notice| waker.notified(notice)),
-            stop_rx,
-        )?;
+        let wake: crate::persistence::Wake = Box::new(move |notice| waker.notified(notice));
+        match Sessions::of(&config)? {
+            Sessions::Available => {
+                crate::persistence::spawn_listener(config.session_url(), wake, stop_rx)?
+            }
+            Sessions::Unavailable => {
+                log::warn!(
+                    "DATABASE_URL says pgbouncer=true and MNEMO_PG_DIRECT_URL is not set: no \
+                     session of its own, so mnemo cannot LISTEN. Other processes on this \
+                     database (replicas) are not notified of each other's changes; their \
+                     runs' ends, cancels and stored events are seen here by polling every \
+                     {} ms instead (and by lease renewals). Migrations ran under a \
+                     transaction-scoped lock. Set MNEMO_PG_DIRECT_URL to a direct Postgres \
+                     URL of the same database to be notified at once.",
+                    UNHEARD_POLL.as_millis()
+                );
+                spawn_unheard_poller(wake, stop_rx);
+            }
+        }
 
         Ok(Application {
             port,
@@ -214,9 +228,10 @@ impl Application {
 /// closes it with [`Persistence::shutdown`], then stops the arbiter.
 pub async fn open_persistence(config: &Config) -> Result<(Persistence, Arbiter), String> {
     let backend = Backend::of_url(&config.database_url)?;
-    let applied = run_migrations(&config.database_url)
+    Sessions::of(config)?;
+    let applied = run_migrations(config.session_url())
         .await
-        .map_err(|e| format!("while migrating {}: {e}", redact_url(&config.database_url)))?;
+        .map_err(|e| format!("while migrating {}: {e}", redact_url(config.session_url())))?;
     if applied > 0 {
         log::info!("applied {applied} migration(s)");
     }
@@ -226,6 +241,61 @@ pub async fn open_persistence(config: &Config) -> Result<(Persistence, Arbiter),
         PersistenceActor::start_in_arbiter(&arbiter.handle(), move |_| PersistenceActor::new(pool));
     let persistence = Persistence::new(addr, backend).with_page_max_bytes(config.page_max_bytes);
     Ok((persistence, arbiter))
+}
+
+/// Whether mnemo has database sessions of its own for what needs one (LISTEN, the migrations'
+/// session lock): always, unless `DATABASE_URL` names PgBouncer in transaction mode
+/// (`pgbouncer=true`) and no `MNEMO_PG_DIRECT_URL` is given.
+enum Sessions {
+    Available,
+    Unavailable,
+}
+
+impl Sessions {
+    fn of(config: &Config) -> Result<Sessions, String> {
+        let pooled = crate::persistence::behind_pgbouncer(&config.database_url)?;
+        if let Some(direct) = &config.pg_direct_url {
+            if Backend::of_url(direct)? != Backend::Postgres {
+                return Err("MNEMO_PG_DIRECT_URL must be a postgres:// URL".into());
+            }
+            if crate::persistence::behind_pgbouncer(direct)? {
+                return Err(
+                    "MNEMO_PG_DIRECT_URL must not say pgbouncer=true: it is the URL of \
+                            a direct connection to Postgres"
+                        .into(),
+                );
+            }
+            if Backend::of_url(&config.database_url)? != Backend::Postgres {
+                return Err("MNEMO_PG_DIRECT_URL is set but DATABASE_URL is not Postgres".into());
+            }
+            return Ok(Sessions::Available);
+        }
+        Ok(if pooled {
+            Sessions::Unavailable
+        } else {
+            Sessions::Available
+        })
+    }
+}
+
+/// Without a listener on Postgres (behind PgBouncer with no direct URL), how often everything
+/// that waits on other processes looks again.
+const UNHEARD_POLL: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Stands in for the listener where mnemo cannot LISTEN: every [`UNHEARD_POLL`] it says that
+/// notifications may have been missed, so queued runs, `join`s and rejoined streams of runs
+/// executed elsewhere, and runs cancelled through another process, look again.
+fn spawn_unheard_poller(wake: crate::persistence::Wake, mut stop: watch::Receiver<bool>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(UNHEARD_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => wake(crate::persistence::Notice::Missed),
+                _ = stop.changed() => break,
+            }
+        }
+    });
 }
 
 /// Every `interval` until told to stop: deletes expired store items.

@@ -1,15 +1,20 @@
 //! Embedded migrations, one folder per backend, run at start-up and by `mnemo migrate`.
 //!
-//! On Postgres they run under a session advisory lock, so replicas starting at the same moment
-//! on one empty database take turns: the first applies, the others find nothing pending.
+//! On Postgres they run under an advisory lock, so replicas starting at the same moment on one
+//! empty database take turns: the first applies, the others find nothing pending. On a direct
+//! connection it is a session lock, and each migration commits on its own; through PgBouncer in
+//! transaction mode (`pgbouncer=true`, no `MNEMO_PG_DIRECT_URL`), where a session lock could be
+//! left on a server connection another client gets next, every pending migration runs in one
+//! transaction holding a transaction-scoped lock (`pg_advisory_xact_lock`), released by its
+//! commit or rollback wherever the server connection goes afterwards.
 //! Both run on a blocking thread through diesel's synchronous migration harness, which needs no
 //! libpq (an `AsyncConnectionWrapper` drives the async Postgres connection, opened the way the
 //! pool opens its own, TLS included).
 
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
-use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::pool::{Backend, SQLITE_PRAGMAS, sqlite_path};
@@ -27,12 +32,23 @@ pub async fn run_migrations(database_url: &str) -> Result<usize, String> {
         Backend::Postgres => {
             // connected here, with the pool's TLS rules; the connection's driver task runs on this
             // runtime while the blocking thread drives the wrapper through a handle to it
-            let conn = PgConnector::from_url(database_url)?
+            let connector = PgConnector::from_url(database_url)?;
+            let mut conn = connector
                 .connect()
                 .await
                 .map_err(|e| format!("while connecting to run migrations: {e}"))?;
-            tokio::task::spawn_blocking(move || migrate_pg(AsyncConnectionWrapper::from(conn)))
+            if connector.behind_pgbouncer() {
+                // no named prepared statements (see pool::setup_behind_pgbouncer); no statement
+                // timeout: a migration may take long
+                conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+                tokio::task::spawn_blocking(move || {
+                    migrate_pg_in_one_transaction(AsyncConnectionWrapper::from(conn))
+                })
                 .await
+            } else {
+                tokio::task::spawn_blocking(move || migrate_pg(AsyncConnectionWrapper::from(conn)))
+                    .await
+            }
         }
         Backend::Sqlite => {
             let path = sqlite_path(database_url).to_string();
@@ -58,6 +74,21 @@ fn migrate_pg(mut conn: AsyncConnectionWrapper<AsyncPgConnection>) -> Result<usi
     let applied = applied?;
     unlocked.map_err(|e| format!("while releasing the migration lock: {e}"))?;
     Ok(applied)
+}
+
+/// Behind PgBouncer in transaction mode: every pending migration in one transaction, under a
+/// lock that ends with it. Each migration is a savepoint of it.
+fn migrate_pg_in_one_transaction(
+    mut conn: AsyncConnectionWrapper<AsyncPgConnection>,
+) -> Result<usize, String> {
+    diesel::Connection::transaction(&mut conn, |conn| {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .execute(conn)?;
+        conn.run_pending_migrations(PG_MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
+    })
+    .map_err(|e| format!("while migrating: {e}"))
 }
 
 fn migrate_sqlite(path: &str) -> Result<usize, String> {

@@ -31,7 +31,8 @@ pub use error::{DbError, Outage, OutageKind};
 pub use migrate::run_migrations;
 use pool::close_if_large;
 pub use pool::{Backend, DbPool};
-pub use signals::{Notice, spawn_listener};
+pub use signals::{Notice, Wake, spawn_listener};
+pub use tls::behind_pgbouncer;
 
 use actix::Addr;
 

@@ -132,6 +132,29 @@ fn check_pg<'a>(
     })
 }
 
+/// A connection to PgBouncer in transaction mode, where consecutive transactions (and
+/// statements outside one) may run on different server connections, set up to rely on no
+/// session:
+/// - no named prepared statement: with diesel-async's statement cache disabled, each query goes
+///   unnamed, Parse/Bind/Execute in one round trip that PgBouncer keeps on one server (the
+///   vendored diesel-async's patch; tokio-postgres' own `prepare` names its statements);
+/// - `statement_timeout` is `SET LOCAL` by the `BEGIN` of each transaction mnemo opens (PgBouncer
+///   1.18 refuses the `options` start-up parameter, and a session `SET` would stay on whichever
+///   server ran it, for other clients); a statement outside a transaction has no server-side
+///   timeout, only the operation's deadline;
+/// - `application_name` is a parameter PgBouncer tracks per client and sets on each server it
+///   lends it; `client_connection_check_interval` is left unset.
+pub(crate) async fn setup_behind_pgbouncer(
+    conn: &mut AsyncPgConnection,
+    statement_timeout_ms: u128,
+) -> diesel::QueryResult<()> {
+    conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+    conn.transaction_state().set_begin_sql(Some(format!(
+        "BEGIN; SET LOCAL statement_timeout = {statement_timeout_ms}"
+    )));
+    conn.batch_execute("SET application_name = 'mnemo'").await
+}
+
 impl DbPool {
     /// Builds the pool for `config.database_url`. Connections open lazily, on first use.
     pub fn build(config: &Config) -> Result<DbPool, String> {
@@ -155,6 +178,12 @@ impl DbPool {
                             .connect()
                             .await
                             .map_err(ConnectionError::BadConnection)?;
+                        if connector.behind_pgbouncer() {
+                            setup_behind_pgbouncer(&mut conn, statement_timeout)
+                                .await
+                                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                            return Ok(conn);
+                        }
                         conn.batch_execute(&format!(
                             "SET application_name = 'mnemo'; SET statement_timeout = {statement_timeout}"
                         ))

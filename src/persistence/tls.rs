@@ -16,7 +16,9 @@
 //! libpq, a connection over a Unix socket never uses TLS.
 //!
 //! tokio-postgres only knows `disable`/`prefer`/`require` and rejects unknown parameters, so
-//! these two are taken out of the URL before tokio-postgres parses the rest.
+//! these two are taken out of the URL before tokio-postgres parses the rest, and so is
+//! `pgbouncer=true` (Prisma's flag: the URL names PgBouncer in transaction mode, see
+//! [`PgConnector::behind_pgbouncer`]).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -100,6 +102,8 @@ pub struct PgConnector {
     tls: MakeRustlsConnect,
     /// `host:port`, for messages
     target: String,
+    /// `pgbouncer=true` in the URL
+    pgbouncer: bool,
 }
 
 impl fmt::Debug for PgConnector {
@@ -109,6 +113,7 @@ impl fmt::Debug for PgConnector {
             .field("target", &self.target)
             .field("mode", &self.mode)
             .field("roots", &self.roots)
+            .field("pgbouncer", &self.pgbouncer)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +127,7 @@ impl PgConnector {
             .parse()
             .map_err(|e| format!("DATABASE_URL is not a valid Postgres URL: {}", chain(&e)))?;
         let sslrootcert = params.sslrootcert;
+        let pgbouncer = params.pgbouncer;
         let system = sslrootcert.as_deref() == Some("system");
         let mode = match params.sslmode {
             Some(mode) => mode,
@@ -169,7 +175,16 @@ impl PgConnector {
             roots,
             tls,
             target,
+            pgbouncer,
         })
+    }
+
+    /// Whether the URL said `pgbouncer=true`: it names PgBouncer (or a pooler like it) in
+    /// transaction mode, where consecutive transactions, and statements outside one, may run on
+    /// different server connections. Then no connection may rely on its session: no named
+    /// prepared statements, no session `SET`, no session advisory lock, no `LISTEN`.
+    pub fn behind_pgbouncer(&self) -> bool {
+        self.pgbouncer
     }
 
     /// Opens one connection; its driver task is spawned on the current tokio runtime.
@@ -304,6 +319,16 @@ fn bare_name(presented: &str) -> &str {
 struct TlsParams {
     sslmode: Option<SslMode>,
     sslrootcert: Option<String>,
+    /// `pgbouncer=true` (not a TLS parameter: mnemo's own, as Prisma spells it)
+    pgbouncer: bool,
+}
+
+/// Whether a `postgres://` URL says `pgbouncer=true` (false for any other URL).
+pub fn behind_pgbouncer(url: &str) -> Result<bool, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Ok(false);
+    }
+    take_tls_params(url).map(|(_, params)| params.pgbouncer)
 }
 
 /// Splits `sslmode` and `sslrootcert` off the URL's query string; the rest is for tokio-postgres.
@@ -318,6 +343,17 @@ fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
         match percent_decode(key)?.as_str() {
             "sslmode" => params.sslmode = Some(SslMode::parse(&percent_decode(value)?)?),
             "sslrootcert" => params.sslrootcert = Some(percent_decode(value)?),
+            "pgbouncer" => {
+                params.pgbouncer = match percent_decode(value)?.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(format!(
+                            "DATABASE_URL: pgbouncer={other} (expected true or false)"
+                        ));
+                    }
+                }
+            }
             k @ ("sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir") => {
                 return Err(format!(
                     "DATABASE_URL: `{k}` is not supported (mnemo does not present client certificates \
@@ -541,4 +577,29 @@ fn chain(e: &dyn StdError) -> String {
         cause = err.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgbouncer_flag_is_taken_out_of_the_url() {
+        let (rest, params) = take_tls_params(
+            "postgres://u@h:6432/db?pgbouncer=true&sslmode=disable&connect_timeout=3",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(params.pgbouncer);
+        assert_eq!(rest, "postgres://u@h:6432/db?connect_timeout=3");
+        assert_eq!(
+            behind_pgbouncer("postgres://u@h/db?pgbouncer=false"),
+            Ok(false)
+        );
+        assert_eq!(behind_pgbouncer("postgres://u@h/db"), Ok(false));
+        assert_eq!(behind_pgbouncer("sqlite://x.db?pgbouncer=true"), Ok(false));
+        assert!(behind_pgbouncer("postgres://u@h/db?pgbouncer=yes").is_err());
+        let connector = PgConnector::from_url("postgres://u@h/db?pgbouncer=true&sslmode=disable")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(connector.behind_pgbouncer());
+    }
 }

@@ -13,6 +13,14 @@ service may do.
 
 Each mnemo gets a database of its own, created here and dropped at the end; every process started
 here is stopped at the end, also when tests fail.
+
+`MNEMO_TEST_TOPOLOGY` picks how each of those mnemos is deployed (the suite is the same):
+- `plain` (default): one process on a direct Postgres connection;
+- `pgbouncer`: one process whose `DATABASE_URL` goes through a private PgBouncer in transaction
+  mode (`pgbouncer=true`), with `MNEMO_PG_DIRECT_URL` the direct URL (LISTEN, migrations);
+- `replicas`: three processes on one fresh database, started at the same moment (their
+  migrations race: checked to have run once), behind a private nginx with deploy/nginx.conf's
+  proxy settings, round robin; `url` is nginx's, `replicas` the three direct ones.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -36,7 +46,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 LISTENING = re.compile(r"mnemo listening on [0-9.]+:(\d+)")
+APPLIED = re.compile(r"applied (\d+) migration\(s\)")
 LOGS: list[Path] = []
+TOPOLOGY = os.environ.get("MNEMO_TEST_TOPOLOGY", "plain")
+TOPOLOGIES = ("plain", "pgbouncer", "replicas")
+if TOPOLOGY not in TOPOLOGIES:
+    raise RuntimeError(f"MNEMO_TEST_TOPOLOGY={TOPOLOGY!r}: expected one of {TOPOLOGIES}")
+REPLICAS = 3
 
 
 def _pg_connect(url: str, database: str | None = None) -> pg8000.native.Connection:
@@ -55,13 +71,247 @@ def _db_url(admin_url: str, name: str) -> str:
     return urllib.parse.urlunparse(u._replace(path=f"/{name}", query=""))
 
 
-class Mnemo:
-    """One mnemo process on a database of its own."""
+def _admin_url() -> str:
+    return os.environ.get("MNEMO_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
-    def __init__(self, label: str, env: dict[str, str]):
-        self.admin_url = os.environ.get(
-            "MNEMO_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+
+def _free_port() -> int:
+    """A loopback port free now (for a process that cannot listen on port 0 and tell us)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, ready, proc: subprocess.Popen, log: Path, timeout: float = 30):
+    """Polls `ready()` until it is truthy (at most `timeout` s); fails early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = ready()
+        if got:
+            return got
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+            )
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start within {timeout} s; log: {log}")
+
+
+def _stop(proc: subprocess.Popen, grace: float = 15) -> None:
+    """Stops one process this suite started (by its own handle), SIGTERM then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=grace)
+
+
+def _daemon(var: str, name: str) -> str:
+    """The binary of a server the suite starts: `$var`, or on PATH, or Debian's /usr/sbin."""
+    found = os.environ.get(var) or shutil.which(name) or f"/usr/sbin/{name}"
+    if not os.access(found, os.X_OK):
+        raise RuntimeError(f"MNEMO_TEST_TOPOLOGY={TOPOLOGY} needs {name} (apt-get install {name})")
+    return found
+
+
+def _private_dir(prefix: str) -> Path:
+    """A temporary directory for a private server; readable by the unprivileged user PgBouncer
+    and nginx's workers switch to when the suite runs as root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+class PgBouncer:
+    """A private PgBouncer in transaction mode in front of the suite's Postgres: its own config,
+    auth file and pid file in a temporary directory, on a free loopback port. Its pool is smaller
+    than what its clients hold, so transactions of one client do move between server
+    connections."""
+
+    def __init__(self, admin_url: str):
+        u = urllib.parse.urlparse(admin_url)
+        self.user = urllib.parse.unquote(u.username or "postgres")
+        self.password = urllib.parse.unquote(u.password) if u.password else ""
+        self.dir = _private_dir("mnemo-pgbouncer-")
+        self.port = _free_port()
+        (self.dir / "users.txt").write_text(f'"{self.user}" "{self.password}"\n')
+        lines = [
+            "[databases]",
+            f"* = host={u.hostname or '127.0.0.1'} port={u.port or 5432}",
+            "[pgbouncer]",
+            "listen_addr = 127.0.0.1",
+            f"listen_port = {self.port}",
+            "unix_socket_dir =",
+            f"auth_type = {'plain' if self.password else 'trust'}",
+            f"auth_file = {self.dir / 'users.txt'}",
+            f"pidfile = {self.dir / 'pgbouncer.pid'}",
+            "pool_mode = transaction",
+            "default_pool_size = 6",
+            "max_client_conn = 500",
+        ]
+        if os.geteuid() == 0:
+            # PgBouncer refuses to run as root; it switches to this user after start-up
+            lines.append("user = nobody")
+            (self.dir).chmod(0o777)  # the pid file is written as that user
+        (self.dir / "pgbouncer.ini").write_text("\n".join(lines) + "\n")
+        for f in ("pgbouncer.ini", "users.txt"):
+            (self.dir / f).chmod(0o644)
+        self.log = self.dir / "pgbouncer.log"
+        LOGS.append(self.log)
+        self.log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [_daemon("PGBOUNCER", "pgbouncer"), str(self.dir / "pgbouncer.ini")],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
+        try:
+            _wait("pgbouncer", self._answers, self.proc, self.log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            conn = pg8000.native.Connection(
+                user=self.user, password=self.password or None, host="127.0.0.1",
+                port=self.port, database="postgres",
+            )
+        except Exception:
+            return False
+        conn.close()
+        return True
+
+    def url(self, direct_url: str) -> str:
+        """`direct_url`'s database through this PgBouncer, flagged as Prisma users flag it."""
+        u = urllib.parse.urlparse(direct_url)
+        netloc = u.netloc.rsplit("@", 1)[0] + "@" if "@" in u.netloc else ""
+        return urllib.parse.urlunparse(
+            u._replace(netloc=f"{netloc}127.0.0.1:{self.port}", query="pgbouncer=true")
+        )
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.log_file.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def nginx_config(port: int, upstreams: list[str], prefix: Path) -> str:
+    """A private nginx's whole config: deploy/nginx.conf (the proxy settings mnemo's replicas are
+    deployed with) with the suite's listen address and upstream servers, inside the main
+    context a private process needs (pid, logs and temporary files under `prefix`)."""
+    site = (ROOT / "deploy/nginx.conf").read_text()
+    servers = "".join(f"    server {u};\n" for u in upstreams)
+    site, n = re.subn(r"(?m)^\s*server\s+mnemo-\d+:\d+[^;]*;\n", "", site)
+    assert n == REPLICAS, "deploy/nginx.conf names three replicas, one `server` line each"
+    site, n = re.subn(r"(upstream\s+mnemo\s*\{\n)", lambda m: m.group(1) + servers, site)
+    assert n == 1, "deploy/nginx.conf has one `upstream mnemo` block"
+    site, n = re.subn(r"(?m)^(\s*)listen\s+[^;]+;", rf"\1listen 127.0.0.1:{port};", site)
+    assert n == 1, "deploy/nginx.conf has one `listen`"
+    return f"""worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{site}
+}}
+"""
+
+
+class Nginx:
+    """A private nginx (`nginx -c <dir>/nginx.conf -p <dir> -g 'daemon off;'`) on a free
+    loopback port, round robin to `upstreams` (host:port)."""
+
+    def __init__(self, upstreams: list[str]):
+        self.dir = _private_dir("mnemo-nginx-")
+        self.port = _free_port()
+        (self.dir / "nginx.conf").write_text(nginx_config(self.port, upstreams, self.dir))
+        self.log = self.dir / "error.log"
+        self.out = self.dir / "stdout.log"
+        self.out_file = self.out.open("wb")
+        self.proc = subprocess.Popen(
+            [_daemon("NGINX", "nginx"), "-c", str(self.dir / "nginx.conf"),
+             "-p", str(self.dir), "-g", "daemon off;"],
+            stdout=self.out_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        LOGS.append(self.log)
+        self.url = f"http://127.0.0.1:{self.port}"
+        try:
+            _wait("nginx", self._answers, self.proc, self.out)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ok", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.out_file.close()
+        if self.log.exists():
+            # kept for the failure report; the rest goes
+            kept = Path(tempfile.mkstemp(prefix="mnemo-nginx-", suffix=".log")[1])
+            shutil.copyfile(self.log, kept)
+            LOGS.append(kept)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Process:
+    """One mnemo process."""
+
+    def __init__(self, label: str, binary: str, env: dict[str, str]):
+        self.log = Path(tempfile.mkstemp(prefix=f"mnemo-{label}-", suffix=".log")[1])
+        LOGS.append(self.log)
+        self.log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [binary, "serve"],
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.url: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_listening(self) -> str:
+        def port():
+            m = LISTENING.search(self.log.read_text(errors="replace"))
+            return m and int(m.group(1))
+
+        self.url = f"http://127.0.0.1:{_wait('mnemo', port, self.proc, self.log, 60)}"
+        return self.url
+
+    def migrations_applied(self) -> int:
+        return sum(int(n) for n in APPLIED.findall(self.log.read_text(errors="replace")))
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.log_file.close()
+
+
+class Mnemo:
+    """One mnemo service on a database of its own, deployed as `MNEMO_TEST_TOPOLOGY` says:
+    `url` is where clients talk to it, `replicas` its processes (three behind nginx, or one)."""
+
+    def __init__(self, label: str, env: dict[str, str], pgbouncer: PgBouncer | None = None):
+        self.admin_url = _admin_url()
         self.db = f"mnemo_pyclient_{label}_{secrets.token_hex(4)}"
         admin = _pg_connect(self.admin_url)
         try:
@@ -70,31 +320,55 @@ class Mnemo:
             admin.close()
         binary = os.environ.get("MNEMO_BIN") or str(ROOT / "target/debug/mnemo")
         self.binary = binary
-        self.database_url = _db_url(self.admin_url, self.db)
-        self.log = Path(tempfile.mkstemp(prefix=f"mnemo-{label}-", suffix=".log")[1])
-        LOGS.append(self.log)
-        self.log_file = self.log.open("wb")
+        self.direct_url = _db_url(self.admin_url, self.db)
+        # what mnemo (and `mnemo keys`) connect with
+        self.db_env = {"DATABASE_URL": self.direct_url}
+        if pgbouncer is not None:
+            self.db_env = {
+                "DATABASE_URL": pgbouncer.url(self.direct_url),
+                "MNEMO_PG_DIRECT_URL": self.direct_url,
+            }
+        self.database_url = self.db_env["DATABASE_URL"]
         full_env = {
             **os.environ,
-            "DATABASE_URL": self.database_url,
+            **self.db_env,
             "MNEMO_HOST": "127.0.0.1",
             "MNEMO_PORT": "0",
             "RUST_LOG": os.environ.get("RUST_LOG", "info,actix_web=warn,actix_server=warn"),
             "MNEMO_AUTH": "api_key",
             **env,
         }
-        self.proc = subprocess.Popen(
-            [binary, "serve"],
-            env=full_env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        self.replicas: list[Process] = []
+        self.nginx: Nginx | None = None
         try:
-            self.url = f"http://127.0.0.1:{self._port()}"
+            count = REPLICAS if TOPOLOGY == "replicas" else 1
+            # all started before any is waited for: their migrations race on the empty database
+            for i in range(count):
+                self.replicas.append(Process(f"{label}-{i}", binary, full_env))
+            for p in self.replicas:
+                p.wait_listening()
+            if TOPOLOGY == "replicas":
+                self._check_migrated_once()
+                self.nginx = Nginx([p.url.removeprefix("http://") for p in self.replicas])
+                self.url = self.nginx.url
+            else:
+                self.url = self.replicas[0].url
         except BaseException:
             self.stop()
             raise
+
+    def _check_migrated_once(self) -> None:
+        """The replicas started together on an empty database: one applied every migration,
+        the others found none pending, and none is recorded twice."""
+        expected = len([d for d in (ROOT / "migrations/postgres").iterdir() if d.is_dir()])
+        applied = [p.migrations_applied() for p in self.replicas]
+        assert sorted(applied) == [0] * (len(applied) - 1) + [expected], applied
+        conn = _pg_connect(self.admin_url, self.db)
+        try:
+            rows = conn.run("SELECT count(*), count(DISTINCT version) FROM __diesel_schema_migrations")
+        finally:
+            conn.close()
+        assert rows[0] == [expected, expected], rows
 
     def key(self, user: str | None = None, name: str = "pytest") -> str:
         """A new API key on this mnemo's database (`mnemo keys create`): `user`'s, or a
@@ -102,7 +376,7 @@ class Mnemo:
         who = ["--user", user] if user is not None else ["--service"]
         done = subprocess.run(
             [self.binary, "keys", "create", *who, "--name", name],
-            env={**os.environ, "DATABASE_URL": self.database_url, "RUST_LOG": "warn"},
+            env={**os.environ, **self.db_env, "RUST_LOG": "warn"},
             capture_output=True,
             text=True,
             timeout=60,
@@ -113,28 +387,11 @@ class Mnemo:
             raise RuntimeError(f"mnemo keys create failed ({done.returncode}): {done.stderr}")
         return key
 
-    def _port(self) -> int:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            m = LISTENING.search(self.log.read_text(errors="replace"))
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mnemo exited with {self.proc.returncode}:\n{self.log.read_text(errors='replace')}"
-                )
-            time.sleep(0.05)
-        raise RuntimeError(f"mnemo did not start listening; log: {self.log}")
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
+        if self.nginx is not None:
+            self.nginx.stop()
+        for p in self.replicas:
+            p.stop()
         admin = _pg_connect(self.admin_url)
         try:
             admin.run(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
@@ -241,8 +498,21 @@ def no_sdk_key_in_the_environment():
 
 
 @pytest.fixture(scope="session")
-def mnemo():
-    server = Mnemo("builtin", {"MNEMO_LLM": "builtin"})
+def pgbouncer():
+    """The private PgBouncer of the `pgbouncer` topology (None in the others)."""
+    if TOPOLOGY != "pgbouncer":
+        yield None
+        return
+    bouncer = PgBouncer(_admin_url())
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def mnemo(pgbouncer):
+    server = Mnemo("builtin", {"MNEMO_LLM": "builtin"}, pgbouncer)
     try:
         yield server
     finally:
@@ -297,7 +567,7 @@ class SlowMnemo:
 
 
 @pytest.fixture(scope="session")
-def slow_mnemo():
+def slow_mnemo(pgbouncer):
     model = FakeModel()
     try:
         server = Mnemo(
@@ -309,6 +579,7 @@ def slow_mnemo():
                 "MNEMO_LLM_MODEL": "fake",
                 "MNEMO_LLM_MAX_RETRIES": "0",
             },
+            pgbouncer,
         )
         try:
             yield SlowMnemo(server.url, model, server)
@@ -342,3 +613,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tail = log.read_text(errors="replace").splitlines()[-40:]
         terminalreporter.write_sep("-", f"last lines of {log}")
         terminalreporter.write_line("\n".join(tail))
+
+
+@pytest.fixture(scope="session")
+def slow_replicas(slow_mnemo) -> list[str]:
+    """The direct URLs of the slow mnemo's processes: A, B and C in the `replicas` topology
+    (one in the others)."""
+    return [p.url for p in slow_mnemo.server.replicas]
