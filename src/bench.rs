@@ -606,7 +606,10 @@ async fn alone(op: String, config: Config, args: BenchArgs) -> Result<(), String
     match op.as_str() {
         "memory" => memory::memory(&config).await,
         "queued" => queued::queued(&config, args.queued, args.seconds.unwrap_or(10)).await,
-        "replicas" => replicas::replicas(&config, args.samples).await,
+        "replicas" => {
+            let seconds = args.seconds.unwrap_or(10);
+            replicas::replicas(&config, args.samples, args.clients, seconds).await
+        }
         _ => {
             let seconds = args.seconds.unwrap_or(600);
             let pg = pg::Watcher::connect(&config.database_url).await?;

@@ -5,7 +5,14 @@
 //! - follow: its stream is rejoined through `b` from the start; for each event `a`'s stream
 //!   receives after `b` joined, the delay until `b`'s stream receives it too;
 //! - cancel: after a few words it is cancelled through `b`; the time from sending the cancel
-//!   until `a`'s stream ends (`a` has stopped the run), and whether it ended `interrupted`.
+//!   until `a`'s stream ends (`a` has stopped the run), and whether it ended `interrupted`;
+//! - first event: the time from sending the rejoin through `b` until `b`'s stream has its first
+//!   event (the stored ones are sent first, then the live ones).
+//!
+//! Then throughput: `runs/wait` "get tasks" from `--clients` chats (each on threads of its own,
+//! as `chat_wait`) for `--seconds`, spread round-robin over 1 mnemo, then over 3 on the same
+//! database, then over 3 whose workers are fewer than the chats (`MNEMO_RUN_WORKERS`), so that
+//! runs wait in the queue and are claimed by whichever replica has a free worker.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -121,7 +128,12 @@ async fn start_run(
     Ok((resp, tid, run_id))
 }
 
-pub async fn replicas(config: &Config, samples: usize) -> Result<(), String> {
+pub async fn replicas(
+    config: &Config,
+    samples: usize,
+    clients: usize,
+    seconds: u64,
+) -> Result<(), String> {
     if Backend::of_url(&config.database_url)? != Backend::Postgres {
         return Err("replicas needs DATABASE_URL to name a Postgres database".into());
     }
@@ -137,12 +149,20 @@ pub async fn replicas(config: &Config, samples: usize) -> Result<(), String> {
     let measured = measure(&c, &a.base, &b.base, samples).await;
     model.abort();
     let stopped = a.stop().await.and(b.stop().await);
-    let (mut follow, mut cancel, missing, not_stopped) = measured?;
+    let Measured {
+        mut follow,
+        mut cancel,
+        mut first,
+        missing,
+        not_stopped,
+    } = measured?;
     follow.sort();
     cancel.sort();
+    first.sort();
     println!("{:<48} {:>6} {:>8} {:>8}", "", "n", "p50 ms", "p99 ms");
     for (name, figures) in [
         ("event through b after a (following a's run)", &follow),
+        ("first event of a stream rejoined through b", &first),
         ("cancel through b until a's stream ends", &cancel),
     ] {
         println!(
@@ -155,25 +175,84 @@ pub async fn replicas(config: &Config, samples: usize) -> Result<(), String> {
     println!(
         "# events a's stream had and b's did not: {missing}; cancelled runs that did not end interrupted: {not_stopped}"
     );
-    stopped
+    stopped?;
+    println!("# runs/wait \"get tasks\", {clients} chats, {seconds} s each, builtin model");
+    println!(
+        "{:<48} {:>10} {:>9} {:>9} {:>8}",
+        "", "runs/s", "p50 ms", "p99 ms", "errors"
+    );
+    let workers = (clients / 4).max(1).to_string();
+    for (name, replicas, env) in [
+        ("1 replica", 1, vec![]),
+        ("3 replicas", 3, vec![]),
+        (
+            "3 replicas, fewer workers than chats",
+            3,
+            vec![("MNEMO_RUN_WORKERS", workers.clone())],
+        ),
+    ] {
+        throughput(config, name, replicas, &env, clients, seconds).await?;
+    }
+    println!("# fewer workers: MNEMO_RUN_WORKERS={workers} each, runs beyond them queued");
+    Ok(())
 }
 
-/// What [`measure`] found.
-type Measured = (Vec<Duration>, Vec<Duration>, usize, usize);
+/// `runs/wait` from `clients` chats, round-robin over `replicas` mnemos started with `env`.
+async fn throughput(
+    config: &Config,
+    name: &str,
+    replicas: usize,
+    env: &[(&str, String)],
+    clients: usize,
+    seconds: u64,
+) -> Result<(), String> {
+    let mut servers = Vec::new();
+    for _ in 0..replicas {
+        servers.push(Server::start(config, env).await?);
+    }
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let chats = super::Conversations::new(&tag, clients);
+    let run = super::drive(clients, seconds, move |c, _, i| {
+        let (thread, new) = chats.next(i);
+        let create = if new { "create" } else { "reject" };
+        let body = json!({"assistant_id": "agent", "input": super::get_tasks(), "if_not_exists": create,
+                          "config": {"configurable": {"user_id": super::USER}}});
+        let base = &bases[i % bases.len()];
+        super::ok(c.post(format!("{base}/threads/{thread}/runs/wait")).json(&body))
+    })
+    .await;
+    super::report(name, run.latencies, run.errors, run.elapsed);
+    for server in servers {
+        server.stop().await?;
+    }
+    Ok(())
+}
 
-/// The delays of followed events, the cancel latencies, the events `b` missed and the cancelled
-/// runs that did not end `interrupted`.
+/// What [`measure`] found: the delays of followed events, the cancel latencies, the first-event
+/// latencies of rejoined streams, the events `b` missed and the cancelled runs that did not end
+/// `interrupted`.
+struct Measured {
+    follow: Vec<Duration>,
+    cancel: Vec<Duration>,
+    first: Vec<Duration>,
+    missing: usize,
+    not_stopped: usize,
+}
+
 async fn measure(
     c: &reqwest::Client,
     a: &str,
     b: &str,
     samples: usize,
 ) -> Result<Measured, String> {
-    let (mut follow, mut cancel, mut missing, mut not_stopped) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut follow, mut cancel, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut missing, mut not_stopped) = (0, 0);
     for _ in 0..samples {
         // follow: a's stream and b's rejoin, read side by side to the end
         let (resp, tid, run_id) = start_run(c, a).await?;
         let on_a = tokio::spawn(timed(resp));
+        let asked = Instant::now();
         let rejoin = c
             .get(format!("{b}/threads/{tid}/runs/{run_id}/stream"))
             .header("Last-Event-ID", "0")
@@ -182,6 +261,9 @@ async fn measure(
             .map_err(|e| format!("rejoining through b: {e}"))?;
         let joined = Instant::now();
         let (on_b, _) = timed(rejoin).await;
+        if let Some(at) = on_b.values().min() {
+            first.push(at.saturating_duration_since(asked));
+        }
         let (on_a, _) = on_a.await.map_err(|e| e.to_string())?;
         for (id, at_a) in on_a.iter().filter(|(_, at)| **at > joined) {
             match on_b.get(id) {
@@ -214,5 +296,11 @@ async fn measure(
             not_stopped += 1;
         }
     }
-    Ok((follow, cancel, missing, not_stopped))
+    Ok(Measured {
+        follow,
+        cancel,
+        first,
+        missing,
+        not_stopped,
+    })
 }

@@ -339,6 +339,8 @@ class Mnemo:
             **env,
         }
         self.replicas: list[Process] = []
+        self.extra: list[Process] = []
+        self.env = full_env
         self.nginx: Nginx | None = None
         try:
             count = REPLICAS if TOPOLOGY == "replicas" else 1
@@ -356,6 +358,14 @@ class Mnemo:
         except BaseException:
             self.stop()
             raise
+
+    def start_another(self, label: str, env: dict[str, str]) -> Process:
+        """One more process of this service on its database, outside the proxy, with `env` on
+        top of the service's own; stopped with the service (if still running)."""
+        p = Process(f"{label}", self.binary, {**self.env, **env})
+        self.extra.append(p)
+        p.wait_listening()
+        return p
 
     def _check_migrated_once(self) -> None:
         """The replicas started together on an empty database: one applied every migration,
@@ -390,7 +400,7 @@ class Mnemo:
     def stop(self) -> None:
         if self.nginx is not None:
             self.nginx.stop()
-        for p in self.replicas:
+        for p in self.replicas + self.extra:
             p.stop()
         admin = _pg_connect(self.admin_url)
         try:

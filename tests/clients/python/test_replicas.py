@@ -5,6 +5,7 @@ through nginx, so that it knows which process executes a run and which one is as
 
 import asyncio
 import os
+import signal
 import time
 from contextlib import AsyncExitStack
 
@@ -116,6 +117,42 @@ async def test_a_stream_rejoined_through_c_gets_every_event_once_in_order_live(a
     middle = parts[len(parts) // 2].id
     rest = await collect(c.runs.join_stream(tid, rid, last_event_id=middle))
     assert [p.id for p in rest] == [p.id for p in full if int(p.id) > int(middle)]
+
+
+async def test_a_run_whose_replica_is_killed_is_resumed_by_another_and_finishes(
+    abc, slow_mnemo, slow_key
+):
+    """`kill -9` of the replica executing a run: once its lease expires (3 s, its own setting),
+    another replica resumes the run, makes the model call again, and the client sees it finish."""
+    a, b, c = abc
+    model = slow_mnemo.model
+    d = slow_mnemo.server.start_another("fakemodel-d", {"MNEMO_RUN_LEASE_S": "3"})
+    async with get_client(url=d.url, api_key=slow_key) as on_d:
+        tid = await new_thread(on_d)
+        asked = model.count()
+        run = await on_d.runs.create(tid, "agent", input=human("slow 20 100"))
+        rid = run["run_id"]
+        await until(lambda: model.count() > asked, what="the model to be asked by D")
+        await asyncio.sleep(0.5)
+    os.kill(d.pid, signal.SIGKILL)
+    d.proc.wait(timeout=10)
+    killed_at = time.monotonic()
+
+    # B waits for the run; some replica takes it back once D's lease has expired
+    values = await asyncio.wait_for(b.runs.join(tid, rid), timeout=60)
+    took = time.monotonic() - killed_at
+    print(f"kill -9 of D -> the run finished elsewhere after {took:.1f} s")
+    assert contents(values) == ["slow 20 100", "".join(f"w{i} " for i in range(1, 21))]
+    assert (await c.runs.get(tid, rid))["status"] == "success"
+    assert (await a.threads.get(tid))["status"] == "idle"
+    # asked again by the replica that resumed the run
+    assert model.count() >= asked + 2
+    # the stored stream: the resumed attempt's metadata, then its answer
+    parts = await collect(c.runs.join_stream(tid, rid, last_event_id="0"))
+    metadata = [p.data for p in parts if p.event == "metadata"]
+    assert [m["attempt"] for m in metadata] == [2], metadata
+    assert parts[-1].event == "values"
+    assert contents(parts[-1].data)[-1] == "".join(f"w{i} " for i in range(1, 21))
 
 
 async def test_the_proxy_spreads_requests_over_every_replica(slow_mnemo, slow_replicas, slow_key):
