@@ -85,9 +85,9 @@ impl From<DbError> for ApiError {
 }
 
 /// The run layer's refusals and failures, as HTTP.
-impl From<crate::runner::RunError> for ApiError {
-    fn from(e: crate::runner::RunError) -> Self {
-        use crate::runner::RunError;
+impl From<crate::runs::RunError> for ApiError {
+    fn from(e: crate::runs::RunError) -> Self {
+        use crate::runs::RunError;
         match e {
             RunError::Invalid(m) => ApiError::Validation(m),
             RunError::Quota(_) => ApiError::TooManyRequests {

@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod persistence;
 pub mod routes;
-pub mod runner;
+pub mod runs;
 pub mod startup;
 
 /// Picks rustls' crypto provider (ring) for every HTTP client of the process; reqwest is built

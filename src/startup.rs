@@ -23,7 +23,7 @@ use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
 use crate::persistence::{Backend, DbPool, Persistence, PersistenceActor, run_migrations};
 use crate::routes;
-use crate::runner::Runner;
+use crate::runs::Runner;
 
 /// A built, bound, not yet serving mnemo.
 pub struct Application {
@@ -47,12 +47,12 @@ impl Application {
         let runner = Runner::new(
             persistence.clone(),
             model,
-            crate::runner::Settings {
+            crate::runs::Settings {
                 run_timeout: config.run_timeout(),
                 lease: config.run_lease(),
                 workers: config.run_workers as usize,
                 max_attempts: config.run_max_attempts as i32,
-                quotas: crate::runner::Quotas {
+                quotas: crate::runs::Quotas {
                     active_runs_per_user: config.max_active_runs_per_user,
                     pending_runs_per_thread: config.max_pending_runs_per_thread,
                     streams_per_user: config.max_streams_per_user,

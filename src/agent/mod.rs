@@ -2,7 +2,9 @@
 //! answer; the run loop (model → tools → model) executes the calls and checkpoints each step.
 
 pub mod builtin;
+mod messages;
 pub mod openai;
+pub mod react;
 pub mod tools;
 
 use serde_json::{Value, json};

@@ -13,7 +13,7 @@ use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
-use crate::runner::{
+use crate::runs::{
     Durability, Launched, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
 };
 

@@ -1,0 +1,174 @@
+//! What a run is asked to do: the request and its typed options, parsed once from the body kept
+//! with the run (`kwargs`), whichever process executes it.
+
+use serde_json::{Value, json};
+
+use super::RunError;
+use crate::graphs::{self, Graph};
+use crate::model::MultitaskStrategy;
+
+/// When a run's checkpoints are committed, as LangGraph's `durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Each step is committed before its events are sent.
+    Sync,
+    /// Each step is written in the background while the run goes on; the run waits for its
+    /// writes before it ends.
+    #[default]
+    Async,
+    /// Only the last step is written, when the run ends or stops to ask.
+    Exit,
+}
+
+impl Durability {
+    pub fn parse(s: Option<&str>) -> Result<Durability, RunError> {
+        match s {
+            None | Some("async") => Ok(Durability::Async),
+            Some("sync") => Ok(Durability::Sync),
+            Some("exit") => Ok(Durability::Exit),
+            Some(other) => Err(RunError::Invalid(format!(
+                "durability must be sync, async or exit, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A run to execute.
+#[derive(Clone)]
+pub struct RunRequest {
+    pub thread_id: String,
+    pub graph: &'static Graph,
+    pub input: Value,
+    pub config: Value,
+    pub metadata: Value,
+    pub kwargs: Value,
+    pub create_thread: bool,
+    /// `command.resume`: the answer to the interrupt the thread is waiting on.
+    pub resume: Option<Value>,
+    /// Start from this checkpoint instead of the latest (fork, regenerate).
+    pub checkpoint_id: Option<String>,
+    pub multitask_strategy: MultitaskStrategy,
+    /// The SSE event names the run's stream carries (from its `stream_mode`).
+    pub events: Vec<&'static str>,
+    /// Keep the stream's events in the database (`stream_resumable`).
+    pub resumable: bool,
+    /// Delete the thread once the run has ended (a stateless run's, by default).
+    pub delete_thread: bool,
+    /// The nodes the run stops before (`interrupt_before`) and after (`interrupt_after`).
+    pub interrupt_before: Vec<&'static str>,
+    pub interrupt_after: Vec<&'static str>,
+    /// A user principal's id: the run may only use (or create) that user's thread.
+    pub owner: Option<String>,
+    /// When its checkpoints are committed.
+    pub durability: Durability,
+}
+
+impl RunRequest {
+    /// The run a request asks for: the graph `assistant_id` names, and the rest from `kwargs`,
+    /// the request's body as kept with the run (whichever process executes the run reads it
+    /// from there). `create_thread`: the run may create its thread.
+    pub fn parse(
+        thread_id: String,
+        assistant_id: &str,
+        metadata: Value,
+        kwargs: Value,
+        multitask_strategy: MultitaskStrategy,
+        owner: Option<String>,
+        create_thread: bool,
+    ) -> Result<RunRequest, RunError> {
+        let graph = graphs::resolve(assistant_id).map_err(RunError::Invalid)?;
+        let resume = match kwargs.get("command") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) if c.keys().all(|k| k == "resume") => c.get("resume").cloned(),
+            Some(_) => {
+                return Err(RunError::Invalid(
+                    "command supports resume only (not goto or update)".into(),
+                ));
+            }
+        };
+        let text = |field: &str| kwargs.get(field).and_then(Value::as_str);
+        let delete_thread = match text("on_completion") {
+            None | Some("keep") => false,
+            Some("delete") => true,
+            Some(other) => {
+                return Err(RunError::Invalid(format!(
+                    "on_completion must be delete or keep, not {other:?}"
+                )));
+            }
+        };
+        let nodes = |field: &str| {
+            graphs::nodes_named(field, kwargs.get(field).unwrap_or(&Value::Null))
+                .map_err(RunError::Invalid)
+        };
+        let events =
+            crate::model::StreamMode::events_of(kwargs.get("stream_mode").unwrap_or(&Value::Null))
+                .map_err(RunError::Invalid)?;
+        Ok(RunRequest {
+            thread_id,
+            graph,
+            input: kwargs.get("input").cloned().unwrap_or(Value::Null),
+            config: match kwargs.get("config") {
+                Some(c) if !c.is_null() => c.clone(),
+                _ => json!({}),
+            },
+            metadata,
+            create_thread,
+            resume,
+            checkpoint_id: text("checkpoint_id").map(str::to_string),
+            multitask_strategy,
+            events,
+            resumable: kwargs.get("stream_resumable") == Some(&Value::Bool(true)),
+            delete_thread,
+            interrupt_before: nodes("interrupt_before")?,
+            interrupt_after: nodes("interrupt_after")?,
+            owner,
+            durability: Durability::parse(text("durability"))?,
+            kwargs,
+        })
+    }
+}
+
+/// Why a run was stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Cancelled: keep what it wrote.
+    Interrupt,
+    /// Cancelled: undo what it wrote and delete it.
+    Rollback,
+    /// The server is shutting down.
+    Shutdown,
+    /// It outlived `MNEMO_RUN_TIMEOUT_S`.
+    Timeout,
+    /// It was ended elsewhere while this process held it (its lease expired during an outage,
+    /// or its thread was deleted).
+    Lost,
+}
+
+impl Stop {
+    pub fn of_action(action: &str) -> Result<Stop, RunError> {
+        match action {
+            "interrupt" => Ok(Stop::Interrupt),
+            "rollback" => Ok(Stop::Rollback),
+            other => Err(RunError::Invalid(format!(
+                "action must be interrupt or rollback, not {other:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_and_cancel_actions_are_named_as_langgraph_names_them() {
+        assert_eq!(Durability::parse(None).ok(), Some(Durability::Async));
+        assert_eq!(Durability::parse(Some("sync")).ok(), Some(Durability::Sync));
+        assert_eq!(Durability::parse(Some("exit")).ok(), Some(Durability::Exit));
+        assert!(Durability::parse(Some("never")).is_err());
+        assert_eq!(Stop::of_action("interrupt").ok(), Some(Stop::Interrupt));
+        assert_eq!(Stop::of_action("rollback").ok(), Some(Stop::Rollback));
+        assert!(Stop::of_action("pause").is_err());
+    }
+}
