@@ -178,22 +178,23 @@ pub async fn replicas(
     stopped?;
     println!("# runs/wait \"get tasks\", {clients} chats, {seconds} s each, builtin model");
     println!(
-        "{:<48} {:>10} {:>9} {:>9} {:>8}",
+        "{:<18} {:>10} {:>9} {:>9} {:>8}",
         "", "runs/s", "p50 ms", "p99 ms", "errors"
     );
     let workers = (clients / 4).max(1).to_string();
+    let few = format!("3 x {workers} workers");
     for (name, replicas, env) in [
         ("1 replica", 1, vec![]),
         ("3 replicas", 3, vec![]),
         (
-            "3 replicas, fewer workers than chats",
+            few.as_str(),
             3,
             vec![("MNEMO_RUN_WORKERS", workers.clone())],
         ),
     ] {
         throughput(config, name, replicas, &env, clients, seconds).await?;
     }
-    println!("# fewer workers: MNEMO_RUN_WORKERS={workers} each, runs beyond them queued");
+    println!("# {few}: MNEMO_RUN_WORKERS={workers} on each replica, runs beyond them queued");
     Ok(())
 }
 

@@ -281,6 +281,8 @@ operations! {
     DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
     /// Starts a run on a thread that is not busy, and marks the thread busy.
     StartRun => fn start_run(new: NewRun) -> StartedRun = runs::start;
+    /// Whether any run waits in the queue.
+    AnyQueued => fn any_queued() -> bool = runs::any_queued;
     /// Claims runs from the queue for a process with free workers.
     ClaimRuns => fn claim_runs(limit: i64, holder: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Vec<ClaimedRun> = runs::claim_next;
     /// Ends a run and, when it held its thread, sets the thread's status.

@@ -232,15 +232,6 @@ pub async fn claim_next(
 ) -> Result<Vec<ClaimedRun>, DbError> {
     let now = Utc::now();
     with_conn!(db, |conn, s| {
-        use s::runs as queue;
-        // most looks find the queue empty: no transaction (nor SQLite's write lock) for them
-        let queued = queue::table.filter(queue::status.eq(RunStatus::Pending.as_str()));
-        let any: bool = diesel::select(diesel::dsl::exists(queued))
-            .get_result(&mut conn)
-            .await?;
-        if !any {
-            return Ok(Vec::new());
-        }
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{runs as r, threads as t};
             if let Some(lock) = dialect::TAKE_WRITE_LOCK {
@@ -290,6 +281,18 @@ pub async fn claim_next(
             Ok(claimed)
         })
         .await
+    })
+}
+
+/// Whether any run waits in the queue (most looks find none: no transaction, nor SQLite's write
+/// lock, nor a worker taken, for them).
+pub async fn any_queued(db: &DbPool) -> Result<bool, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::runs as r;
+        let queued = r::table.filter(r::status.eq(RunStatus::Pending.as_str()));
+        Ok(diesel::select(diesel::dsl::exists(queued))
+            .get_result(&mut conn)
+            .await?)
     })
 }
 

@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::model::StreamMode;
+use crate::runs::CancelAction;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -651,33 +652,6 @@ pub struct CheckpointStored {
 
 // ---------------------------------------------------------------------------------------------
 // Values a run request's fields take (they are read as strings or JSON by the handlers).
-
-/// What a client that goes away does to its run (default `continue`).
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum OnDisconnect {
-    Cancel,
-    Continue,
-}
-
-/// Whether a stateless run's thread is deleted when the run ends (default `delete`).
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum OnCompletion {
-    Delete,
-    Keep,
-}
-
-/// How a cancelled run ends.
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum CancelAction {
-    Interrupt,
-    Rollback,
-}
 
 /// One stream mode or a list of them.
 #[derive(serde::Serialize, ToSchema)]

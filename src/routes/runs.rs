@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, delete, get, post, web};
 use actix_web_lab::sse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::ownership::OwnedThread;
 use super::{object_or_none, page};
@@ -14,7 +14,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
 use crate::runs::{
-    Durability, Launched, Live, RunRequest, Runner, Stop, StreamSlot, Subscription, WAKE_ALL,
+    CancelAction, Durability, Launched, Live, OnCompletion, OnDisconnect, RunRequest, Runner, Stop,
+    StreamSlot, Subscription,
 };
 
 /// A run to start.
@@ -43,13 +44,13 @@ pub struct RunBody {
     stream_resumable: bool,
     #[schema(value_type = Option<MultitaskStrategy>)]
     multitask_strategy: Option<String>,
-    #[schema(value_type = Option<super::openapi::OnDisconnect>)]
+    #[schema(value_type = Option<OnDisconnect>)]
     on_disconnect: Option<String>,
     /// `{"checkpoint_id": …}`: run from that checkpoint.
     #[schema(value_type = Option<Object>)]
     checkpoint: Option<Value>,
     checkpoint_id: Option<String>,
-    #[schema(value_type = Option<super::openapi::OnCompletion>)]
+    #[schema(value_type = Option<OnCompletion>)]
     on_completion: Option<String>,
     /// When checkpoints are committed: `sync` (each step before its events are sent), `async`
     /// (default: in the background, before the run ends) or `exit` (only the last step).
@@ -91,22 +92,13 @@ fn request(
     });
     // a stateless run's thread is deleted when the run ends, unless `on_completion: "keep"`;
     // stored resolved, so that any process executes the run as asked
-    let on_completion = match body.on_completion.as_deref() {
-        None if stateless => "delete",
-        None | Some("keep") => "keep",
-        Some("delete") => "delete",
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "on_completion must be delete or keep, not {other:?}"
-            )));
-        }
-    };
+    let on_completion = OnCompletion::parse(body.on_completion.as_deref(), stateless)?;
     // the whole request, kept with the run: whichever process claims it executes it from this
     let kwargs = json!({
         "input": body.input, "config": body.config, "command": body.command,
         "stream_mode": body.stream_mode, "stream_resumable": body.stream_resumable,
         "checkpoint_id": checkpoint_id, "on_disconnect": body.on_disconnect,
-        "on_completion": on_completion, "durability": body.durability,
+        "on_completion": on_completion.as_str(), "durability": body.durability,
         "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
     });
     let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
@@ -119,17 +111,6 @@ fn request(
         principal.bound_user().map(str::to_string),
         stateless || body.if_not_exists.as_deref() == Some("create"),
     )?)
-}
-
-/// Whether a client that goes away cancels the run (`on_disconnect`, default `continue`).
-fn cancels_on_disconnect(on_disconnect: &Option<String>) -> Result<bool, ApiError> {
-    match on_disconnect.as_deref() {
-        None | Some("continue") => Ok(false),
-        Some("cancel") => Ok(true),
-        Some(other) => Err(ApiError::validation(format!(
-            "on_disconnect must be cancel or continue, not {other:?}"
-        ))),
-    }
 }
 
 /// Cancels a run if the request waiting on it is dropped (its client went away) before the
@@ -176,15 +157,14 @@ async fn wait(
     body: RunBody,
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
-    let launched = runner
-        .launch(request(principal, thread_id, body, stateless)?, false)
-        .await?;
+    let req = request(principal, thread_id, body, stateless)?;
+    let cancel_later = req.on_disconnect == OnDisconnect::Cancel;
+    let launched = runner.launch(req, false).await?;
     let run = launched.run().clone();
     let guard = CancelOnDrop::new(cancel_later, runner, &run);
     let values = match launched {
         Launched::Here(live, _) => live.outcome().await.1,
-        Launched::Queued(_) => ended(runner, &run.thread_id, &run.run_id).await?,
+        Launched::Queued(_) => runner.ended(&run.thread_id, &run.run_id).await?,
     };
     guard.disarm();
     Ok(final_values(&run.thread_id, &run.run_id, values))
@@ -247,13 +227,6 @@ pub async fn wait_stateless(
 /// Time between `: heartbeat` comments (the JS SDK arms its reconnect timer from their interval).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// On SQLite (one process, no notifications), how often a rejoined stream or a `join` of a run
-/// executed by another process on the same file looks again. On Postgres they are notified.
-const UNHEARD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Stored events read at once.
-const STORED_PAGE: i64 = 256;
-
 /// Where a stream's events come from.
 enum Source {
     /// A run this process executes, and the subscription its stream was created with.
@@ -291,8 +264,7 @@ fn event_stream(
             Source::Stored { .. } => {
                 // bounded: the reading waits for the client
                 let (tx, rx) = mpsc::channel(64);
-                actix_web::rt::spawn(follow_stored(
-                    runner.clone(),
+                actix_web::rt::spawn(runner.clone().follow_stored(
                     run_id.clone(),
                     thread_id.clone(),
                     after,
@@ -359,62 +331,6 @@ fn event_stream(
         .insert_header(("X-Accel-Buffering", "no"))
 }
 
-/// Feeds a stored run's events after `after` into `tx` until the run has ended (or the stream
-/// is gone, or mnemo stops). A run another process executes is followed through notices (its
-/// new events stored, its thread changed when it ends), not by polling.
-async fn follow_stored(
-    runner: Runner,
-    run_id: String,
-    thread_id: String,
-    mut after: i64,
-    tx: mpsc::Sender<Arc<RunEvent>>,
-) {
-    let db = runner.db();
-    // subscribed before the first read, so that a notice between a read and the wait is kept
-    let (mut stored, mut wakes) = (runner.stored_events(), runner.wakes());
-    let hears = runner.hears_other_processes();
-    loop {
-        // the status first: a run that had ended before this read has all its events stored
-        let ended = match db.get_run(thread_id.clone(), run_id.clone()).await {
-            Ok(run) => !run.status.is_active(),
-            Err(_) => true,
-        };
-        // a page at a time: memory follows the page, not the run's whole stream
-        let events = db
-            .get_run_events(run_id.clone(), after, STORED_PAGE)
-            .await
-            .unwrap_or_default();
-        let full = events.len() as i64 == STORED_PAGE;
-        for e in events {
-            after = e.seq;
-            if tx.send(Arc::new(e)).await.is_err() {
-                return;
-            }
-        }
-        if full {
-            continue;
-        }
-        if ended {
-            return;
-        }
-        loop {
-            tokio::select! {
-                n = stored.recv() => if concerns(n, &run_id) { break },
-                n = wakes.recv() => if concerns(n, &thread_id) { break },
-                _ = tokio::time::sleep(UNHEARD_POLL), if !hears => break,
-                _ = tx.closed() => return,
-                _ = runner.stopping() => return,
-            }
-        }
-    }
-}
-
-/// Whether a notice from a broadcast of ids may be about `id`: it names `id` or every one
-/// ([`WAKE_ALL`]), or notices were missed.
-fn concerns(notice: Result<String, broadcast::error::RecvError>, id: &str) -> bool {
-    notice.map_or(true, |named| named == id || named == WAKE_ALL)
-}
-
 async fn stream(
     principal: Principal,
     runner: Runner,
@@ -422,12 +338,11 @@ async fn stream(
     body: RunBody,
     stateless: bool,
 ) -> Result<impl Responder, ApiError> {
-    let cancel_later = cancels_on_disconnect(&body.on_disconnect)?;
+    let req = request(&principal, thread_id, body, stateless)?;
+    let cancel_later = req.on_disconnect == OnDisconnect::Cancel;
     let slot = runner.open_stream(principal.bound_user())?;
     // errors (404, 409, 422) are answered as JSON, before any byte of the stream
-    let launched = runner
-        .launch(request(&principal, thread_id, body, stateless)?, true)
-        .await?;
+    let launched = runner.launch(req, true).await?;
     let source = match launched {
         Launched::Here(live, subscription) => Source::Live(live, subscription),
         // executed by whichever process claims it: followed from the database
@@ -757,44 +672,8 @@ pub async fn join(
         guard.disarm();
         return Ok(final_values(&thread_id, &run_id, values));
     }
-    let values = ended(&runner, &thread_id, &run_id).await?;
+    let values = runner.ended(&thread_id, &run_id).await?;
     Ok(final_values(&thread_id, &run_id, values))
-}
-
-/// Waits for a run this process does not execute to end (it ends with a notice on its
-/// thread), and answers its thread's values then, with the interrupts it waits on.
-async fn ended(runner: &Runner, thread_id: &str, run_id: &str) -> Result<Value, ApiError> {
-    let db = runner.db();
-    let mut wakes = runner.wakes();
-    let hears = runner.hears_other_processes();
-    loop {
-        let run = db.get_run(thread_id.into(), run_id.into()).await?;
-        if !run.status.is_active() {
-            break;
-        }
-        loop {
-            tokio::select! {
-                n = wakes.recv() => if concerns(n, thread_id) { break },
-                _ = tokio::time::sleep(UNHEARD_POLL), if !hears => break,
-            }
-        }
-    }
-    let state = db
-        .get_checkpoint(thread_id.into(), String::new(), None)
-        .await?;
-    let mut values = state
-        .as_ref()
-        .map(|s| s.values())
-        .unwrap_or_else(|| json!({}));
-    let interrupts: Vec<Value> = state
-        .iter()
-        .flat_map(|s| s.interrupts())
-        .flat_map(|(_, waiting)| waiting)
-        .collect();
-    if !interrupts.is_empty() {
-        values["__interrupt__"] = json!(interrupts);
-    }
-    Ok(values)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -806,7 +685,7 @@ pub struct CancelQuery {
     wait: Flag,
     /// `interrupt` (default: keep what the run wrote) or `rollback` (delete the run and its
     /// checkpoints).
-    #[param(value_type = Option<super::openapi::CancelAction>)]
+    #[param(value_type = Option<CancelAction>)]
     action: Option<String>,
 }
 
@@ -847,7 +726,7 @@ pub async fn cancel(
     q: web::Query<CancelQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (thread_id, run_id) = path.into_inner();
-    let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
+    let how = Stop::from(CancelAction::parse(q.action.as_deref())?);
     let live = runner.live(&thread_id, &run_id);
     let run = runner.cancel(&thread_id, &run_id, how).await?;
     match live {
@@ -885,7 +764,7 @@ pub async fn cancel_many(
     q: web::Query<CancelQuery>,
     body: web::Json<CancelManyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let how = Stop::of_action(q.action.as_deref().unwrap_or("interrupt"))?;
+    let how = Stop::from(CancelAction::parse(q.action.as_deref())?);
     let body = body.into_inner();
     crate::limits::check_ids("run_ids", body.run_ids.as_deref().unwrap_or_default())?;
     let targets: Vec<(String, String)> = match (body.thread_id, body.run_ids, body.status) {
@@ -1027,19 +906,5 @@ mod tests {
             Ok(Some(vec!["values".into(), "messages".into()]))
         );
         assert!(modes("stream_mode=nope").is_err());
-    }
-
-    #[test]
-    fn on_disconnect_is_cancel_or_continue() {
-        assert_eq!(cancels_on_disconnect(&None).ok(), Some(false));
-        assert_eq!(
-            cancels_on_disconnect(&Some("continue".into())).ok(),
-            Some(false)
-        );
-        assert_eq!(
-            cancels_on_disconnect(&Some("cancel".into())).ok(),
-            Some(true)
-        );
-        assert!(cancels_on_disconnect(&Some("stop".into())).is_err());
     }
 }

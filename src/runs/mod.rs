@@ -11,11 +11,12 @@
 //! run's length and idle, interrupted or in error after it, whatever happens; no connection is
 //! held across a model call or a tool.
 
+mod follow;
 mod live;
 mod request;
 
 pub use live::{Live, Subscription};
-pub use request::{Durability, RunRequest, Stop};
+pub use request::{CancelAction, Durability, OnCompletion, OnDisconnect, RunRequest, Stop};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -491,22 +492,41 @@ impl Runner {
         });
     }
 
-    /// Claims as many queued runs as this process has free workers, and executes them.
+    /// Claims as many queued runs as this process has free workers, and executes them. The
+    /// workers are taken first, so that a run created here meanwhile cannot take a claimed
+    /// run's worker.
     async fn claim_queued(&self) {
         loop {
             if *self.0.stopping.borrow() {
                 return;
             }
-            let free = self.0.workers.available_permits();
-            self.0.backlog.store(free == 0, Ordering::Relaxed);
-            if free == 0 {
+            if self.0.workers.available_permits() == 0 {
+                self.0.backlog.store(true, Ordering::Relaxed);
                 return;
             }
-            let claimed = self.0.db.claim_runs(
-                free.min(CLAIM_BATCH) as i64,
-                self.0.holder.clone(),
-                self.lease_until(),
-            );
+            match self.0.db.any_queued().await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    log::warn!("looking at the run queue: {e:?}");
+                    return;
+                }
+            }
+            let mut workers = Vec::new();
+            while workers.len() < CLAIM_BATCH
+                && let Ok(worker) = self.0.workers.clone().try_acquire_owned()
+            {
+                workers.push(worker);
+            }
+            self.0.backlog.store(workers.is_empty(), Ordering::Relaxed);
+            if workers.is_empty() {
+                return;
+            }
+            let asked = workers.len();
+            let claimed =
+                self.0
+                    .db
+                    .claim_runs(asked as i64, self.0.holder.clone(), self.lease_until());
             let claimed = match claimed.await {
                 Ok(claimed) => claimed,
                 Err(e) => {
@@ -514,9 +534,9 @@ impl Runner {
                     return;
                 }
             };
-            let full = claimed.len() == free.min(CLAIM_BATCH);
-            for run in claimed {
-                self.start_claimed(run).await;
+            let full = claimed.len() == asked;
+            for (run, worker) in claimed.into_iter().zip(workers) {
+                self.start_claimed(run, worker).await;
             }
             if !full {
                 return;
@@ -526,7 +546,7 @@ impl Runner {
 
     /// Executes a run claimed from the queue, as its kwargs ask; a run resumed after its process
     /// stopped goes on from the last checkpoint it committed.
-    async fn start_claimed(&self, claimed: ClaimedRun) {
+    async fn start_claimed(&self, claimed: ClaimedRun, worker: OwnedSemaphorePermit) {
         let run = &claimed.run;
         log::info!(
             "run {} claimed on thread {} (attempt {})",
@@ -543,10 +563,11 @@ impl Runner {
             claimed.thread_owner.clone(),
             false,
         );
-        let worker = self.0.workers.clone().try_acquire_owned();
-        let (req, worker) = match (request, worker) {
-            (Ok(req), Ok(worker)) => (req, worker),
-            (Err(e), _) => {
+        match request {
+            Ok(req) => {
+                self.execute_here(claimed, req, worker, false, true);
+            }
+            Err(e) => {
                 log::warn!("run {} cannot be executed: {e}", run.run_id);
                 let failed = self.0.db.finish_run(
                     run.run_id.clone(),
@@ -558,15 +579,8 @@ impl Runner {
                 if let Err(e) = failed.await {
                     log::warn!("run {} could not be marked error: {e:?}", run.run_id);
                 }
-                return;
             }
-            (_, Err(_)) => {
-                // cannot be: a worker was free for each claimed run; the lease brings it back
-                log::error!("run {} was claimed without a free worker", run.run_id);
-                return;
-            }
-        };
-        self.execute_here(claimed, req, worker, false, true);
+        }
     }
 
     /// Stops a run: at once when this process executes it; a run left behind by another
@@ -747,7 +761,7 @@ impl Runner {
         live.outcome.send_replace(Some((ended, values)));
         self.registry().remove(&live.run.run_id);
         self.wake(&live.run.thread_id);
-        if req.delete_thread
+        if req.on_completion == OnCompletion::Delete
             && let Err(e) = db.delete_thread(live.run.thread_id.clone()).await
         {
             log::warn!("the thread of stateless run {run_id} could not be deleted: {e:?}");

@@ -53,8 +53,10 @@ pub struct RunRequest {
     pub events: Vec<&'static str>,
     /// Keep the stream's events in the database (`stream_resumable`).
     pub resumable: bool,
-    /// Delete the thread once the run has ended (a stateless run's, by default).
-    pub delete_thread: bool,
+    /// What happens to the thread once the run has ended.
+    pub on_completion: OnCompletion,
+    /// What a client waiting on the run or streaming it does to it by going away.
+    pub on_disconnect: OnDisconnect,
     /// The nodes the run stops before (`interrupt_before`) and after (`interrupt_after`).
     pub interrupt_before: Vec<&'static str>,
     pub interrupt_after: Vec<&'static str>,
@@ -88,15 +90,7 @@ impl RunRequest {
             }
         };
         let text = |field: &str| kwargs.get(field).and_then(Value::as_str);
-        let delete_thread = match text("on_completion") {
-            None | Some("keep") => false,
-            Some("delete") => true,
-            Some(other) => {
-                return Err(RunError::Invalid(format!(
-                    "on_completion must be delete or keep, not {other:?}"
-                )));
-            }
-        };
+
         let nodes = |field: &str| {
             graphs::nodes_named(field, kwargs.get(field).unwrap_or(&Value::Null))
                 .map_err(RunError::Invalid)
@@ -119,7 +113,8 @@ impl RunRequest {
             multitask_strategy,
             events,
             resumable: kwargs.get("stream_resumable") == Some(&Value::Bool(true)),
-            delete_thread,
+            on_completion: OnCompletion::parse(text("on_completion"), false)?,
+            on_disconnect: OnDisconnect::parse(text("on_disconnect"))?,
             interrupt_before: nodes("interrupt_before")?,
             interrupt_after: nodes("interrupt_after")?,
             owner,
@@ -145,13 +140,85 @@ pub enum Stop {
     Lost,
 }
 
-impl Stop {
-    pub fn of_action(action: &str) -> Result<Stop, RunError> {
+/// How a cancelled run ends (a cancel's `action`, default `interrupt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelAction {
+    /// Keep what it wrote.
+    Interrupt,
+    /// Delete the run and what it wrote.
+    Rollback,
+}
+
+impl CancelAction {
+    pub fn parse(action: Option<&str>) -> Result<CancelAction, RunError> {
         match action {
-            "interrupt" => Ok(Stop::Interrupt),
-            "rollback" => Ok(Stop::Rollback),
-            other => Err(RunError::Invalid(format!(
+            None | Some("interrupt") => Ok(CancelAction::Interrupt),
+            Some("rollback") => Ok(CancelAction::Rollback),
+            Some(other) => Err(RunError::Invalid(format!(
                 "action must be interrupt or rollback, not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl From<CancelAction> for Stop {
+    fn from(action: CancelAction) -> Stop {
+        match action {
+            CancelAction::Interrupt => Stop::Interrupt,
+            CancelAction::Rollback => Stop::Rollback,
+        }
+    }
+}
+
+/// What happens to a run's thread when the run ends (`on_completion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCompletion {
+    /// The thread is deleted (a stateless run's default).
+    Delete,
+    /// The thread stays (the default on a thread).
+    Keep,
+}
+
+impl OnCompletion {
+    /// `on_completion` as asked; unset, `delete` for a `stateless` run and `keep` otherwise.
+    pub fn parse(s: Option<&str>, stateless: bool) -> Result<OnCompletion, RunError> {
+        match s {
+            None if stateless => Ok(OnCompletion::Delete),
+            None | Some("keep") => Ok(OnCompletion::Keep),
+            Some("delete") => Ok(OnCompletion::Delete),
+            Some(other) => Err(RunError::Invalid(format!(
+                "on_completion must be delete or keep, not {other:?}"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnCompletion::Delete => "delete",
+            OnCompletion::Keep => "keep",
+        }
+    }
+}
+
+/// What a client that goes away does to the run it waits on or streams (`on_disconnect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    /// The run is cancelled.
+    Cancel,
+    /// The run goes on (the default).
+    Continue,
+}
+
+impl OnDisconnect {
+    pub fn parse(s: Option<&str>) -> Result<OnDisconnect, RunError> {
+        match s {
+            None | Some("continue") => Ok(OnDisconnect::Continue),
+            Some("cancel") => Ok(OnDisconnect::Cancel),
+            Some(other) => Err(RunError::Invalid(format!(
+                "on_disconnect must be cancel or continue, not {other:?}"
             ))),
         }
     }
@@ -167,8 +234,33 @@ mod tests {
         assert_eq!(Durability::parse(Some("sync")).ok(), Some(Durability::Sync));
         assert_eq!(Durability::parse(Some("exit")).ok(), Some(Durability::Exit));
         assert!(Durability::parse(Some("never")).is_err());
-        assert_eq!(Stop::of_action("interrupt").ok(), Some(Stop::Interrupt));
-        assert_eq!(Stop::of_action("rollback").ok(), Some(Stop::Rollback));
-        assert!(Stop::of_action("pause").is_err());
+        let stop = |a| CancelAction::parse(a).ok().map(Stop::from);
+        assert_eq!(stop(None), Some(Stop::Interrupt));
+        assert_eq!(stop(Some("interrupt")), Some(Stop::Interrupt));
+        assert_eq!(stop(Some("rollback")), Some(Stop::Rollback));
+        assert!(stop(Some("pause")).is_none());
+    }
+
+    #[test]
+    fn on_completion_and_on_disconnect_default_as_langgraph_does() {
+        use OnCompletion::{Delete, Keep};
+        assert_eq!(OnCompletion::parse(None, true).ok(), Some(Delete));
+        assert_eq!(OnCompletion::parse(None, false).ok(), Some(Keep));
+        assert_eq!(OnCompletion::parse(Some("keep"), true).ok(), Some(Keep));
+        assert_eq!(
+            OnCompletion::parse(Some("delete"), false).ok(),
+            Some(Delete)
+        );
+        assert!(OnCompletion::parse(Some("archive"), false).is_err());
+        assert_eq!(OnDisconnect::parse(None).ok(), Some(OnDisconnect::Continue));
+        assert_eq!(
+            OnDisconnect::parse(Some("continue")).ok(),
+            Some(OnDisconnect::Continue)
+        );
+        assert_eq!(
+            OnDisconnect::parse(Some("cancel")).ok(),
+            Some(OnDisconnect::Cancel)
+        );
+        assert!(OnDisconnect::parse(Some("stop")).is_err());
     }
 }
