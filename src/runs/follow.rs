@@ -28,11 +28,10 @@ impl Runner {
         mut after: i64,
         tx: mpsc::Sender<Arc<RunEvent>>,
     ) {
-        let runner = self;
-        let db = runner.db();
+        let db = self.db();
         // subscribed before the first read, so that a notice between a read and the wait is kept
-        let (mut stored, mut wakes) = (runner.stored_events(), runner.wakes());
-        let hears = runner.hears_other_processes();
+        let (mut stored, mut wakes) = (self.stored_events(), self.wakes());
+        let hears = self.hears_other_processes();
         loop {
             // the status first: a run that had ended before this read has all its events stored
             let ended = match db.get_run(thread_id.clone(), run_id.clone()).await {
@@ -63,7 +62,7 @@ impl Runner {
                     n = wakes.recv() => if concerns(n, &thread_id) { break },
                     _ = tokio::time::sleep(UNHEARD_POLL), if !hears => break,
                     _ = tx.closed() => return,
-                    _ = runner.stopping() => return,
+                    _ = self.stopping() => return,
                 }
             }
         }
@@ -72,10 +71,9 @@ impl Runner {
     /// Waits for a run this process does not execute to end (it ends with a notice on its
     /// thread), and answers its thread's values then, with the interrupts it waits on.
     pub async fn ended(&self, thread_id: &str, run_id: &str) -> Result<Value, RunError> {
-        let runner = self;
-        let db = runner.db();
-        let mut wakes = runner.wakes();
-        let hears = runner.hears_other_processes();
+        let db = self.db();
+        let mut wakes = self.wakes();
+        let hears = self.hears_other_processes();
         loop {
             let run = db.get_run(thread_id.into(), run_id.into()).await?;
             if !run.status.is_active() {
