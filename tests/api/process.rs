@@ -171,7 +171,7 @@ async fn sigkill_mid_run_resumes_the_run_in_the_next_process(kind: Kind) {
         run_id,
         queued_id,
         written,
-        mut second,
+        second,
         llm,
         bound,
     } = killed;
@@ -235,19 +235,7 @@ async fn sigkill_mid_run_resumes_the_run_in_the_next_process(kind: Kind) {
         inputs_of_run, 1,
         "the committed input step ran once: {history}"
     );
-    let ids: Vec<Value> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["checkpoint"]["checkpoint_id"].clone())
-        .collect();
-    for id in &written {
-        assert!(ids.contains(id), "checkpoint {id} survived the kill");
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || second.wait()).await;
+    survived_then_stop(&written, &history, second).await;
 }
 
 /// The same, with `MNEMO_RUN_MAX_ATTEMPTS=1`: the lost run ends `error` (`RunLost`) instead,
@@ -263,7 +251,7 @@ async fn sigkill_mid_run_out_of_attempts_frees_the_thread_within_the_lease(kind:
         run_id,
         queued_id,
         written,
-        mut second,
+        second,
         bound,
         _db,
         ..
@@ -340,13 +328,19 @@ async fn sigkill_mid_run_out_of_attempts_frees_the_thread_within_the_lease(kind:
         url(port, &format!("/threads/{tid}/history?limit=100")),
     )
     .await;
-    let ids: Vec<Value> = after
+    survived_then_stop(&written, &after, second).await;
+}
+
+/// Asserts that the checkpoints `written` before the kill are in `history`, then stops the
+/// process started after it.
+async fn survived_then_stop(written: &[Value], history: &Value, mut second: Child) {
+    let ids: Vec<Value> = history
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["checkpoint"]["checkpoint_id"].clone())
         .collect();
-    for id in &written {
+    for id in written {
         assert!(ids.contains(id), "checkpoint {id} survived the kill");
     }
     let _ = Command::new("kill")
