@@ -31,27 +31,41 @@ pub const GRAPHS: [Graph; 2] = [
 /// has the same id on mnemo as on the reference server (`agent` → `fe096781-…`).
 const ASSISTANT_NAMESPACE: Uuid = Uuid::from_u128(0x6ba7b821_9dad_11d1_80b4_00c04fd430c8);
 
-/// When the system assistants were defined (they never change at run time).
-const CREATED_AT: &str = "2026-11-26T00:00:00.000000+00:00";
-
 impl Graph {
     pub fn assistant_id(&self) -> Uuid {
         Uuid::new_v5(&ASSISTANT_NAMESPACE, self.id.as_bytes())
     }
 
-    /// The graph's system assistant, as the LangGraph API shows it.
-    pub fn assistant(&self) -> Value {
-        json!({
-            "assistant_id": self.assistant_id(),
-            "graph_id": self.id,
-            "config": {},
-            "context": {},
-            "metadata": { "created_by": "system" },
-            "name": self.id,
-            "description": self.description,
-            "version": 1,
-            "created_at": CREATED_AT,
-            "updated_at": CREATED_AT,
+    /// The graph's system assistant (written at start-up, everyone's to use, never changed).
+    pub fn system_assistant(&self) -> crate::model::NewAssistant {
+        crate::model::NewAssistant {
+            assistant_id: self.assistant_id().to_string(),
+            graph_id: self.id.to_string(),
+            owner: None,
+            name: self.id.to_string(),
+            description: Some(self.description.to_string()),
+            config: json!({}),
+            context: json!({}),
+            metadata: json!({ "created_by": "system" }),
+            do_nothing_if_exists: true,
+        }
+    }
+
+    /// Whether `assistant_id` is a graph's system assistant.
+    pub fn is_system(assistant_id: &str) -> bool {
+        GRAPHS
+            .iter()
+            .any(|g| g.assistant_id().to_string() == assistant_id)
+    }
+
+    /// The graph named `graph_id` (422 for another name).
+    pub fn named(graph_id: &str) -> Result<&'static Graph, String> {
+        GRAPHS.iter().find(|g| g.id == graph_id).ok_or_else(|| {
+            let names: Vec<&str> = GRAPHS.iter().map(|g| g.id).collect();
+            format!(
+                "Unknown graph_id {graph_id:?}: this server serves {}",
+                names.join(", ")
+            )
         })
     }
 

@@ -1039,6 +1039,84 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ts")]
     pub updated_at: DateTime<Utc>,
+    /// The graph it runs (`None` for runs from before assistants were data).
+    #[serde(skip)]
+    pub graph_id: Option<String>,
+}
+
+/// An assistant: a graph with its configuration, at one of its versions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Assistant {
+    pub assistant_id: String,
+    pub graph_id: String,
+    /// The user it belongs to (`None`: the system's or a service's, everyone's to use).
+    #[serde(skip)]
+    pub owner: Option<String>,
+    pub version: i32,
+    pub name: String,
+    pub description: Option<String>,
+    /// What runs of the assistant get under their own config (`configurable.system_prompt`,
+    /// `configurable.model`, `configurable.temperature` tune mnemo's agent).
+    #[schema(value_type = Object)]
+    pub config: Value,
+    #[schema(value_type = Object)]
+    pub context: Value,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[serde(serialize_with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An assistant to create.
+#[derive(Debug, Clone)]
+pub struct NewAssistant {
+    pub assistant_id: String,
+    pub graph_id: String,
+    pub owner: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    pub config: Value,
+    pub context: Value,
+    pub metadata: Value,
+    /// `if_exists: do_nothing`: an existing assistant is answered, not a conflict.
+    pub do_nothing_if_exists: bool,
+}
+
+/// The fields of an assistant a change sets (the others stay; `metadata` is merged).
+#[derive(Debug, Clone, Default)]
+pub struct AssistantPatch {
+    pub graph_id: Option<String>,
+    pub config: Option<Value>,
+    pub context: Option<Value>,
+    pub metadata: Option<Value>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// What an assistant search is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssistantSort {
+    AssistantId,
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Name,
+    GraphId,
+}
+
+/// An assistant search: what `viewer` (`None`: a service) may see, filtered, one page.
+#[derive(Debug, Clone, Default)]
+pub struct AssistantQuery {
+    pub viewer: Option<String>,
+    pub graph_id: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Option<Value>,
+    pub sort_by: AssistantSort,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
 }
 
 /// A run to start on a thread.

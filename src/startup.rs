@@ -43,6 +43,11 @@ impl Application {
         let auth_settings = crate::auth::settings_from(&config)?;
         let browser = BrowserPolicy::from_config(&config, auth_settings.is_some())?;
         let (persistence, arbiter) = open_persistence(&config).await?;
+        let system = crate::graphs::GRAPHS.iter().map(|g| g.system_assistant());
+        persistence
+            .ensure_system_assistants(system.collect())
+            .await
+            .map_err(|e| format!("while writing the system assistants: {e:?}"))?;
         let model = Model::from_config(&config)?;
         let runner = Runner::new(
             persistence.clone(),

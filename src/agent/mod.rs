@@ -42,6 +42,27 @@ pub enum Delta {
     },
 }
 
+/// What a run's configuration (its assistant's, under its own) asks of the model:
+/// `configurable.system_prompt`, `configurable.model`, `configurable.temperature`. The builtin
+/// model is deterministic and reads none of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tuning<'a> {
+    pub system_prompt: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub temperature: Option<f64>,
+}
+
+impl<'a> Tuning<'a> {
+    pub fn of(config: &'a Value) -> Tuning<'a> {
+        let field = |k: &str| config.get("configurable").and_then(|c| c.get(k));
+        Tuning {
+            system_prompt: field("system_prompt").and_then(Value::as_str),
+            model: field("model").and_then(Value::as_str),
+            temperature: field("temperature").and_then(Value::as_f64),
+        }
+    }
+}
+
 /// The agent's model (`MNEMO_LLM`).
 pub enum Model {
     /// Deterministic and offline.
@@ -74,10 +95,11 @@ impl Model {
         graph: &Graph,
         user_id: &str,
         messages: &[Value],
+        tuning: Tuning<'_>,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Turn, String> {
         match self {
-            Model::OpenAi(m) => m.turn(graph, user_id, messages, on_delta).await,
+            Model::OpenAi(m) => m.turn(graph, user_id, messages, tuning, on_delta).await,
             Model::Builtin => {
                 let turn = builtin::respond(graph, messages);
                 // the built-in model streams like a real one: word by word, whole calls

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Delta, ToolCall, Turn, text_of, tool_specs};
+use super::{Delta, ToolCall, Tuning, Turn, text_of, tool_specs};
 use crate::config::Config;
 use crate::graphs::Graph;
 
@@ -49,17 +49,21 @@ impl OpenAi {
         graph: &Graph,
         user_id: &str,
         messages: &[Value],
+        tuning: Tuning<'_>,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Turn, String> {
         // bytes, not a `Value`, are kept for the call's length (and its retries): a JSON tree of
         // the tools' schemas costs tens of KB per run waiting on the model
-        let body = serde_json::to_vec(&json!({
-            "model": self.model,
-            "messages": chat_messages(graph, user_id, messages),
+        let mut request = json!({
+            "model": tuning.model.unwrap_or(&self.model),
+            "messages": chat_messages(graph, user_id, tuning.system_prompt, messages),
             "tools": tool_specs(graph),
             "stream": true,
-        }))
-        .map_err(|e| e.to_string())?;
+        });
+        if let Some(t) = tuning.temperature {
+            request["temperature"] = json!(t);
+        }
+        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
         let mut response = self.send(body).await?;
         let json_body = response
             .headers()
@@ -239,12 +243,19 @@ impl Answer {
     }
 }
 
-/// The conversation in chat-completions form, after a system prompt naming the user.
-fn chat_messages(graph: &Graph, user_id: &str, messages: &[Value]) -> Vec<Value> {
-    let mut prompt = format!(
+/// The conversation in chat-completions form, after a system prompt naming the user (the
+/// assistant's own `system_prompt` first, when it has one).
+fn chat_messages(
+    graph: &Graph,
+    user_id: &str,
+    system_prompt: Option<&str>,
+    messages: &[Value],
+) -> Vec<Value> {
+    let mut prompt = system_prompt.map_or_else(String::new, |p| format!("{p}\n\n"));
+    prompt.push_str(&format!(
         "You are a task assistant for the user \"{user_id}\". Use the tools to list, add, complete \
          and delete the user's tasks; answer briefly."
-    );
+    ));
     if graph.memory {
         prompt.push_str(
             " Use remember to keep facts the user wants remembered and recall to look them up.",

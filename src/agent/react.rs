@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::messages::{MessageStream, chunk_metadata, message_id, tool_message};
-use super::{Model, ToolCall, Turn, tools};
+use super::{Model, ToolCall, Tuning, Turn, tools};
 use crate::graphs;
 use crate::model::{CheckpointRecord, NewCheckpoint, NewWrites};
 use crate::persistence::{DbError, Persistence, next_state};
@@ -331,7 +331,7 @@ impl<H: Host> Step<'_, H> {
         );
         let mut on_delta = |d| stream.push(d);
         let turn = tokio::select! {
-            turn = self.model.turn(req.graph, user_id, messages, &mut on_delta) => turn,
+            turn = self.model.turn(req.graph, user_id, messages, Tuning::of(&req.config), &mut on_delta) => turn,
             why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
         };
         let turn = turn.map_err(Halt::Failed)?;
@@ -583,7 +583,7 @@ mod tests {
         kwargs["input"] = json!({ "messages": [{ "role": "user", "content": text }] });
         let req = RunRequest::parse(
             "t-1".into(),
-            "agent",
+            crate::runs::Of::system("agent").unwrap(),
             json!({}),
             kwargs,
             MultitaskStrategy::Reject,
@@ -602,6 +602,7 @@ mod tests {
             multitask_strategy: MultitaskStrategy::Reject,
             created_at: now,
             updated_at: now,
+            graph_id: Some("agent".into()),
         };
         let live = Live::for_test(run, &req);
         let (_, events) = live.subscribe(0);

@@ -9,6 +9,7 @@
 //! Nothing outside this module imports diesel, diesel-async or deadpool.
 
 mod actor;
+mod assistants;
 mod batch;
 mod checkpoints;
 mod error;
@@ -248,6 +249,22 @@ operations! {
     /// Deletes every expired store item; returns how many.
     SweepExpired => fn sweep_expired() -> usize = store::sweep_expired;
 
+    /// Writes the system assistants unless they exist.
+    EnsureSystemAssistants => fn ensure_system_assistants(system: Vec<NewAssistant>) -> () = assistants::ensure_system;
+    /// Creates an assistant (or answers the existing one with `if_exists = do_nothing`).
+    CreateAssistant => fn create_assistant(new: NewAssistant) -> Assistant = assistants::create;
+    /// One assistant a viewer may see.
+    GetAssistant => fn get_assistant(assistant_id: String, viewer: Option<String>) -> Assistant = assistants::get;
+    /// A page of assistants and how many match.
+    SearchAssistants => fn search_assistants(query: AssistantQuery) -> (Vec<Assistant>, i64) = assistants::search;
+    /// Changes an assistant: a new version, put in use.
+    PatchAssistant => fn patch_assistant(assistant_id: String, editor: Option<String>, patch: AssistantPatch) -> Assistant = assistants::patch;
+    /// Puts a version of an assistant back in use.
+    SetLatestAssistant => fn set_latest_assistant(assistant_id: String, editor: Option<String>, version: i32) -> Assistant = assistants::set_latest;
+    /// An assistant's versions, newest first.
+    AssistantVersions => fn assistant_versions(assistant_id: String, viewer: Option<String>, metadata: Option<Value>, limit: i64, offset: i64) -> Vec<Assistant> = assistants::versions;
+    /// Deletes an assistant and its versions.
+    DeleteAssistant => fn delete_assistant(assistant_id: String, editor: Option<String>) -> () = assistants::delete;
     /// Creates a thread (or returns the existing one with `if_exists = do_nothing`).
     CreateThread => fn create_thread(new: NewThread) -> Thread = threads::create;
     /// Who owns a thread (`None`: no such thread).

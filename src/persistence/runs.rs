@@ -21,6 +21,7 @@ type Row = (
     String,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<String>,
 );
 
 macro_rules! columns {
@@ -35,6 +36,7 @@ macro_rules! columns {
             $r::multitask_strategy,
             $r::created_at,
             $r::updated_at,
+            $r::graph_id,
         )
     };
 }
@@ -50,6 +52,7 @@ fn run(
         multitask_strategy,
         created_at,
         updated_at,
+        graph_id,
     ): Row,
 ) -> Run {
     Run {
@@ -64,6 +67,7 @@ fn run(
             .unwrap_or(MultitaskStrategy::Reject),
         created_at,
         updated_at,
+        graph_id,
     }
 }
 
@@ -196,6 +200,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                     r::multitask_strategy.eq(new.multitask_strategy.as_str()),
                     r::created_at.eq(now),
                     r::updated_at.eq(now),
+                    r::graph_id.eq(Some(&new.graph_id)),
                     r::lease_expires_at.eq(running.then_some(new.lease_expires_at)),
                     r::holder.eq(running.then_some(&new.holder)),
                 ))

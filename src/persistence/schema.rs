@@ -110,6 +110,37 @@ pub mod pg {
             lease_expires_at -> Nullable<Timestamptz>,
             attempt -> Integer,
             holder -> Nullable<Text>,
+            graph_id -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        assistants (assistant_id) {
+            assistant_id -> Text,
+            graph_id -> Text,
+            owner -> Nullable<Text>,
+            version -> Integer,
+            name -> Text,
+            description -> Nullable<Text>,
+            config -> Jsonb,
+            context -> Jsonb,
+            metadata -> Jsonb,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        assistant_versions (assistant_id, version) {
+            assistant_id -> Text,
+            version -> Integer,
+            graph_id -> Text,
+            name -> Text,
+            description -> Nullable<Text>,
+            config -> Jsonb,
+            context -> Jsonb,
+            metadata -> Jsonb,
+            created_at -> Timestamptz,
         }
     }
 
@@ -241,6 +272,37 @@ pub mod sqlite {
             lease_expires_at -> Nullable<TimestamptzSqlite>,
             attempt -> Integer,
             holder -> Nullable<Text>,
+            graph_id -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        assistants (assistant_id) {
+            assistant_id -> Text,
+            graph_id -> Text,
+            owner -> Nullable<Text>,
+            version -> Integer,
+            name -> Text,
+            description -> Nullable<Text>,
+            config -> Json,
+            context -> Json,
+            metadata -> Json,
+            created_at -> TimestamptzSqlite,
+            updated_at -> TimestamptzSqlite,
+        }
+    }
+
+    diesel::table! {
+        assistant_versions (assistant_id, version) {
+            assistant_id -> Text,
+            version -> Integer,
+            graph_id -> Text,
+            name -> Text,
+            description -> Nullable<Text>,
+            config -> Json,
+            context -> Json,
+            metadata -> Json,
+            created_at -> TimestamptzSqlite,
         }
     }
 

@@ -1,42 +1,125 @@
-//! `/assistants/*`: one read-only system assistant per graph.
+//! `/assistants/*`: assistants as data. Each graph has a system assistant (everyone's to use,
+//! never changed); principals create more, each a graph with a configuration, versioned. A user's
+//! assistants are its own (another user's are "not found"); a service's are everyone's to use,
+//! and only a service changes them.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::{filter_or_none, page};
+use super::{filter_or_none, object_or_none, page};
+use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::graphs::{GRAPHS, Graph};
+use crate::graphs::Graph;
+use crate::model::{Assistant, AssistantPatch, AssistantQuery, AssistantSort, NewAssistant};
+use crate::persistence::Persistence;
 
-/// The assistant a path names: a UUID (422 otherwise, as the reference server answers) of a
-/// known assistant (404 otherwise).
-fn by_uuid(id: &str) -> Result<&'static Graph, ApiError> {
-    let uuid = uuid::Uuid::parse_str(id)
-        .map_err(|_| ApiError::validation("Invalid assistant ID: must be a UUID"))?;
-    GRAPHS
-        .iter()
-        .find(|g| g.assistant_id() == uuid)
-        .ok_or_else(|| ApiError::NotFound(format!("Assistant {id} not found")))
+/// An assistant id as a path or body names it: a UUID (422 otherwise, as the reference server
+/// answers).
+fn uuid_of(id: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::validation("Invalid assistant ID: must be a UUID"))
 }
 
-/// Whether `value` contains `filter` (JSON containment, as Postgres `@>`).
-fn contains(value: &Value, filter: &Value) -> bool {
-    match (value, filter) {
-        (Value::Object(v), Value::Object(f)) => f
-            .iter()
-            .all(|(k, fv)| v.get(k).is_some_and(|vv| contains(vv, fv))),
-        (Value::Array(v), Value::Array(f)) => {
-            f.iter().all(|fv| v.iter().any(|vv| contains(vv, fv)))
-        }
-        (v, f) => v == f,
+/// The assistant a path names, as `principal` may see it.
+async fn visible(db: &Persistence, principal: &Principal, id: &str) -> Result<Assistant, ApiError> {
+    let viewer = principal.bound_user().map(str::to_string);
+    Ok(db.get_assistant(uuid_of(id)?, viewer).await?)
+}
+
+/// The assistant a path names, when `principal` may change it: a system assistant never
+/// changes (409), a service's only through a service (403).
+async fn changeable(
+    db: &Persistence,
+    principal: &Principal,
+    id: &str,
+) -> Result<(String, Option<String>), ApiError> {
+    let found = visible(db, principal, id).await?;
+    if Graph::is_system(&found.assistant_id) {
+        return Err(ApiError::Conflict(
+            "System assistants cannot be changed or deleted".into(),
+        ));
     }
+    let editor = principal.bound_user().map(str::to_string);
+    if editor.is_some() && found.owner != editor {
+        return Err(ApiError::Forbidden(
+            "Only a service may change a shared assistant".into(),
+        ));
+    }
+    Ok((found.assistant_id, editor))
+}
+
+/// An assistant to create.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AssistantCreate)]
+pub struct CreateBody {
+    /// Its id (a UUID); a new one by default.
+    assistant_id: Option<String>,
+    /// The graph it runs (`agent`, `legacy`).
+    graph_id: String,
+    /// What its runs get under their own config.
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    context: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    /// `raise` (default: 409 when the id exists) or `do_nothing` (answer the existing one).
+    if_exists: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+#[utoipa::path(
+    tag = "assistants",
+    request_body = CreateBody,
+    responses(
+        (status = 200, body = Assistant),
+        (status = 409, description = "The id exists (`if_exists: raise`)", body = super::ErrorBody),
+        (status = 422, description = "An unknown graph, or an id that is not a UUID", body = super::ErrorBody),
+    ),
+)]
+#[post("/assistants")]
+pub async fn create(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let named = Graph::named(&body.graph_id).map_err(ApiError::Validation)?;
+    let do_nothing_if_exists = match body.if_exists.as_deref() {
+        None | Some("raise") => false,
+        Some("do_nothing") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "if_exists must be raise or do_nothing, not {other:?}"
+            )));
+        }
+    };
+    let assistant_id = match &body.assistant_id {
+        Some(id) => uuid_of(id)?,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let new = NewAssistant {
+        assistant_id,
+        graph_id: named.id.to_string(),
+        owner: principal.bound_user().map(str::to_string),
+        name: body.name.unwrap_or_else(|| "Untitled".into()),
+        description: body.description,
+        config: object_or_none(body.config, "config")?.unwrap_or_else(|| json!({})),
+        context: object_or_none(body.context, "context")?.unwrap_or_else(|| json!({})),
+        metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
+        do_nothing_if_exists,
+    };
+    Ok(HttpResponse::Ok().json(db.create_assistant(new).await?))
 }
 
 fn default_limit() -> i64 {
     10
 }
 
-/// Which assistants a search or count matches.
+/// Which assistants a search matches, in which order.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = AssistantSearch)]
 pub struct SearchBody {
@@ -52,49 +135,80 @@ pub struct SearchBody {
     #[serde(default)]
     #[schema(default = 0, minimum = 0)]
     offset: i64,
+    /// `assistant_id`, `created_at` (default), `updated_at`, `name` or `graph_id`.
+    sort_by: Option<String>,
+    /// `asc` or `desc` (default).
+    sort_order: Option<String>,
+    /// Only these fields of each assistant.
+    select: Option<Vec<String>>,
 }
 
-fn matching(body: SearchBody) -> Result<(Vec<Value>, i64, i64), ApiError> {
+fn query(principal: &Principal, body: &SearchBody) -> Result<AssistantQuery, ApiError> {
     let (limit, offset) = page(body.limit, body.offset, 1000)?;
-    let metadata = filter_or_none(body.metadata, "metadata")?;
-    let all: Vec<Value> = GRAPHS
-        .iter()
-        .filter(|g| body.graph_id.as_deref().is_none_or(|id| id == g.id))
-        .filter(|g| body.name.as_deref().is_none_or(|n| g.id.contains(n)))
-        .map(Graph::assistant)
-        .filter(|a| {
-            metadata
-                .as_ref()
-                .is_none_or(|m| contains(&a["metadata"], m))
-        })
-        .collect();
-    Ok((all, limit, offset))
+    let sort_by = match body.sort_by.as_deref() {
+        None | Some("created_at") => AssistantSort::CreatedAt,
+        Some("assistant_id") => AssistantSort::AssistantId,
+        Some("updated_at") => AssistantSort::UpdatedAt,
+        Some("name") => AssistantSort::Name,
+        Some("graph_id") => AssistantSort::GraphId,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "sort_by must be assistant_id, created_at, updated_at, name or graph_id, not {other:?}"
+            )));
+        }
+    };
+    let descending = match body.sort_order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "sort_order must be asc or desc, not {other:?}"
+            )));
+        }
+    };
+    Ok(AssistantQuery {
+        viewer: principal.bound_user().map(str::to_string),
+        graph_id: body.graph_id.clone(),
+        name: body.name.clone(),
+        metadata: filter_or_none(body.metadata.clone(), "metadata")?,
+        sort_by,
+        descending,
+        limit,
+        offset,
+    })
 }
 
 #[utoipa::path(
     tag = "assistants",
     request_body = SearchBody,
-    responses((status = 200, body = [super::openapi::Assistant], headers(
+    responses((status = 200, body = [Assistant], headers(
         ("X-Pagination-Total" = i64, description = "Assistants matching, in all"),
         ("X-Pagination-Next" = Option<i64>, description = "The offset of the next page, if any"),
     ))),
 )]
 #[post("/assistants/search")]
-pub async fn search(body: web::Json<SearchBody>) -> Result<HttpResponse, ApiError> {
-    let (all, limit, offset) = matching(body.into_inner())?;
-    let total = all.len() as i64;
-    let page: Vec<Value> = all
-        .into_iter()
-        .skip(offset as usize)
-        .take(limit as usize)
-        .collect();
+pub async fn search(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    body: web::Json<SearchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let q = query(&principal, &body)?;
+    let offset = q.offset;
+    let (found, total) = db.search_assistants(q).await?;
+    let next = offset + found.len() as i64;
+    let mut rows: Vec<Value> = found.iter().map(|a| json!(a)).collect();
+    if let Some(fields) = &body.select {
+        for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+            row.retain(|k, _| fields.contains(k));
+        }
+    }
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("X-Pagination-Total", total.to_string()));
-    let next = offset + page.len() as i64;
     if next < total {
         resp.insert_header(("X-Pagination-Next", next.to_string()));
     }
-    Ok(resp.json(page))
+    Ok(resp.json(rows))
 }
 
 #[utoipa::path(
@@ -103,23 +217,197 @@ pub async fn search(body: web::Json<SearchBody>) -> Result<HttpResponse, ApiErro
     responses((status = 200, description = "Assistants matching", body = i64, content_type = "application/json")),
 )]
 #[post("/assistants/count")]
-pub async fn count(body: web::Json<SearchBody>) -> Result<HttpResponse, ApiError> {
-    let (all, _, _) = matching(body.into_inner())?;
-    Ok(HttpResponse::Ok().json(all.len()))
+pub async fn count(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    body: web::Json<SearchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query(&principal, &body)?;
+    let (_, total) = db
+        .search_assistants(AssistantQuery { limit: 1, ..q })
+        .await?;
+    Ok(HttpResponse::Ok().json(total))
 }
 
 #[utoipa::path(
     tag = "assistants",
     params(("assistant_id" = uuid::Uuid, Path)),
     responses(
-        (status = 200, body = super::openapi::Assistant),
+        (status = 200, body = Assistant),
         (status = 404, description = "No such assistant", body = super::ErrorBody),
         (status = 422, description = "Not a UUID", body = super::ErrorBody),
     ),
 )]
 #[get("/assistants/{assistant_id}")]
-pub async fn get(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(by_uuid(&path)?.assistant()))
+pub async fn get(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(visible(&db, &principal, &path).await?))
+}
+
+/// What an assistant's change sets; the rest stays, `metadata` is merged.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AssistantPatch)]
+pub struct PatchBody {
+    graph_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    context: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// Changes an assistant: a new version, put in use.
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path)),
+    request_body = PatchBody,
+    responses(
+        (status = 200, body = Assistant),
+        (status = 403, description = "A user changing a service's assistant", body = super::ErrorBody),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 409, description = "A system assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID, or an unknown graph", body = super::ErrorBody),
+    ),
+)]
+#[patch("/assistants/{assistant_id}")]
+pub async fn update(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if let Some(graph_id) = &body.graph_id {
+        Graph::named(graph_id).map_err(ApiError::Validation)?;
+    }
+    let patch = AssistantPatch {
+        graph_id: body.graph_id,
+        config: object_or_none(body.config, "config")?,
+        context: object_or_none(body.context, "context")?,
+        metadata: object_or_none(body.metadata, "metadata")?,
+        name: body.name,
+        description: body.description,
+    };
+    let (id, editor) = changeable(&db, &principal, &path).await?;
+    Ok(HttpResponse::Ok().json(db.patch_assistant(id, editor, patch).await?))
+}
+
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted, with its versions"),
+        (status = 403, description = "A user deleting a service's assistant", body = super::ErrorBody),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 409, description = "A system assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
+#[delete("/assistants/{assistant_id}")]
+pub async fn remove(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, editor) = changeable(&db, &principal, &path).await?;
+    db.delete_assistant(id, editor).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Which versions of an assistant to list.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AssistantVersionsSearch)]
+pub struct VersionsBody {
+    /// Versions whose metadata contains this object.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    #[serde(default = "default_limit")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
+    limit: i64,
+    #[serde(default)]
+    #[schema(default = 0, minimum = 0)]
+    offset: i64,
+}
+
+/// An assistant's versions, newest first.
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path)),
+    request_body = VersionsBody,
+    responses(
+        (status = 200, body = [Assistant]),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
+#[post("/assistants/{assistant_id}/versions")]
+pub async fn versions(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    body: web::Json<VersionsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (limit, offset) = page(body.limit, body.offset, 1000)?;
+    let metadata = filter_or_none(body.metadata, "metadata")?;
+    let viewer = principal.bound_user().map(str::to_string);
+    let id = uuid_of(&path)?;
+    let found = db
+        .assistant_versions(id, viewer, metadata, limit, offset)
+        .await?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+/// The version to put in use: in the body (as the SDKs send it) or the query.
+#[derive(Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[schema(as = AssistantLatest)]
+#[into_params(parameter_in = Query)]
+pub struct LatestBody {
+    version: Option<i32>,
+}
+
+/// Puts one of an assistant's versions back in use.
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path), LatestBody),
+    request_body(content = Option<LatestBody>),
+    responses(
+        (status = 200, body = Assistant),
+        (status = 403, description = "A user changing a service's assistant", body = super::ErrorBody),
+        (status = 404, description = "No such assistant or version", body = super::ErrorBody),
+        (status = 409, description = "A system assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID, or no version given", body = super::ErrorBody),
+    ),
+)]
+#[post("/assistants/{assistant_id}/latest")]
+pub async fn set_latest(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    http: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let from_body = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<LatestBody>(&body)
+            .map_err(|e| ApiError::validation(format!("a body of {{\"version\": n}}: {e}")))?
+            .version
+    };
+    let from_query = web::Query::<LatestBody>::from_query(http.query_string())
+        .map_err(|e| ApiError::validation(e.to_string()))?
+        .version;
+    let version = from_body
+        .or(from_query)
+        .ok_or_else(|| ApiError::validation("give the version to put in use"))?;
+    let (id, editor) = changeable(&db, &principal, &path).await?;
+    Ok(HttpResponse::Ok().json(db.set_latest_assistant(id, editor, version).await?))
 }
 
 #[utoipa::path(
@@ -132,8 +420,14 @@ pub async fn get(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     ),
 )]
 #[get("/assistants/{assistant_id}/schemas")]
-pub async fn get_schemas(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(by_uuid(&path)?.schemas()))
+pub async fn get_schemas(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let found = visible(&db, &principal, &path).await?;
+    let named = Graph::named(&found.graph_id).map_err(ApiError::Validation)?;
+    Ok(HttpResponse::Ok().json(named.schemas()))
 }
 
 #[utoipa::path(
@@ -146,6 +440,12 @@ pub async fn get_schemas(path: web::Path<String>) -> Result<HttpResponse, ApiErr
     ),
 )]
 #[get("/assistants/{assistant_id}/graph")]
-pub async fn graph(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(by_uuid(&path)?.drawing()))
+pub async fn drawing(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let found = visible(&db, &principal, &path).await?;
+    let named = Graph::named(&found.graph_id).map_err(ApiError::Validation)?;
+    Ok(HttpResponse::Ok().json(named.drawing()))
 }

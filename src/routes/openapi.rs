@@ -39,11 +39,16 @@ use crate::runs::CancelAction;
         spec,
         docs,
         docs_file,
+        super::assistants::create,
         super::assistants::search,
         super::assistants::count,
         super::assistants::get_schemas,
-        super::assistants::graph,
+        super::assistants::drawing,
+        super::assistants::versions,
+        super::assistants::set_latest,
         super::assistants::get,
+        super::assistants::update,
+        super::assistants::remove,
         super::store::put_item,
         super::store::get_item,
         super::store::delete_item,
@@ -442,25 +447,6 @@ pub struct Readiness {
     /// `postgres` or `sqlite`.
     backend: String,
     pool: PoolFigures,
-}
-
-/// A system assistant: one per graph.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Assistant {
-    assistant_id: uuid::Uuid,
-    graph_id: String,
-    #[schema(value_type = Object)]
-    config: Value,
-    #[schema(value_type = Object)]
-    context: Value,
-    #[schema(value_type = Object)]
-    metadata: Value,
-    name: String,
-    description: String,
-    version: i64,
-    created_at: String,
-    updated_at: String,
 }
 
 /// JSON Schemas of a graph's input, output, state, configuration and context.

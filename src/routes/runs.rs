@@ -12,22 +12,26 @@ use super::ownership::OwnedThread;
 use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::graphs::Graph;
 use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
 use crate::runs::{
-    CancelAction, Durability, Launched, Live, OnCompletion, OnDisconnect, RunRequest, Runner, Stop,
-    StreamSlot, Subscription,
+    CancelAction, Durability, Launched, Live, Of, OnCompletion, OnDisconnect, RunRequest, Runner,
+    Stop, StreamSlot, Subscription,
 };
 
 /// A run to start.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[schema(as = RunCreate)]
 pub struct RunBody {
-    /// A graph id (`agent`, `legacy`) or its assistant's UUID.
+    /// A graph id (`agent`, `legacy`), its system assistant's UUID, or an assistant's.
     assistant_id: String,
     /// The graph's input (any JSON).
     input: Option<Value>,
-    /// The run's config (`configurable.user_id`: the user it acts for).
+    /// The run's config (`configurable.user_id`: the user it acts for), over its assistant's.
     config: Option<Value>,
+    /// The run's context, over its assistant's.
+    #[schema(value_type = Option<Object>)]
+    context: Option<Value>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// `create` makes the thread when it does not exist; anything else: 404 then.
@@ -64,9 +68,58 @@ pub struct RunBody {
     interrupt_after: Option<Value>,
 }
 
-/// The run a request body asks for (422 for an unknown assistant, strategy or command).
-fn request(
+/// `over` on `base`, as a run's config goes on its assistant's: key by key, and
+/// `configurable` key by key too.
+fn merged(base: &Value, over: Option<Value>) -> Value {
+    let mut out = base.as_object().cloned().unwrap_or_default();
+    if let Some(Value::Object(over)) = over {
+        for (k, v) in over {
+            match (out.get_mut(&k), v) {
+                (Some(Value::Object(mine)), Value::Object(theirs)) if k == "configurable" => {
+                    mine.extend(theirs);
+                }
+                (_, v) => {
+                    out.insert(k, v);
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// The assistant a run names, as `principal` may see it: a graph or its system assistant, or
+/// an assistant made of one (its config and context under the run's own).
+async fn assistant_of(
+    runner: &Runner,
     principal: &Principal,
+    assistant_id: &str,
+) -> Result<(Of, Value, Value), ApiError> {
+    let system = Of::system(assistant_id);
+    let made = match (&system, uuid::Uuid::parse_str(assistant_id)) {
+        (Err(_), Ok(uuid)) => {
+            let viewer = principal.bound_user().map(str::to_string);
+            Some(runner.db().get_assistant(uuid.to_string(), viewer).await?)
+        }
+        _ => None,
+    };
+    match made {
+        Some(a) => {
+            let graph = Graph::named(&a.graph_id).map_err(ApiError::Validation)?;
+            let of = Of {
+                assistant_id: a.assistant_id,
+                graph,
+            };
+            Ok((of, a.config, a.context))
+        }
+        None => Ok((system?, json!({}), json!({}))),
+    }
+}
+
+/// The run a request body asks for (422 for an unknown graph, strategy or command; 404 for an
+/// assistant the principal cannot see).
+async fn request(
+    principal: &Principal,
+    runner: &Runner,
     thread_id: String,
     body: RunBody,
     stateless: bool,
@@ -94,8 +147,11 @@ fn request(
     // stored resolved, so that any process executes the run as asked
     let on_completion = OnCompletion::parse(body.on_completion.as_deref(), stateless)?;
     // the whole request, kept with the run: whichever process claims it executes it from this
+    let (of, config, context) = assistant_of(runner, principal, &body.assistant_id).await?;
+    let config = merged(&config, object_or_none(body.config, "config")?);
+    let context = merged(&context, object_or_none(body.context, "context")?);
     let kwargs = json!({
-        "input": body.input, "config": body.config, "command": body.command,
+        "input": body.input, "config": config, "context": context, "command": body.command,
         "stream_mode": body.stream_mode, "stream_resumable": body.stream_resumable,
         "checkpoint_id": checkpoint_id, "on_disconnect": body.on_disconnect,
         "on_completion": on_completion.as_str(), "durability": body.durability,
@@ -104,7 +160,7 @@ fn request(
     let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
     Ok(RunRequest::parse(
         thread_id,
-        &body.assistant_id,
+        of,
         metadata,
         kwargs,
         strategy,
@@ -157,7 +213,7 @@ async fn wait(
     body: RunBody,
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let req = request(principal, thread_id, body, stateless)?;
+    let req = request(principal, runner, thread_id, body, stateless).await?;
     let cancel_later = req.on_disconnect == OnDisconnect::Cancel;
     let launched = runner.launch(req, false).await?;
     let run = launched.run().clone();
@@ -338,7 +394,7 @@ async fn stream(
     body: RunBody,
     stateless: bool,
 ) -> Result<impl Responder, ApiError> {
-    let req = request(&principal, thread_id, body, stateless)?;
+    let req = request(&principal, &runner, thread_id, body, stateless).await?;
     let cancel_later = req.on_disconnect == OnDisconnect::Cancel;
     let slot = runner.open_stream(principal.bound_user())?;
     // errors (404, 409, 422) are answered as JSON, before any byte of the stream
@@ -584,7 +640,10 @@ async fn background(
     stateless: bool,
 ) -> Result<HttpResponse, ApiError> {
     let launched = runner
-        .launch(request(principal, thread_id, body, stateless)?, false)
+        .launch(
+            request(principal, runner, thread_id, body, stateless).await?,
+            false,
+        )
         .await?;
     let run = launched.run();
     let location = format!("/threads/{}/runs/{}", run.thread_id, run.run_id);

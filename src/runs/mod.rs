@@ -16,7 +16,7 @@ mod live;
 mod request;
 
 pub use live::{Live, Subscription};
-pub use request::{CancelAction, Durability, OnCompletion, OnDisconnect, RunRequest, Stop};
+pub use request::{CancelAction, Durability, Of, OnCompletion, OnDisconnect, RunRequest, Stop};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -378,7 +378,7 @@ impl Runner {
             .db
             .start_run(NewRun {
                 thread_id: req.thread_id.clone(),
-                assistant_id: req.graph.assistant_id().to_string(),
+                assistant_id: req.assistant_id.clone(),
                 graph_id: req.graph.id.into(),
                 metadata: req.metadata.clone(),
                 kwargs: req.kwargs.clone(),
@@ -554,15 +554,17 @@ impl Runner {
             run.thread_id,
             claimed.attempt
         );
-        let request = RunRequest::parse(
-            run.thread_id.clone(),
-            &run.assistant_id,
-            run.metadata.clone(),
-            run.kwargs.clone(),
-            run.multitask_strategy,
-            claimed.thread_owner.clone(),
-            false,
-        );
+        let request = Of::stored(&run.assistant_id, run.graph_id.as_deref()).and_then(|of| {
+            RunRequest::parse(
+                run.thread_id.clone(),
+                of,
+                run.metadata.clone(),
+                run.kwargs.clone(),
+                run.multitask_strategy,
+                claimed.thread_owner.clone(),
+                false,
+            )
+        });
         match request {
             Ok(req) => {
                 self.execute_here(claimed, req, worker, false, true);

@@ -34,11 +34,42 @@ impl Durability {
     }
 }
 
+/// The assistant a run is of: its id, and the graph it runs.
+pub struct Of {
+    pub assistant_id: String,
+    pub graph: &'static Graph,
+}
+
+impl Of {
+    /// A graph's system assistant, named by the graph or by its UUID (422 for anything else).
+    pub fn system(assistant_id: &str) -> Result<Of, RunError> {
+        let graph = graphs::resolve(assistant_id).map_err(RunError::Invalid)?;
+        Ok(Of {
+            assistant_id: graph.assistant_id().to_string(),
+            graph,
+        })
+    }
+
+    /// A stored run's: its graph as stored (runs from before assistants were data name a
+    /// system assistant).
+    pub fn stored(assistant_id: &str, graph_id: Option<&str>) -> Result<Of, RunError> {
+        match graph_id {
+            Some(graph_id) => Ok(Of {
+                assistant_id: assistant_id.to_string(),
+                graph: Graph::named(graph_id).map_err(RunError::Invalid)?,
+            }),
+            None => Of::system(assistant_id),
+        }
+    }
+}
+
 /// A run to execute.
 #[derive(Clone)]
 pub struct RunRequest {
     pub thread_id: String,
     pub graph: &'static Graph,
+    /// The assistant the run is of (a graph's system assistant, or one made of it).
+    pub assistant_id: String,
     pub input: Value,
     pub config: Value,
     pub metadata: Value,
@@ -67,19 +98,22 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    /// The run a request asks for: the graph `assistant_id` names, and the rest from `kwargs`,
+    /// The run a request asks for: of `assistant`, and the rest from `kwargs`,
     /// the request's body as kept with the run (whichever process executes the run reads it
     /// from there). `create_thread`: the run may create its thread.
     pub fn parse(
         thread_id: String,
-        assistant_id: &str,
+        assistant: Of,
         metadata: Value,
         kwargs: Value,
         multitask_strategy: MultitaskStrategy,
         owner: Option<String>,
         create_thread: bool,
     ) -> Result<RunRequest, RunError> {
-        let graph = graphs::resolve(assistant_id).map_err(RunError::Invalid)?;
+        let Of {
+            assistant_id,
+            graph,
+        } = assistant;
         let resume = match kwargs.get("command") {
             None | Some(Value::Null) => None,
             Some(Value::Object(c)) if c.keys().all(|k| k == "resume") => c.get("resume").cloned(),
@@ -101,6 +135,7 @@ impl RunRequest {
         Ok(RunRequest {
             thread_id,
             graph,
+            assistant_id,
             input: kwargs.get("input").cloned().unwrap_or(Value::Null),
             config: match kwargs.get("config") {
                 Some(c) if !c.is_null() => c.clone(),

@@ -15,6 +15,7 @@ both_backends!(
     keys_expire_and_revoked_keys_are_refused,
     the_agent_acts_as_the_threads_owner,
     jwt_users_and_services,
+    a_users_assistants_are_its_own_and_a_services_are_shared,
 );
 
 /// Routes as the code declares them: `(METHOD, path)` from every route attribute in `src/`.
@@ -185,26 +186,62 @@ fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str)
             Some(json!({})),
             Own,
         ),
+        // alice's assistant
+        c(
+            "POST",
+            "/assistants",
+            "/assistants".into(),
+            Some(json!({"graph_id": "agent", "name": "bob's"})),
+            Own,
+        ),
         c(
             "GET",
             "/assistants/{assistant_id}",
             format!("/assistants/{assistant}"),
             None,
-            Own,
+            NotFound,
+        ),
+        c(
+            "PATCH",
+            "/assistants/{assistant_id}",
+            format!("/assistants/{assistant}"),
+            Some(json!({"name": "bob was here"})),
+            NotFound,
+        ),
+        c(
+            "DELETE",
+            "/assistants/{assistant_id}",
+            format!("/assistants/{assistant}"),
+            None,
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/assistants/{assistant_id}/versions",
+            format!("/assistants/{assistant}/versions"),
+            Some(json!({})),
+            NotFound,
+        ),
+        c(
+            "POST",
+            "/assistants/{assistant_id}/latest",
+            format!("/assistants/{assistant}/latest"),
+            Some(json!({"version": 1})),
+            NotFound,
         ),
         c(
             "GET",
             "/assistants/{assistant_id}/schemas",
             format!("/assistants/{assistant}/schemas"),
             None,
-            Own,
+            NotFound,
         ),
         c(
             "GET",
             "/assistants/{assistant_id}/graph",
             format!("/assistants/{assistant}/graph"),
             None,
-            Own,
+            NotFound,
         ),
         // the store: alice's namespace
         c(
@@ -583,15 +620,16 @@ async fn every_route_refuses_strangers_and_hides_one_users_data_from_another(kin
     let bob = make_key(&db, Some("bob"), None).await;
     let service = make_key(&db, None, None).await;
     let (thread, run, checkpoint, task) = alices_world(&app, &alice).await;
-    let (_, assistants) = call(
+    let (s, made) = call(
         &app,
         "POST",
-        "/assistants/search",
-        Some(&service),
-        Some(&json!({})),
+        "/assistants",
+        Some(&alice),
+        Some(&json!({"graph_id": "agent", "name": "alice's helper"})),
     )
     .await;
-    let assistant = assistants[0]["assistant_id"].as_str().unwrap().to_string();
+    assert_eq!(s, 200, "{made}");
+    let assistant = made["assistant_id"].as_str().unwrap().to_string();
     let cases = cases(&thread, &run, &checkpoint, &task, &assistant);
 
     // every route the code declares has a case, and every case a route
@@ -1464,4 +1502,107 @@ mod limits {
         c.llm_api_key = Some("sk-hunter2".into());
         assert!(!format!("{c:?}").contains("hunter2"));
     }
+}
+
+/// Alice's assistant is hers: bob neither sees it nor runs it. A service's assistant is
+/// everyone's to see and run, and only a service changes it.
+async fn a_users_assistants_are_its_own_and_a_services_are_shared(kind: Kind) {
+    let Some((app, db)) = spawn_with_auth(kind, |_| {}).await else {
+        return;
+    };
+    let alice = make_key(&db, Some("alice"), None).await;
+    let bob = make_key(&db, Some("bob"), None).await;
+    let service = make_key(&db, None, None).await;
+    let create = |key: String, name: &'static str| {
+        let app = &app;
+        async move {
+            let body = json!({"graph_id": "agent", "name": name});
+            let (s, made) = call(app, "POST", "/assistants", Some(&key), Some(&body)).await;
+            assert_eq!(s, 200, "{made}");
+            made["assistant_id"].as_str().unwrap().to_string()
+        }
+    };
+    let hers = create(alice.clone(), "hers").await;
+    let shared = create(service.clone(), "shared").await;
+    let names = |key: String| {
+        let app = &app;
+        async move {
+            let (_, found) = call(
+                app,
+                "POST",
+                "/assistants/search",
+                Some(&key),
+                Some(&json!({"limit": 100})),
+            )
+            .await;
+            let mut names: Vec<String> = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(
+        names(alice.clone()).await,
+        ["agent", "hers", "legacy", "shared"]
+    );
+    assert_eq!(names(bob.clone()).await, ["agent", "legacy", "shared"]);
+    assert_eq!(
+        names(service.clone()).await,
+        ["agent", "hers", "legacy", "shared"]
+    );
+    let (_, n) = call(
+        &app,
+        "POST",
+        "/assistants/count",
+        Some(&bob),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(n, json!(3));
+
+    // running: alice's is "not found" to bob; the shared one runs for anyone
+    let run = |key: String, assistant: String| {
+        let app = &app;
+        async move {
+            let body = json!({"assistant_id": assistant, "input": {"messages": [{"role": "user", "content": "get tasks"}]}});
+            call(app, "POST", "/runs/wait", Some(&key), Some(&body))
+                .await
+                .0
+        }
+    };
+    assert_eq!(run(bob.clone(), hers.clone()).await, 404);
+    assert_eq!(run(alice.clone(), hers.clone()).await, 200);
+    assert_eq!(run(bob.clone(), shared.clone()).await, 200);
+
+    // changing: one's own, and a service's only by a service
+    let rename = |key: String, assistant: String| {
+        let app = &app;
+        async move {
+            let path = format!("/assistants/{assistant}");
+            call(
+                app,
+                "PATCH",
+                &path,
+                Some(&key),
+                Some(&json!({"description": "renamed"})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(rename(alice.clone(), hers.clone()).await, 200);
+    assert_eq!(rename(bob.clone(), hers.clone()).await, 404);
+    assert_eq!(rename(alice.clone(), shared.clone()).await, 403);
+    assert_eq!(rename(service.clone(), shared.clone()).await, 200);
+    let path = format!("/assistants/{shared}");
+    assert_eq!(call(&app, "DELETE", &path, Some(&bob), None).await.0, 403);
+    assert_eq!(
+        call(&app, "DELETE", &path, Some(&service), None).await.0,
+        204
+    );
+    app.stop().await;
 }

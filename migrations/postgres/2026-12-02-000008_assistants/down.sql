@@ -1,0 +1,3 @@
+ALTER TABLE runs DROP COLUMN graph_id;
+DROP TABLE assistant_versions;
+DROP TABLE assistants;

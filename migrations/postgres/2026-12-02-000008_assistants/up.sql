@@ -1,0 +1,32 @@
+-- Assistants: a graph with a configuration, versioned. The system assistant of each graph is a
+-- row too (owner NULL, metadata created_by system), written at start-up. A user's assistants are
+-- its own (owner); a service's (owner NULL) every principal may use.
+CREATE TABLE assistants (
+    assistant_id TEXT PRIMARY KEY,
+    graph_id TEXT NOT NULL,
+    owner TEXT,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    config JSONB NOT NULL,
+    context JSONB NOT NULL,
+    metadata JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX assistants_owner_idx ON assistants (owner, created_at);
+-- every version an assistant had; the assistant row holds the one in use
+CREATE TABLE assistant_versions (
+    assistant_id TEXT NOT NULL REFERENCES assistants (assistant_id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    graph_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    config JSONB NOT NULL,
+    context JSONB NOT NULL,
+    metadata JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (assistant_id, version)
+);
+-- the graph a run executes (its assistant may be one a user made, named by UUID)
+ALTER TABLE runs ADD COLUMN graph_id TEXT;
