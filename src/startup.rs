@@ -43,11 +43,8 @@ impl Application {
         let auth_settings = crate::auth::settings_from(&config)?;
         let browser = BrowserPolicy::from_config(&config, auth_settings.is_some())?;
         let (persistence, arbiter) = open_persistence(&config).await?;
-        let system = crate::graphs::GRAPHS.iter().map(|g| g.system_assistant());
-        persistence
-            .ensure_system_assistants(system.collect())
-            .await
-            .map_err(|e| format!("while writing the system assistants: {e:?}"))?;
+        // written before the first request when the database allows; else as soon as it does
+        let system_written = write_system_assistants(&persistence).await;
         let model = Model::from_config(&config)?;
         let runner = Runner::new(
             persistence.clone(),
@@ -135,6 +132,9 @@ impl Application {
         );
         // runs left running by a process that is gone are taken back from the first tick, and
         // the queue is looked at then
+        if !system_written {
+            spawn_system_assistants_writer(persistence.clone(), stop_rx.clone());
+        }
         runner.spawn_lease_keeper(stop_rx.clone());
         runner.spawn_executor(stop_rx.clone());
         let waker = runner.clone();
@@ -299,6 +299,37 @@ fn spawn_unheard_poller(wake: crate::persistence::Wake, mut stop: watch::Receive
                 _ = tick.tick() => wake(crate::persistence::Notice::Missed),
                 _ = stop.changed() => break,
             }
+        }
+    });
+}
+
+/// Writes each graph's system assistant unless it exists; whether that was done.
+async fn write_system_assistants(db: &Persistence) -> bool {
+    let system = crate::graphs::GRAPHS.iter().map(|g| g.system_assistant());
+    match db.ensure_system_assistants(system.collect()).await {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("the system assistants could not be written yet: {e:?}");
+            false
+        }
+    }
+}
+
+/// Until they are written (or mnemo stops): tries again to write the system assistants, backing
+/// off from 100 ms to 5 s.
+fn spawn_system_assistants_writer(db: Persistence, mut stop: watch::Receiver<bool>) {
+    actix_web::rt::spawn(async move {
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            if write_system_assistants(&db).await {
+                log::info!("the system assistants are written");
+                return;
+            }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
         }
     });
 }

@@ -139,9 +139,23 @@ pub struct SearchBody {
     sort_by: Option<String>,
     /// `asc` or `desc` (default).
     sort_order: Option<String>,
-    /// Only these fields of each assistant.
+    /// Only these fields of each assistant (`assistant_id`, `graph_id`, `name`, …).
     select: Option<Vec<String>>,
 }
+
+/// An assistant's fields, as a search may `select` them.
+const FIELDS: [&str; 10] = [
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "metadata",
+    "version",
+    "created_at",
+    "updated_at",
+];
 
 fn query(principal: &Principal, body: &SearchBody) -> Result<AssistantQuery, ApiError> {
     let (limit, offset) = page(body.limit, body.offset, 1000)?;
@@ -181,7 +195,7 @@ fn query(principal: &Principal, body: &SearchBody) -> Result<AssistantQuery, Api
 #[utoipa::path(
     tag = "assistants",
     request_body = SearchBody,
-    responses((status = 200, body = [Assistant], headers(
+    responses((status = 200, description = "Assistants (with `select`, only those fields of each)", body = [Object], headers(
         ("X-Pagination-Total" = i64, description = "Assistants matching, in all"),
         ("X-Pagination-Next" = Option<i64>, description = "The offset of the next page, if any"),
     ))),
@@ -199,6 +213,12 @@ pub async fn search(
     let next = offset + found.len() as i64;
     let mut rows: Vec<Value> = found.iter().map(|a| json!(a)).collect();
     if let Some(fields) = &body.select {
+        if let Some(other) = fields.iter().find(|f| !FIELDS.contains(&f.as_str())) {
+            return Err(ApiError::validation(format!(
+                "select names an assistant's fields ({}), not {other:?}",
+                FIELDS.join(", ")
+            )));
+        }
         for row in rows.iter_mut().filter_map(Value::as_object_mut) {
             row.retain(|k, _| fields.contains(k));
         }
@@ -376,7 +396,7 @@ pub struct LatestBody {
 #[utoipa::path(
     tag = "assistants",
     params(("assistant_id" = uuid::Uuid, Path), LatestBody),
-    request_body(content = Option<LatestBody>),
+    request_body(content = Option<LatestBody>, description = "Optional", content_type = "application/json"),
     responses(
         (status = 200, body = Assistant),
         (status = 403, description = "A user changing a service's assistant", body = super::ErrorBody),
@@ -391,9 +411,10 @@ pub async fn set_latest(
     db: web::Data<Persistence>,
     path: web::Path<String>,
     http: HttpRequest,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let from_body = if body.is_empty() {
+    let body = body.map_err(|e| crate::limits::raw_body_error(&e))?;
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         serde_json::from_slice::<LatestBody>(&body)

@@ -101,7 +101,7 @@ use crate::runs::CancelAction;
     tags(
         (name = "ops", description = "Probes, server information and metrics"),
         (name = "docs", description = "This description of the API"),
-        (name = "assistants", description = "One read-only system assistant per graph"),
+        (name = "assistants", description = "Graphs with their configuration, versioned: a system assistant per graph, and those principals make"),
         (name = "threads", description = "Threads, their state and history"),
         (name = "runs", description = "Runs: streamed (SSE), waited for, or in the background"),
         (name = "checkpoints", description = "The raw checkpointer API (LangGraph's BaseCheckpointSaver)"),

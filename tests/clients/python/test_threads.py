@@ -18,6 +18,46 @@ async def client(mnemo_url, user_key):
         yield c
 
 
+async def test_assistants_made_changed_in_versions_and_run(client):
+    made = await client.assistants.create(
+        "agent",
+        config={"configurable": {"system_prompt": "Be terse."}},
+        metadata={"team": tag()},
+        name="terse",
+    )
+    assert made["version"] == 1 and made["graph_id"] == "agent"
+    aid = made["assistant_id"]
+    changed = await client.assistants.update(aid, metadata={"step": 2}, name="terser")
+    assert changed["version"] == 2 and changed["name"] == "terser"
+    assert changed["metadata"] == {**made["metadata"], "step": 2}
+    versions = await client.assistants.get_versions(aid)
+    assert [v["version"] for v in versions] == [2, 1]
+    back = await client.assistants.set_latest(aid, 1)
+    assert back["version"] == 1 and back["name"] == "terse"
+    found = await client.assistants.search(metadata=made["metadata"])
+    assert [a["assistant_id"] for a in found] == [aid]
+    assert await client.assistants.count(metadata=made["metadata"]) == 1
+    assert (await client.assistants.get_schemas(aid))["graph_id"] == "agent"
+
+    # a run of it: its graph, with its config under the run's own
+    thread = await client.threads.create()
+    values = await client.runs.wait(thread["thread_id"], aid, input=human("get tasks"))
+    assert contents(values)[0] == "get tasks"
+    run = (await client.runs.list(thread["thread_id"]))[0]
+    assert run["assistant_id"] == aid
+    assert run["kwargs"]["config"]["configurable"]["system_prompt"] == "Be terse."
+
+    with pytest.raises(ConflictError):
+        await client.assistants.create("agent", assistant_id=aid)
+    same = await client.assistants.create("legacy", assistant_id=aid, if_exists="do_nothing")
+    assert same["graph_id"] == "agent"
+    with pytest.raises(ConflictError):
+        await client.assistants.update(AGENT_ID, name="mine")
+    await client.assistants.delete(aid)
+    with pytest.raises(NotFoundError):
+        await client.assistants.get(aid)
+
+
 async def test_assistants_search_and_get(client):
     found = await client.assistants.search(graph_id="agent")
     assert [a["assistant_id"] for a in found] == [AGENT_ID]
