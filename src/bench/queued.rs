@@ -213,6 +213,7 @@ pub async fn queued(config: &Config, queued: usize, seconds: u64) -> Result<(), 
         .buffer_unordered(16)
         .collect()
         .await;
+    let enqueued_in = t.elapsed();
     let pending = answers
         .iter()
         .filter(|a| matches!(a, Ok(r) if r["status"] == "pending"))
@@ -225,8 +226,8 @@ pub async fn queued(config: &Config, queued: usize, seconds: u64) -> Result<(), 
     let with = measure(&c, &srv, pg.as_ref(), seconds).await?;
     print(&format!("{pending} queued runs"), &with);
     println!(
-        "# {pending} of {queued} runs were enqueued (pending) in {:.1} s. First the server left alone, then one client putting store items: cpu% is mnemo's, pg% its Postgres backends', in % of one core; tx/s: transactions the database committed or rolled back per second",
-        t.elapsed().as_secs_f64()
+        "# {pending} of {queued} runs were enqueued (pending) in {:.2} s, 16 at a time. First the server left alone, then one client putting store items: cpu% is mnemo's, pg% its Postgres backends', in % of one core; tx/s: transactions the database committed or rolled back per second",
+        enqueued_in.as_secs_f64()
     );
     // the busy run still waits on the model: none of the queued ones has run
     let busy = run_of(c.get(format!("{base}/threads/{thread}/runs/{busy_id}"))).await?;
