@@ -278,7 +278,13 @@ class Worker:
         self.claim_wait_s = max(0, min(int(claim_wait_s), 30))
         self.ttl_s = ttl_s or max(60, 3 * self.lease_s)
         self.grace_s = grace_s
-        self.http = Transport(self.url, api_key=api_key, timeout=_HTTP_TIMEOUT_S)
+        # a connection for the claim's long poll, and one or two per running run (events, lease)
+        self.http = Transport(
+            self.url,
+            api_key=api_key,
+            timeout=_HTTP_TIMEOUT_S,
+            max_connections=2 * concurrency + 2,
+        )
         self.saver = MnemoSaver(self.url, api_key=api_key)
         self.store = MnemoStore(self.url, api_key=api_key)
         self.descriptions = dict(descriptions or {})

@@ -390,6 +390,17 @@ async def test_wait_stream_and_state(served, client) -> None:
     assert [d for n, d in events if n == "values"][-1]["items"] == ["x", "a", "b", "y", "a", "b"]
     assert any(n == "updates" and "append" in d for n, d in events)
 
+    other = await new_thread(client)
+    tuples = await sse(
+        client,
+        f"/threads/{other}/runs/stream",
+        {"assistant_id": "pyworker", "input": {"items": []}, "stream_mode": "messages-tuple"},
+    )
+    [(message, meta)] = [d for n, d in tuples if n == "messages"]
+    assert message["type"] == "ai" and message["content"] == "hello"
+    assert meta["langgraph_node"] == "append"
+    assert "values" not in {n for n, _ in tuples}
+
     state = (await client.get(f"/threads/{thread}/state")).json()
     assert state["values"]["items"] == ["x", "a", "b", "y", "a", "b"]
     assert state["values"]["messages"][0]["type"] == "ai"
