@@ -507,7 +507,8 @@ class Worker:
         run = claim["run"]
         graph_id = self.graph_of(claim)
         if graph_id is None:
-            err = LookupError(f"this worker serves no graph for assistant {run.get('assistant_id')}")
+            assistant = run.get("assistant_id")
+            err = LookupError(f"this worker serves no graph for assistant {assistant}")
             return error_body(err, None)
         graph = self.graphs[graph_id]
         kwargs = run.get("kwargs") or {}
@@ -517,7 +518,13 @@ class Worker:
         requested = requested_modes(kwargs.get("stream_mode"))
         mapper = StreamMapper(requested, bool(kwargs.get("stream_subgraphs")))
         opts = stream_options(kwargs, requested)
-        log.info("run %s of %s on thread %s (attempt %s)", run["run_id"], graph_id, run["thread_id"], claim.get("attempt", 1))
+        log.info(
+            "run %s of %s on thread %s (attempt %s)",
+            run["run_id"],
+            graph_id,
+            run["thread_id"],
+            claim.get("attempt", 1),
+        )
         try:
             if "events" in requested:
                 async for ev in graph.astream_events(value, config, version="v2", **opts):
@@ -543,7 +550,8 @@ class Worker:
             latest = await self.saver.aget_tuple({"configurable": {"thread_id": run["thread_id"]}})
             if latest is not None and (latest.metadata or {}).get("run_id") == run["run_id"]:
                 config["configurable"].pop("checkpoint_id", None)
-                log.info("run %s: resuming from checkpoint %s", run["run_id"], latest.checkpoint["id"])
+                checkpoint_id = latest.checkpoint["id"]
+                log.info("run %s: resuming from checkpoint %s", run["run_id"], checkpoint_id)
                 return None
         return run_input(kwargs)
 
@@ -606,14 +614,34 @@ def parser() -> argparse.ArgumentParser:
         prog="mnemo-langgraph worker",
         description="Serve your LangGraph graphs behind a mnemo server.",
     )
-    p.add_argument("--url", default=os.environ.get("MNEMO_URL", DEFAULT_URL), help="mnemo's URL (default: $MNEMO_URL or %(default)s)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("MNEMO_URL", DEFAULT_URL),
+        help="mnemo's URL (default: $MNEMO_URL or %(default)s)",
+    )
     p.add_argument("--api-key", default=None, help=f"a service API key (default: ${API_KEY_ENV})")
     p.add_argument("--config", help="a langgraph.json naming the graphs (and env)")
-    p.add_argument("--graph", action="append", default=[], metavar="NAME=path.py:attr", help="a graph to serve (repeatable)")
+    p.add_argument(
+        "--graph",
+        action="append",
+        default=[],
+        metavar="NAME=path.py:attr",
+        help="a graph to serve (repeatable)",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="runs at once (default %(default)s)")
-    p.add_argument("--lease-s", type=int, default=30, help="a claimed run's lease, renewed every third (default %(default)s)")
+    p.add_argument(
+        "--lease-s",
+        type=int,
+        default=30,
+        help="a claimed run's lease, renewed every third of it (default %(default)s)",
+    )
     p.add_argument("--worker-id", default=None, help="this worker's id (default: a new uuid)")
-    p.add_argument("--grace-s", type=float, default=5.0, help="on SIGTERM, how long running runs may still take (default %(default)s)")
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, how long running runs may still take (default %(default)s)",
+    )
     p.add_argument("--log-level", default=os.environ.get("MNEMO_WORKER_LOG", "INFO"))
     return p
 
@@ -622,7 +650,9 @@ def specs_of(args: argparse.Namespace) -> list[GraphSpec]:
     specs = load_config(args.config) if args.config else []
     specs += [parse_graph_arg(g) for g in args.graph]
     if not specs:
-        raise SystemExit("name the graphs to serve: --config langgraph.json and/or --graph NAME=path.py:attr")
+        raise SystemExit(
+            "name the graphs to serve: --config langgraph.json and/or --graph NAME=path.py:attr"
+        )
     return specs
 
 
@@ -652,7 +682,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         argv = argv[1:]
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(serve(args))
     except (MnemoUnauthorized, MnemoForbidden) as e:
@@ -668,7 +701,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """The `mnemo-langgraph` command: `mnemo-langgraph worker ...`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["worker"]:
-        print("usage: mnemo-langgraph worker [--config langgraph.json] [--graph NAME=path.py:attr] ...", file=sys.stderr)
+        print(
+            "usage: mnemo-langgraph worker [--config langgraph.json] [--graph NAME=path.py:attr]",
+            file=sys.stderr,
+        )
         return 2
     return main(argv[1:])
 
