@@ -31,9 +31,15 @@ pub const GRAPHS: [Graph; 2] = [
 /// has the same id on mnemo as on the reference server (`agent` → `fe096781-…`).
 const ASSISTANT_NAMESPACE: Uuid = Uuid::from_u128(0x6ba7b821_9dad_11d1_80b4_00c04fd430c8);
 
+/// The system assistant's id of the graph `graph_id` (mnemo's or a graph worker's), derived as
+/// the LangGraph server derives it.
+pub fn system_assistant_id(graph_id: &str) -> Uuid {
+    Uuid::new_v5(&ASSISTANT_NAMESPACE, graph_id.as_bytes())
+}
+
 impl Graph {
     pub fn assistant_id(&self) -> Uuid {
-        Uuid::new_v5(&ASSISTANT_NAMESPACE, self.id.as_bytes())
+        system_assistant_id(self.id)
     }
 
     /// The graph's system assistant (written at start-up, everyone's to use, never changed).
@@ -49,13 +55,6 @@ impl Graph {
             metadata: json!({ "created_by": "system" }),
             do_nothing_if_exists: true,
         }
-    }
-
-    /// Whether `assistant_id` is a graph's system assistant.
-    pub fn is_system(assistant_id: &str) -> bool {
-        GRAPHS
-            .iter()
-            .any(|g| g.assistant_id().to_string() == assistant_id)
     }
 
     /// The graph named `graph_id` (422 for another name).
@@ -120,6 +119,17 @@ pub const NODES: [&str; 2] = ["agent", "tools"];
 
 /// The nodes `interrupt_before` / `interrupt_after` name: `"*"` (every node) or a list of
 /// node names; an unknown name is an error that says which names there are.
+/// Whether `names` is what `interrupt_before`/`interrupt_after` may be for any graph: absent,
+/// `"*"` or a list of names.
+pub fn node_list(field: &str, names: Option<&Value>) -> Result<(), String> {
+    match names {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s == "*" => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(format!("{field} must be \"*\" or a list of node names")),
+    }
+}
+
 pub fn nodes_named(field: &str, names: &Value) -> Result<Vec<&'static str>, String> {
     let list = match names {
         Value::Null => return Ok(Vec::new()),

@@ -1155,6 +1155,18 @@ pub struct StartedRun {
     pub thread_owner: Option<String>,
 }
 
+/// A graph a graph worker serves: what it registered, and until when a worker serves it.
+#[derive(Debug, Clone)]
+pub struct WorkerGraph {
+    pub graph_id: String,
+    pub description: Option<String>,
+    /// Its input, output, state, config and context JSON schemas, as the worker read them.
+    pub schemas: Value,
+    /// Its nodes and edges.
+    pub drawing: Value,
+    pub served_until: DateTime<Utc>,
+}
+
 /// A run a process claimed from the queue: now `running`, held by that process.
 #[derive(Debug, Clone)]
 pub struct ClaimedRun {

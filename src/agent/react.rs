@@ -13,7 +13,7 @@ use super::{Model, ToolCall, Tuning, Turn, tools};
 use crate::graphs;
 use crate::model::{CheckpointRecord, NewCheckpoint, NewWrites};
 use crate::persistence::{DbError, Persistence, next_state};
-use crate::runs::{Durability, Live, RunRequest, Stop};
+use crate::runs::{Durability, GraphRef, Live, RunRequest, Stop};
 
 /// Most model turns in one run (LangGraph's default recursion limit).
 const RECURSION_LIMIT: usize = 25;
@@ -112,6 +112,16 @@ pub(crate) struct Step<'a, H> {
 }
 
 impl<H: Host> Step<'_, H> {
+    /// The graph the loop runs: one of mnemo's own (a worker's graph never reaches it).
+    fn graph(&self) -> Result<&'static graphs::Graph, Halt> {
+        match &self.req.graph {
+            GraphRef::Builtin(g) => Ok(g),
+            GraphRef::Worker(id) => Err(Halt::Failed(format!(
+                "graph {id} is served by a graph worker, not by mnemo"
+            ))),
+        }
+    }
+
     /// The run's steps. Each checkpoint is computed here, from the previous one held in memory,
     /// and written in the background (group-committed with other runs' writes, as LangGraph's
     /// `durability: "async"`); the run waits for its writes before it ends.
@@ -121,6 +131,7 @@ impl<H: Host> Step<'_, H> {
         stop: &mut watch::Receiver<Option<Stop>>,
     ) -> Result<Outcome, Halt> {
         let (db, live, req, deadline) = (self.host, self.live, self.req, self.deadline);
+        let graph = self.graph()?;
         let run = &live.run;
         let user_id = user_of(
             live.thread_owner.as_deref(),
@@ -130,7 +141,7 @@ impl<H: Host> Step<'_, H> {
         let mut meta = Map::new();
         meta.insert("run_id".into(), json!(run.run_id));
         meta.insert("thread_id".into(), json!(run.thread_id));
-        meta.insert("graph_id".into(), json!(req.graph.id));
+        meta.insert("graph_id".into(), json!(req.graph.id()));
         meta.insert("assistant_id".into(), json!(run.assistant_id));
         meta.insert("user_id".into(), json!(user_id));
         // the run goes on from the checkpoint asked for (a fork), else from the latest
@@ -156,7 +167,7 @@ impl<H: Host> Step<'_, H> {
             };
             let record = next_state(
                 &run.thread_id,
-                Some(req.graph),
+                Some(graph),
                 progress.latest.take(),
                 changes.clone(),
                 Some(node.to_string()),
@@ -331,7 +342,7 @@ impl<H: Host> Step<'_, H> {
         );
         let mut on_delta = |d| stream.push(d);
         let turn = tokio::select! {
-            turn = self.model.turn(req.graph, user_id, messages, Tuning::of(&req.config), &mut on_delta) => turn,
+            turn = self.model.turn(self.graph()?, user_id, messages, Tuning::of(&req.config), &mut on_delta) => turn,
             why = stopped(stop, deadline) => return Err(Halt::Stopped(why)),
         };
         let turn = turn.map_err(Halt::Failed)?;
@@ -595,7 +606,7 @@ mod tests {
         let run = Run {
             run_id: "r-1".into(),
             thread_id: "t-1".into(),
-            assistant_id: req.graph.assistant_id().to_string(),
+            assistant_id: req.assistant_id.clone(),
             status: RunStatus::Running,
             metadata: json!({}),
             kwargs: req.kwargs.clone(),

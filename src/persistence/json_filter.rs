@@ -51,17 +51,6 @@ impl<QS, DB: Backend> QueryFragment<DB> for AllOf<QS, DB> {
     }
 }
 
-/// The runs a process may claim now, oldest first, at most `$1`: each the oldest pending run
-/// of a thread on which no run is running (SQL, both dialects).
-macro_rules! claimable_runs {
-    () => {
-        "SELECT run_id, thread_id FROM runs AS queued WHERE status = 'pending' AND NOT EXISTS \
-         (SELECT 1 FROM runs AS other WHERE other.thread_id = queued.thread_id \
-         AND (other.status = 'running' OR (other.status = 'pending' AND other.run_id < queued.run_id))) \
-         ORDER BY run_id LIMIT $1"
-    };
-}
-
 pub mod pg {
     use diesel::dsl::sql;
     use diesel::pg::Pg;
@@ -84,10 +73,25 @@ pub mod pg {
     /// Tells every mnemo on this database that the run queue has a run to claim.
     pub const NOTIFY_QUEUE: Option<&str> = Some("SELECT pg_notify('mnemo_queue', '')");
 
-    /// The runs that may be claimed now, oldest first, at most `$1`: the oldest pending run of
-    /// each thread on which none runs. Locked for the claiming transaction; rows another
-    /// transaction claims are skipped, not waited for.
-    pub const CLAIMABLE_RUNS: &str = concat!(claimable_runs!(), " FOR UPDATE SKIP LOCKED");
+    /// The runs that may be claimed now, oldest first, at most `$1`, of the graphs `$2` names
+    /// (`''`: runs from before runs named their graph): the oldest pending run of each thread on
+    /// which none runs. Locked for the claiming transaction; rows another transaction claims are
+    /// skipped, not waited for.
+    pub const CLAIMABLE_RUNS: &str = "SELECT run_id, thread_id FROM runs AS queued \
+        WHERE status = 'pending' AND COALESCE(graph_id, '') = ANY($2) AND NOT EXISTS \
+        (SELECT 1 FROM runs AS other WHERE other.thread_id = queued.thread_id \
+        AND (other.status = 'running' OR (other.status = 'pending' AND other.run_id < queued.run_id))) \
+        ORDER BY run_id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+    /// Tells the streams following a run through other processes that its events are stored.
+    pub const NOTIFY_RUN_EVENTS: Option<&str> = Some("SELECT pg_notify('mnemo_runs', $1)");
+
+    /// A list of graph ids, as [`CLAIMABLE_RUNS`] reads it.
+    pub type GraphList = diesel::sql_types::Array<Text>;
+
+    pub fn graph_list(ids: &[String]) -> Vec<String> {
+        ids.to_vec()
+    }
 
     /// A transaction's first statement when it reads before it writes (nothing on Postgres).
     pub const TAKE_WRITE_LOCK: Option<&str> = None;
@@ -174,8 +178,23 @@ pub mod sqlite {
     pub const NOTIFY_THREAD: Option<&str> = None;
     pub const NOTIFY_QUEUE: Option<&str> = None;
 
-    /// The runs that may be claimed now (one process: no row locks to skip).
-    pub const CLAIMABLE_RUNS: &str = claimable_runs!();
+    /// The runs that may be claimed now (one process: no row locks to skip); `?2` is a JSON
+    /// list of graph ids.
+    pub const CLAIMABLE_RUNS: &str = "SELECT run_id, thread_id FROM runs AS queued \
+        WHERE status = 'pending' AND COALESCE(graph_id, '') IN (SELECT value FROM json_each(?2)) \
+        AND NOT EXISTS \
+        (SELECT 1 FROM runs AS other WHERE other.thread_id = queued.thread_id \
+        AND (other.status = 'running' OR (other.status = 'pending' AND other.run_id < queued.run_id))) \
+        ORDER BY run_id LIMIT ?1";
+
+    pub const NOTIFY_RUN_EVENTS: Option<&str> = None;
+
+    /// A list of graph ids, as [`CLAIMABLE_RUNS`] reads it: JSON text.
+    pub type GraphList = Text;
+
+    pub fn graph_list(ids: &[String]) -> String {
+        serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+    }
 
     /// A write first, so that a transaction that reads before it writes takes SQLite's write
     /// lock at once (upgrading a read later could fail at once, without waiting).

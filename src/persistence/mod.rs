@@ -25,6 +25,7 @@ mod store;
 mod tasks;
 mod threads;
 mod tls;
+mod workers;
 
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
 pub use checkpoints::{Prune, next_state};
@@ -298,10 +299,18 @@ operations! {
     DeleteCheckpoints => fn delete_checkpoints(thread_id: String) -> () = checkpoints::delete_thread;
     /// Starts a run on a thread that is not busy, and marks the thread busy.
     StartRun => fn start_run(new: NewRun) -> StartedRun = runs::start;
-    /// Whether any run waits in the queue.
-    AnyQueued => fn any_queued() -> bool = runs::any_queued;
-    /// Claims runs from the queue for a process with free workers.
-    ClaimRuns => fn claim_runs(limit: i64, holder: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Vec<ClaimedRun> = runs::claim_next;
+    /// Whether any run of these graphs waits in the queue.
+    AnyQueued => fn any_queued(graphs: Vec<String>) -> bool = runs::any_queued;
+    /// Claims runs of these graphs from the queue, for a process (or graph worker) with free workers.
+    ClaimRuns => fn claim_runs(limit: i64, graphs: Vec<String>, holder: String, lease_expires_at: chrono::DateTime<chrono::Utc>) -> Vec<ClaimedRun> = runs::claim_next;
+    /// Registers the graphs a graph worker serves, until a time.
+    RegisterWorkerGraphs => fn register_worker_graphs(graphs: Vec<WorkerGraph>, served_until: chrono::DateTime<chrono::Utc>) -> () = workers::register;
+    /// Extends the time graphs are served (their worker claims their runs).
+    RefreshWorkerGraphs => fn refresh_worker_graphs(graph_ids: Vec<String>, served_until: chrono::DateTime<chrono::Utc>) -> () = workers::refresh;
+    /// A graph a worker registered.
+    WorkerGraphOf => fn worker_graph(graph_id: String) -> Option<WorkerGraph> = workers::get;
+    /// Appends a worker's events to a run it holds; answers the last event's number.
+    AppendRunEvents => fn append_run_events(run_id: String, holder: String, events: Vec<(String, String)>) -> i64 = workers::append_events;
     /// Ends a run and, when it held its thread, sets the thread's status.
     FinishRun => fn finish_run(run_id: String, holder: Option<String>, status: RunStatus, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
     /// Deletes a run and the checkpoints it wrote.

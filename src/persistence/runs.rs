@@ -232,6 +232,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
 pub async fn claim_next(
     db: &DbPool,
     limit: i64,
+    graphs: Vec<String>,
     holder: String,
     lease_expires_at: DateTime<Utc>,
 ) -> Result<Vec<ClaimedRun>, DbError> {
@@ -244,6 +245,7 @@ pub async fn claim_next(
             }
             let candidates: Vec<Claimable> = diesel::sql_query(dialect::CLAIMABLE_RUNS)
                 .bind::<BigInt, _>(limit)
+                .bind::<dialect::GraphList, _>(dialect::graph_list(&graphs))
                 .load(conn)
                 .await?;
             let mut claimed = Vec::with_capacity(candidates.len());
@@ -289,15 +291,23 @@ pub async fn claim_next(
     })
 }
 
-/// Whether any run waits in the queue (most looks find none: no transaction, nor SQLite's write
-/// lock, nor a worker taken, for them).
-pub async fn any_queued(db: &DbPool) -> Result<bool, DbError> {
+/// Whether any run of the graphs named (`""`: runs from before runs named their graph) waits
+/// in the queue (most looks find none: no transaction, nor SQLite's write lock, nor a worker
+/// taken, for them).
+pub async fn any_queued(db: &DbPool, graphs: Vec<String>) -> Result<bool, DbError> {
+    let unnamed = graphs.iter().any(String::is_empty);
     with_conn!(db, |conn, s| {
         use s::runs as r;
-        let queued = r::table.filter(r::status.eq(RunStatus::Pending.as_str()));
-        Ok(diesel::select(diesel::dsl::exists(queued))
-            .get_result(&mut conn)
-            .await?)
+        let mut queued = r::table
+            .filter(r::status.eq(RunStatus::Pending.as_str()))
+            .into_boxed();
+        queued = if unnamed {
+            queued.filter(r::graph_id.is_null().or(r::graph_id.eq_any(&graphs)))
+        } else {
+            queued.filter(r::graph_id.eq_any(&graphs))
+        };
+        let found: Option<String> = queued.select(r::run_id).first(&mut conn).await.optional()?;
+        Ok(found.is_some())
     })
 }
 

@@ -115,6 +115,16 @@ pub mod pg {
     }
 
     diesel::table! {
+        worker_graphs (graph_id) {
+            graph_id -> Text,
+            description -> Nullable<Text>,
+            schemas -> Jsonb,
+            drawing -> Jsonb,
+            served_until -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         assistants (assistant_id) {
             assistant_id -> Text,
             graph_id -> Text,
@@ -273,6 +283,16 @@ pub mod sqlite {
             attempt -> Integer,
             holder -> Nullable<Text>,
             graph_id -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        worker_graphs (graph_id) {
+            graph_id -> Text,
+            description -> Nullable<Text>,
+            schemas -> Json,
+            drawing -> Json,
+            served_until -> TimestamptzSqlite,
         }
     }
 

@@ -13,6 +13,46 @@ use crate::error::ApiError;
 use crate::graphs::Graph;
 use crate::model::{Assistant, AssistantPatch, AssistantQuery, AssistantSort, NewAssistant};
 use crate::persistence::Persistence;
+use crate::runs::GraphRef;
+
+/// The graph `graph_id` names: one of mnemo's own, or one a graph worker registered (with
+/// `served`, only while a worker serves it); 422 otherwise.
+pub(super) async fn graph_ref(
+    db: &Persistence,
+    graph_id: &str,
+    served: bool,
+) -> Result<GraphRef, ApiError> {
+    if let Ok(own) = Graph::named(graph_id) {
+        return Ok(GraphRef::Builtin(own));
+    }
+    match db.worker_graph(graph_id.to_string()).await? {
+        Some(g) if served && g.served_until < chrono::Utc::now() => Err(ApiError::validation(
+            format!("No graph worker serves graph {graph_id} now"),
+        )),
+        Some(g) => Ok(GraphRef::Worker(g.graph_id)),
+        None => Err(ApiError::Validation(
+            Graph::named(graph_id).err().unwrap_or_default(),
+        )),
+    }
+}
+
+/// A graph's JSON schemas and drawing (a worker's, as it registered them).
+async fn graph_views(db: &Persistence, graph_id: &str) -> Result<(Value, Value), ApiError> {
+    match graph_ref(db, graph_id, false).await? {
+        GraphRef::Builtin(g) => Ok((g.schemas(), g.drawing())),
+        GraphRef::Worker(id) => {
+            let g = db
+                .worker_graph(id.clone())
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("Graph {id} not found")))?;
+            let mut schemas = g.schemas;
+            if let Value::Object(m) = &mut schemas {
+                m.insert("graph_id".into(), json!(id));
+            }
+            Ok((schemas, g.drawing))
+        }
+    }
+}
 
 /// An assistant id as a path or body names it: a UUID (422 otherwise, as the reference server
 /// answers).
@@ -36,7 +76,7 @@ async fn changeable(
     id: &str,
 ) -> Result<(String, Option<String>), ApiError> {
     let found = visible(db, principal, id).await?;
-    if Graph::is_system(&found.assistant_id) {
+    if crate::graphs::system_assistant_id(&found.graph_id).to_string() == found.assistant_id {
         return Err(ApiError::Conflict(
             "System assistants cannot be changed or deleted".into(),
         ));
@@ -87,7 +127,7 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let named = Graph::named(&body.graph_id).map_err(ApiError::Validation)?;
+    let named = graph_ref(&db, &body.graph_id, false).await?;
     let do_nothing_if_exists = match body.if_exists.as_deref() {
         None | Some("raise") => false,
         Some("do_nothing") => true,
@@ -103,7 +143,7 @@ pub async fn create(
     };
     let new = NewAssistant {
         assistant_id,
-        graph_id: named.id.to_string(),
+        graph_id: named.id().to_string(),
         owner: principal.bound_user().map(str::to_string),
         name: body.name.unwrap_or_else(|| "Untitled".into()),
         description: body.description,
@@ -304,7 +344,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if let Some(graph_id) = &body.graph_id {
-        Graph::named(graph_id).map_err(ApiError::Validation)?;
+        graph_ref(&db, graph_id, false).await?;
     }
     let patch = AssistantPatch {
         graph_id: body.graph_id,
@@ -447,8 +487,8 @@ pub async fn get_schemas(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let found = visible(&db, &principal, &path).await?;
-    let named = Graph::named(&found.graph_id).map_err(ApiError::Validation)?;
-    Ok(HttpResponse::Ok().json(named.schemas()))
+    let (schemas, _) = graph_views(&db, &found.graph_id).await?;
+    Ok(HttpResponse::Ok().json(schemas))
 }
 
 #[utoipa::path(
@@ -467,6 +507,6 @@ pub async fn drawing(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let found = visible(&db, &principal, &path).await?;
-    let named = Graph::named(&found.graph_id).map_err(ApiError::Validation)?;
-    Ok(HttpResponse::Ok().json(named.drawing()))
+    let (_, drawing) = graph_views(&db, &found.graph_id).await?;
+    Ok(HttpResponse::Ok().json(drawing))
 }

@@ -10,6 +10,7 @@ mod runs;
 mod store;
 mod tasks;
 mod threads;
+mod workers;
 
 use actix_web::{HttpResponse, web};
 
@@ -37,6 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(assistants::get)
         .service(assistants::update)
         .service(assistants::remove)
+        .service(workers::register)
+        .service(workers::claim)
+        .service(workers::events)
+        .service(workers::heartbeat)
+        .service(workers::finish)
         .service(store::put_item)
         .service(store::get_item)
         .service(store::delete_item)

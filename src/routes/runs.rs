@@ -12,7 +12,6 @@ use super::ownership::OwnedThread;
 use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::graphs::Graph;
 use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
 use crate::runs::{
     CancelAction, Durability, Launched, Live, Of, OnCompletion, OnDisconnect, RunRequest, Runner,
@@ -94,25 +93,29 @@ async fn assistant_of(
     principal: &Principal,
     assistant_id: &str,
 ) -> Result<(Of, Value, Value), ApiError> {
-    let system = Of::system(assistant_id);
-    let made = match (&system, uuid::Uuid::parse_str(assistant_id)) {
-        (Err(_), Ok(uuid)) => {
-            let viewer = principal.bound_user().map(str::to_string);
-            Some(runner.db().get_assistant(uuid.to_string(), viewer).await?)
-        }
-        _ => None,
-    };
-    match made {
-        Some(a) => {
-            let graph = Graph::named(&a.graph_id).map_err(ApiError::Validation)?;
-            let of = Of {
-                assistant_id: a.assistant_id,
-                graph,
-            };
-            Ok((of, a.config, a.context))
-        }
-        None => Ok((system?, json!({}), json!({}))),
+    // a graph's system assistant, by the graph's name or its UUID
+    if let Ok(of) = Of::system(assistant_id) {
+        return Ok((of, json!({}), json!({})));
     }
+    let db = runner.db();
+    let (id, graph_id, config, context) = match uuid::Uuid::parse_str(assistant_id) {
+        Ok(uuid) => {
+            let viewer = principal.bound_user().map(str::to_string);
+            let a = db.get_assistant(uuid.to_string(), viewer).await?;
+            (a.assistant_id, a.graph_id, a.config, a.context)
+        }
+        // a graph worker's graph, by its name
+        Err(_) => {
+            let id = crate::graphs::system_assistant_id(assistant_id).to_string();
+            (id, assistant_id.to_string(), json!({}), json!({}))
+        }
+    };
+    let graph = super::assistants::graph_ref(db, &graph_id, true).await?;
+    let of = Of {
+        assistant_id: id,
+        graph,
+    };
+    Ok((of, config, context))
 }
 
 /// The run a request body asks for (422 for an unknown graph, strategy or command; 404 for an

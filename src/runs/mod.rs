@@ -16,7 +16,9 @@ mod live;
 mod request;
 
 pub use live::{Live, Subscription};
-pub use request::{CancelAction, Durability, Of, OnCompletion, OnDisconnect, RunRequest, Stop};
+pub use request::{
+    CancelAction, Durability, GraphRef, Of, OnCompletion, OnDisconnect, RunRequest, Stop,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +41,16 @@ const WAKE_BACKLOG: usize = 1024;
 /// Runs claimed from the queue in one transaction, at most.
 const CLAIM_BATCH: usize = 32;
 
+/// The graphs this process executes runs of: mnemo's own (`""`: runs from before runs named
+/// their graph, all of them mnemo's).
+fn own_graphs() -> Vec<String> {
+    crate::graphs::GRAPHS
+        .iter()
+        .map(|g| g.id.to_string())
+        .chain([String::new()])
+        .collect()
+}
+
 /// The wake-up that means "every queued run looks again" (a notification may have been lost).
 pub const WAKE_ALL: &str = "*";
 
@@ -58,6 +70,8 @@ struct Inner {
     queue: Notify,
     /// The executor left runs in the queue for want of a worker: a worker set free looks again.
     backlog: AtomicBool,
+    /// Tells graph workers waiting to claim that the queue may have runs for them.
+    queue_moved: broadcast::Sender<()>,
     /// Ids of threads that were freed or whose queue moved, for the runs queued on them.
     wakes: broadcast::Sender<String>,
     /// Ids of runs executed by another process whose new events are stored, for the streams
@@ -162,6 +176,7 @@ impl Runner {
             workers: Arc::new(Semaphore::new(settings.workers.max(1))),
             queue: Notify::new(),
             backlog: AtomicBool::new(false),
+            queue_moved: broadcast::channel(16).0,
             wakes: broadcast::channel(WAKE_BACKLOG).0,
             stored: broadcast::channel(WAKE_BACKLOG).0,
         }))
@@ -173,8 +188,37 @@ impl Runner {
         let _ = self.0.wakes.send(thread_id.to_string());
         // without notifications (SQLite), a thread that moved may have freed a queued run
         if !self.hears_other_processes() {
-            self.0.queue.notify_one();
+            self.queue_moved();
         }
+    }
+
+    /// The queue may have runs to claim: this process's executor looks, and so do the graph
+    /// workers waiting on it.
+    pub fn queue_moved(&self) {
+        self.0.queue.notify_one();
+        let _ = self.0.queue_moved.send(());
+    }
+
+    /// Notices that the queue may have runs to claim (for graph workers waiting to claim).
+    pub fn queue_notices(&self) -> broadcast::Receiver<()> {
+        self.0.queue_moved.subscribe()
+    }
+
+    /// The holder of the runs this process executes (graph workers hold theirs by their id).
+    pub fn holder(&self) -> &str {
+        &self.0.holder
+    }
+
+    /// Tells this process's streams following a run from the database that its events are
+    /// stored (other processes hear it from the database).
+    pub fn events_stored(&self, run_id: &str) {
+        let _ = self.0.stored.send(run_id.to_string());
+    }
+
+    /// Until when a run claimed now is held, for a lease of `lease`.
+    pub fn lease_until_for(&self, lease: Duration) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(15))
     }
 
     /// Thread wake-ups (ids of threads, or [`WAKE_ALL`]), from this process and others.
@@ -201,11 +245,11 @@ impl Runner {
             Notice::RunEvents(run_id) => {
                 let _ = self.0.stored.send(run_id.to_string());
             }
-            Notice::Queue => self.0.queue.notify_one(),
+            Notice::Queue => self.queue_moved(),
             Notice::Missed => {
                 self.thread_changed(WAKE_ALL);
                 let _ = self.0.stored.send(WAKE_ALL.to_string());
-                self.0.queue.notify_one();
+                self.queue_moved();
             }
         }
     }
@@ -227,9 +271,7 @@ impl Runner {
     }
 
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-            + chrono::Duration::from_std(self.0.settings.lease)
-                .unwrap_or(chrono::Duration::seconds(15))
+        self.lease_until_for(self.0.settings.lease)
     }
 
     /// Every third of the lease until told to stop: renews the leases of this process's runs,
@@ -311,7 +353,7 @@ impl Runner {
             Err(e) => log::warn!("taking back runs whose lease expired: {e:?}"),
         }
         // a queue notification missed, or a run queued by a process that is gone
-        self.0.queue.notify_one();
+        self.queue_moved();
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<String, usize>> {
@@ -371,7 +413,11 @@ impl Runner {
         if *self.0.stopping.borrow() {
             return Err(RunError::ShuttingDown);
         }
-        let worker = self.0.workers.clone().try_acquire_owned().ok();
+        // a graph worker's graph is executed there: queued for it
+        let worker = match req.graph {
+            GraphRef::Builtin(_) => self.0.workers.clone().try_acquire_owned().ok(),
+            GraphRef::Worker(_) => None,
+        };
         let quotas = self.0.settings.quotas;
         let started = self
             .0
@@ -379,7 +425,7 @@ impl Runner {
             .start_run(NewRun {
                 thread_id: req.thread_id.clone(),
                 assistant_id: req.assistant_id.clone(),
-                graph_id: req.graph.id.into(),
+                graph_id: req.graph.id().into(),
                 metadata: req.metadata.clone(),
                 kwargs: req.kwargs.clone(),
                 create_thread: req.create_thread,
@@ -397,7 +443,7 @@ impl Runner {
             "run {} created on thread {} ({}, {})",
             run.run_id,
             run.thread_id,
-            req.graph.id,
+            req.graph.id(),
             run.status
         );
         let stop = if req.multitask_strategy == MultitaskStrategy::Rollback {
@@ -418,7 +464,7 @@ impl Runner {
                 Launched::Here(live, subscription)
             }
             _ => {
-                self.0.queue.notify_one();
+                self.queue_moved();
                 Launched::Queued(run)
             }
         };
@@ -471,7 +517,7 @@ impl Runner {
             drop(worker);
             // runs left in the queue for want of a worker: this one is free now
             if runner.0.backlog.load(Ordering::Relaxed) {
-                runner.0.queue.notify_one();
+                runner.queue_moved();
             }
         });
         (live, subscription)
@@ -504,7 +550,7 @@ impl Runner {
                 self.0.backlog.store(true, Ordering::Relaxed);
                 return;
             }
-            match self.0.db.any_queued().await {
+            match self.0.db.any_queued(own_graphs()).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
@@ -523,10 +569,12 @@ impl Runner {
                 return;
             }
             let asked = workers.len();
-            let claimed =
-                self.0
-                    .db
-                    .claim_runs(asked as i64, self.0.holder.clone(), self.lease_until());
+            let claimed = self.0.db.claim_runs(
+                asked as i64,
+                own_graphs(),
+                self.0.holder.clone(),
+                self.lease_until(),
+            );
             let claimed = match claimed.await {
                 Ok(claimed) => claimed,
                 Err(e) => {

@@ -34,10 +34,27 @@ impl Durability {
     }
 }
 
+/// The graph a run executes: one of mnemo's own (executed here, by the ReAct loop), or one a
+/// graph worker serves (executed there; mnemo queues the run and relays its events).
+#[derive(Clone, Debug)]
+pub enum GraphRef {
+    Builtin(&'static Graph),
+    Worker(String),
+}
+
+impl GraphRef {
+    pub fn id(&self) -> &str {
+        match self {
+            GraphRef::Builtin(g) => g.id,
+            GraphRef::Worker(id) => id,
+        }
+    }
+}
+
 /// The assistant a run is of: its id, and the graph it runs.
 pub struct Of {
     pub assistant_id: String,
-    pub graph: &'static Graph,
+    pub graph: GraphRef,
 }
 
 impl Of {
@@ -46,17 +63,17 @@ impl Of {
         let graph = graphs::resolve(assistant_id).map_err(RunError::Invalid)?;
         Ok(Of {
             assistant_id: graph.assistant_id().to_string(),
-            graph,
+            graph: GraphRef::Builtin(graph),
         })
     }
 
-    /// A stored run's: its graph as stored (runs from before assistants were data name a
+    /// A stored run of one of mnemo's own graphs (runs from before assistants were data name a
     /// system assistant).
     pub fn stored(assistant_id: &str, graph_id: Option<&str>) -> Result<Of, RunError> {
         match graph_id {
             Some(graph_id) => Ok(Of {
                 assistant_id: assistant_id.to_string(),
-                graph: Graph::named(graph_id).map_err(RunError::Invalid)?,
+                graph: GraphRef::Builtin(Graph::named(graph_id).map_err(RunError::Invalid)?),
             }),
             None => Of::system(assistant_id),
         }
@@ -67,7 +84,7 @@ impl Of {
 #[derive(Clone)]
 pub struct RunRequest {
     pub thread_id: String,
-    pub graph: &'static Graph,
+    pub graph: GraphRef,
     /// The assistant the run is of (a graph's system assistant, or one made of it).
     pub assistant_id: String,
     pub input: Value,
@@ -125,10 +142,18 @@ impl RunRequest {
         };
         let text = |field: &str| kwargs.get(field).and_then(Value::as_str);
 
-        let nodes = |field: &str| {
-            graphs::nodes_named(field, kwargs.get(field).unwrap_or(&Value::Null))
-                .map_err(RunError::Invalid)
+        // a worker's graph checks its own node names
+        let nodes = |field: &str| match &graph {
+            GraphRef::Builtin(_) => {
+                graphs::nodes_named(field, kwargs.get(field).unwrap_or(&Value::Null))
+                    .map_err(RunError::Invalid)
+            }
+            GraphRef::Worker(_) => graphs::node_list(field, kwargs.get(field))
+                .map(|_| Vec::new())
+                .map_err(RunError::Invalid),
         };
+        let (interrupt_before, interrupt_after) =
+            (nodes("interrupt_before")?, nodes("interrupt_after")?);
         let events =
             crate::model::StreamMode::events_of(kwargs.get("stream_mode").unwrap_or(&Value::Null))
                 .map_err(RunError::Invalid)?;
@@ -150,8 +175,8 @@ impl RunRequest {
             resumable: kwargs.get("stream_resumable") == Some(&Value::Bool(true)),
             on_completion: OnCompletion::parse(text("on_completion"), false)?,
             on_disconnect: OnDisconnect::parse(text("on_disconnect"))?,
-            interrupt_before: nodes("interrupt_before")?,
-            interrupt_after: nodes("interrupt_after")?,
+            interrupt_before,
+            interrupt_after,
             owner,
             durability: Durability::parse(text("durability"))?,
             kwargs,

@@ -186,6 +186,46 @@ fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str)
             Some(json!({})),
             Own,
         ),
+        // the graph worker protocol: services only
+        c(
+            "POST",
+            "/workers/graphs",
+            "/workers/graphs".into(),
+            Some(
+                json!({"worker_id": "w", "graphs": [{"graph_id": "mine", "schemas": {}, "drawing": {}}]}),
+            ),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/workers/claim",
+            "/workers/claim".into(),
+            Some(json!({"worker_id": "w", "graphs": ["mine"], "limit": 1, "lease_s": 30})),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/workers/runs/{run_id}/events",
+            format!("/workers/runs/{run}/events"),
+            Some(
+                json!({"worker_id": "w", "events": [{"event": "values", "data": {"x": "bob was here"}}]}),
+            ),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/workers/runs/{run_id}/heartbeat",
+            format!("/workers/runs/{run}/heartbeat"),
+            Some(json!({"worker_id": "w", "lease_s": 30})),
+            Forbidden,
+        ),
+        c(
+            "POST",
+            "/workers/runs/{run_id}/finish",
+            format!("/workers/runs/{run}/finish"),
+            Some(json!({"worker_id": "w", "status": "error", "thread_status": "error"})),
+            Forbidden,
+        ),
         // alice's assistant
         c(
             "POST",

@@ -27,3 +27,4 @@ mod store;
 mod tasks;
 mod threads;
 mod tls;
+mod workers;

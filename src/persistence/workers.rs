@@ -1,0 +1,148 @@
+//! Graphs served by graph workers, and what a worker does with the runs it claims: their events
+//! appended to their streams while the worker holds them.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::Value;
+
+use super::{DbError, DbPool, with_conn};
+use crate::model::{RunStatus, WorkerGraph};
+
+/// Registers the graphs a worker serves (their schemas and drawings as it sent them), each
+/// served until `served_until`.
+pub async fn register(
+    db: &DbPool,
+    graphs: Vec<WorkerGraph>,
+    served_until: DateTime<Utc>,
+) -> Result<(), DbError> {
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::worker_graphs as g;
+            for graph in &graphs {
+                diesel::insert_into(g::table)
+                    .values((
+                        g::graph_id.eq(&graph.graph_id),
+                        g::description.eq(&graph.description),
+                        g::schemas.eq(&graph.schemas),
+                        g::drawing.eq(&graph.drawing),
+                        g::served_until.eq(served_until),
+                    ))
+                    .on_conflict(g::graph_id)
+                    .do_update()
+                    .set((
+                        g::description.eq(&graph.description),
+                        g::schemas.eq(&graph.schemas),
+                        g::drawing.eq(&graph.drawing),
+                        g::served_until.eq(served_until),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// Extends the time the graphs named are served (a worker claiming their runs is alive).
+pub async fn refresh(
+    db: &DbPool,
+    graph_ids: Vec<String>,
+    served_until: DateTime<Utc>,
+) -> Result<(), DbError> {
+    with_conn!(db, |conn, s| {
+        use s::worker_graphs as g;
+        diesel::update(g::table.filter(g::graph_id.eq_any(&graph_ids)))
+            .filter(g::served_until.lt(served_until))
+            .set(g::served_until.eq(served_until))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    })
+}
+
+/// A registered graph's row: id, description, schemas, drawing, served until.
+type Row = (String, Option<String>, Value, Value, DateTime<Utc>);
+
+/// A graph a worker registered (served now or not).
+pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, DbError> {
+    with_conn!(db, |conn, s| {
+        use s::worker_graphs as g;
+        let row: Option<Row> = g::table
+            .find(&graph_id)
+            .select((
+                g::graph_id,
+                g::description,
+                g::schemas,
+                g::drawing,
+                g::served_until,
+            ))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        Ok(row.map(
+            |(graph_id, description, schemas, drawing, served_until)| WorkerGraph {
+                graph_id,
+                description,
+                schemas,
+                drawing,
+                served_until,
+            },
+        ))
+    })
+}
+
+/// Appends events to the stream of a run `holder` holds (a conflict when it no longer does),
+/// numbered after the last stored; answers the last number.
+pub async fn append_events(
+    db: &DbPool,
+    run_id: String,
+    holder: String,
+    events: Vec<(String, String)>,
+) -> Result<i64, DbError> {
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::{run_events as e, runs as r};
+            // a write first: it checks the holder and locks the run's row (SQLite: the database)
+            let held = diesel::update(r::table.find(&run_id))
+                .filter(r::status.eq(RunStatus::Running.as_str()))
+                .filter(r::holder.eq(&holder))
+                .set(r::updated_at.eq(Utc::now()))
+                .execute(conn)
+                .await?;
+            if held == 0 {
+                return Err(DbError::Conflict(format!(
+                    "Run {run_id} is not held by worker {holder}"
+                )));
+            }
+            let last: Option<i64> = e::table
+                .filter(e::run_id.eq(&run_id))
+                .select(diesel::dsl::max(e::seq))
+                .first(conn)
+                .await?;
+            let mut seq = last.unwrap_or(0);
+            for (event, data) in &events {
+                seq += 1;
+                diesel::insert_into(e::table)
+                    .values((
+                        e::run_id.eq(&run_id),
+                        e::seq.eq(seq),
+                        e::event.eq(event),
+                        e::data.eq(data),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(notify) = dialect::NOTIFY_RUN_EVENTS {
+                diesel::sql_query(notify)
+                    .bind::<Text, _>(&run_id)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(seq)
+        })
+        .await
+    })
+}
