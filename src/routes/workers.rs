@@ -148,7 +148,7 @@ pub struct ClaimBody {
     tag = "workers",
     request_body = ClaimBody,
     responses(
-        (status = 200, description = "The claimed runs: `[{run, attempt, thread_metadata}]`", body = [Object]),
+        (status = 200, description = "The claimed runs: `[{run, graph_id, attempt, thread_metadata}]`", body = [Object]),
         (status = 403, description = "Not a service", body = super::ErrorBody),
     ),
 )]
@@ -211,7 +211,10 @@ pub async fn claim(
                 )
                 .await?;
                 runner.events_stored(run_id);
-                answer.push(json!({ "run": c.run, "attempt": c.attempt, "thread_metadata": c.thread_metadata }));
+                answer.push(
+                    json!({ "run": c.run, "graph_id": c.run.graph_id, "attempt": c.attempt,
+                                    "thread_metadata": c.thread_metadata }),
+                );
             }
             return Ok(HttpResponse::Ok().json(answer));
         }

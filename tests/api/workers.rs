@@ -78,6 +78,7 @@ async fn a_workers_graph_runs_through_the_worker(kind: Kind) {
     assert_eq!(run["status"], "running");
     assert_eq!(run["kwargs"]["input"], json!({"text": "hi"}));
     assert_eq!(work["attempt"], 1);
+    assert_eq!(work["graph_id"], "echo");
     let run_id = run["run_id"].as_str().unwrap().to_string();
     let worker = |path: &str| format!("/workers/runs/{run_id}/{path}");
     let (s, _) = app

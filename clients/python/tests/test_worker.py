@@ -425,12 +425,6 @@ async def test_interrupt_then_resume(served, client) -> None:
     assert (await client.get(f"/threads/{thread}")).json()["status"] == "idle"
 
 
-@pytest.mark.xfail(
-    reason="mnemo answers a queued run's wait from the thread's latest checkpoint, whose "
-    "interrupts it reads only from JSON writes; MnemoSaver writes them as msgpack. "
-    "The worker sends them in finish's values.",
-    strict=False,
-)
 async def test_wait_answers_the_interrupt(served, client) -> None:
     thread = await new_thread(client)
     asked = await client.post(
