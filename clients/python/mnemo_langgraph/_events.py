@@ -3,16 +3,12 @@ mapped onto LangGraph's stream modes, and each chunk named and rendered as JSON.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import enum
 import json
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, time
-from decimal import Decimal
-from pathlib import PurePath
 from typing import Any
-from uuid import UUID
+
+from .saver import NO_RENDERING, plain_scalar
 
 # the run's stream modes (LangGraph API names) and the LangGraph mode each streams from
 _MODES = {
@@ -45,16 +41,9 @@ def _default(o: Any) -> Any:
         return {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
     if hasattr(o, "_asdict"):  # named tuples nested where json treats them as lists
         return o._asdict()
-    if isinstance(o, (set, frozenset)):
-        return list(o)
-    if isinstance(o, (datetime, date, time)):
-        return o.isoformat()
-    if isinstance(o, enum.Enum):
-        return o.value
-    if isinstance(o, (UUID, Decimal, PurePath)):
-        return str(o)
-    if isinstance(o, (bytes, bytearray)):
-        return base64.b64encode(o).decode("ascii")
+    plain = plain_scalar(o)
+    if plain is not NO_RENDERING:
+        return plain
     if hasattr(o, "dict") and callable(o.dict):
         try:
             return o.dict()

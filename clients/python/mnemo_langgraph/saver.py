@@ -50,11 +50,14 @@ def _unb64(data: str | None) -> bytes:
     return b"" if data is None else base64.b64decode(data)
 
 
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "model_dump"):  # pydantic models, LangChain's messages among them
-        return o.model_dump(mode="json")
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return dataclasses.asdict(o)
+# what `plain_scalar` answers for a value it has no JSON rendering of
+NO_RENDERING = object()
+
+
+def plain_scalar(o: Any) -> Any:
+    """JSON for values json cannot write that have one obvious rendering: sets as lists, dates
+    and times in ISO format, enums as their value, UUIDs, decimals and paths as text, bytes in
+    base64; `NO_RENDERING` for anything else."""
     if isinstance(o, (set, frozenset, tuple)):
         return list(o)
     if isinstance(o, (datetime, date, time)):
@@ -65,7 +68,18 @@ def _json_default(o: Any) -> Any:
         return str(o)
     if isinstance(o, (bytes, bytearray)):
         return base64.b64encode(o).decode("ascii")
-    raise TypeError(f"{type(o).__name__} has no JSON rendering")
+    return NO_RENDERING
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "model_dump"):  # pydantic models, LangChain's messages among them
+        return o.model_dump(mode="json")
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    plain = plain_scalar(o)
+    if plain is NO_RENDERING:
+        raise TypeError(f"{type(o).__name__} has no JSON rendering")
+    return plain
 
 
 def json_view(value: Any) -> Any:
