@@ -116,8 +116,8 @@ async function watch(page, key) {
       note(`${line}: a fully read no-store stream, checked from its body`);
       return;
     }
-    // agent-chat-ui probes `GET /info` as its form mounts and aborts the probe when the form
-    // goes away first (the page's own AbortController): nothing was asked of mnemo's answer
+    // agent-chat-ui probes `GET /info` whenever its stream provider mounts; a navigation while a
+    // probe is in flight makes the browser abort it: the page left, not mnemo
     if (r.failure()?.errorText === "net::ERR_ABORTED" && r.method() === "GET" && new URL(r.url()).pathname === "/info") {
       note(`${line}: the page's own probe, aborted by the page`);
       return;
