@@ -309,6 +309,8 @@ operations! {
     RefreshWorkerGraphs => fn refresh_worker_graphs(graph_ids: Vec<String>, served_until: chrono::DateTime<chrono::Utc>) -> () = workers::refresh;
     /// A graph a worker registered.
     WorkerGraphOf => fn worker_graph(graph_id: String) -> Option<WorkerGraph> = workers::get;
+    /// Hands a run a worker holds back to the queue; answers whether it held it.
+    ReleaseRun => fn release_run(run_id: String, holder: String) -> bool = workers::release;
     /// Appends a worker's events to a run it holds; answers the last event's number.
     AppendRunEvents => fn append_run_events(run_id: String, holder: String, events: Vec<(String, String)>) -> i64 = workers::append_events;
     /// Ends a run and, when it held its thread, sets the thread's status.

@@ -146,3 +146,32 @@ pub async fn append_events(
         .await
     })
 }
+
+/// Hands a run `holder` holds back to the queue, to be started again (its attempt counted) by
+/// any worker of its graph; answers whether it held it.
+pub async fn release(db: &DbPool, run_id: String, holder: String) -> Result<bool, DbError> {
+    with_conn!(db, |conn, s| {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            use s::runs as r;
+            let released = diesel::update(r::table.find(&run_id))
+                .filter(r::status.eq(RunStatus::Running.as_str()))
+                .filter(r::holder.eq(&holder))
+                .set((
+                    r::status.eq(RunStatus::Pending.as_str()),
+                    r::attempt.eq(r::attempt + 1),
+                    r::holder.eq(None::<String>),
+                    r::lease_expires_at.eq(None::<DateTime<Utc>>),
+                    r::updated_at.eq(Utc::now()),
+                ))
+                .execute(conn)
+                .await?;
+            if released > 0
+                && let Some(notify) = dialect::NOTIFY_QUEUE
+            {
+                diesel::sql_query(notify).execute(conn).await?;
+            }
+            Ok(released > 0)
+        })
+        .await
+    })
+}

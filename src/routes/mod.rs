@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(workers::events)
         .service(workers::heartbeat)
         .service(workers::finish)
+        .service(workers::release)
         .service(store::put_item)
         .service(store::get_item)
         .service(store::delete_item)

@@ -54,6 +54,7 @@ use crate::runs::CancelAction;
         super::workers::events,
         super::workers::heartbeat,
         super::workers::finish,
+        super::workers::release,
         super::store::put_item,
         super::store::get_item,
         super::store::delete_item,

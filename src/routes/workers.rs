@@ -2,7 +2,8 @@
 //! project's graphs behind mnemo. A worker registers its graphs, claims their runs from mnemo's
 //! run queue (long-polling), holds each claimed run by renewing its lease, sends the run's events
 //! (mnemo numbers them, stores them and streams them to the run's clients) and says how the run
-//! ended. Services only: a worker acts for every user whose runs it executes.
+//! ended, or hands it back when it stops. Services only: a worker acts for every user whose runs
+//! it executes.
 
 use std::time::Duration;
 
@@ -334,6 +335,40 @@ pub async fn heartbeat(
         .renew_runs(vec![run_id.clone()], holder, until)
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "held": held.contains(&run_id) })))
+}
+
+/// A worker giving a run back.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = WorkerRelease)]
+pub struct ReleaseBody {
+    worker_id: String,
+}
+
+/// Hands a run the worker holds back to the queue (the worker is stopping): any worker of its
+/// graph starts it again at once, from its last checkpoint, instead of after its lease.
+#[utoipa::path(
+    tag = "workers",
+    params(("run_id" = String, Path)),
+    request_body = ReleaseBody,
+    responses(
+        (status = 200, description = "`{released}`: whether the worker held the run", body = Object),
+        (status = 403, description = "Not a service", body = super::ErrorBody),
+    ),
+)]
+#[post("/workers/runs/{run_id}/release")]
+pub async fn release(
+    principal: Principal,
+    runner: web::Data<Runner>,
+    path: web::Path<String>,
+    body: web::Json<ReleaseBody>,
+) -> Result<HttpResponse, ApiError> {
+    service_only(&principal)?;
+    let holder = worker_id(&body.worker_id)?;
+    let released = runner.db().release_run(path.into_inner(), holder).await?;
+    if released {
+        runner.queue_moved();
+    }
+    Ok(HttpResponse::Ok().json(json!({ "released": released })))
 }
 
 /// A run's error, as the worker says it.

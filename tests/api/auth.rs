@@ -226,6 +226,13 @@ fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str)
             Some(json!({"worker_id": "w", "status": "error", "thread_status": "error"})),
             Forbidden,
         ),
+        c(
+            "POST",
+            "/workers/runs/{run_id}/release",
+            format!("/workers/runs/{run}/release"),
+            Some(json!({"worker_id": "w"})),
+            Forbidden,
+        ),
         // alice's assistant
         c(
             "POST",

@@ -157,6 +157,19 @@ async fn a_cancel_reaches_the_worker_and_its_graph_lapses_without_it(kind: Kind)
     assert_eq!((s, run["status"].as_str()), (200, Some("pending")), "{run}");
     let work = claimed(&app, 5).await;
     let run_id = work["run"]["run_id"].as_str().unwrap().to_string();
+    // a stopping worker hands the run back: claimed again at once, its attempt counted
+    let release = format!("/workers/runs/{run_id}/release");
+    let (s, back) = app.post(&release, json!({"worker_id": WORKER})).await;
+    assert_eq!((s, back["released"].as_bool()), (200, Some(true)));
+    let (_, r) = app.get(&format!("/threads/{tid}/runs/{run_id}")).await;
+    assert_eq!(r["status"], "pending");
+    let (_, again) = app.post(&release, json!({"worker_id": WORKER})).await;
+    assert_eq!(again["released"], false, "held by nobody now");
+    let work = claimed(&app, 5).await;
+    assert_eq!(
+        (work["run"]["run_id"].as_str(), work["attempt"].as_i64()),
+        (Some(run_id.as_str()), Some(2))
+    );
     let (s, _) = app
         .post(&format!("/threads/{tid}/runs/{run_id}/cancel"), json!({}))
         .await;
@@ -177,6 +190,17 @@ async fn a_cancel_reaches_the_worker_and_its_graph_lapses_without_it(kind: Kind)
     assert_eq!(s, 409);
     let (_, r) = app.get(&format!("/threads/{tid}/runs/{run_id}")).await;
     assert_eq!(r["status"], "interrupted");
+    // its stream: each attempt opened by mnemo's metadata event
+    let stored = app
+        .rejoin(&format!("/threads/{tid}/runs/{run_id}/stream"), "0")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        stored.contains("\"attempt\":1") && stored.contains("\"attempt\":2"),
+        "{stored}"
+    );
     let (_, t) = app.get(&format!("/threads/{tid}")).await;
     assert_eq!(t["status"], "idle");
 

@@ -488,6 +488,9 @@ class Worker:
             except asyncio.CancelledError:
                 if lost.is_set() and not _cancelling():
                     return
+                if not lost.is_set():
+                    # stopping: the run goes back to the queue now, not when its lease ends
+                    await asyncio.shield(self._release(run_id))
                 raise
             await sender.drain()
             if not lost.is_set():
@@ -582,6 +585,19 @@ class Worker:
             if not (answer or {}).get("held", False):
                 on_lost()
                 return
+
+    async def _release(self, run_id: str) -> None:
+        """Hands a run this worker stops before its end back to mnemo's queue, for any worker
+        of its graph to start again from its last checkpoint."""
+        try:
+            await self.http.arequest(
+                "POST",
+                f"/workers/runs/{_seg(run_id)}/release",
+                json={"worker_id": self.worker_id},
+            )
+            log.info("run %s: handed back to the queue", run_id)
+        except _CALL_ERRORS as e:
+            log.warning("run %s: could not be handed back (its lease will end): %s", run_id, e)
 
     async def _finish(self, run_id: str, body: dict[str, Any]) -> None:
         await self.http.arequest(

@@ -478,7 +478,8 @@ def test_worker_command_serves_then_stops_on_sigterm(mnemo, tmp_path) -> None:
     env = {**os.environ, "MNEMO_API_KEY": mnemo.service_key, "PYTHONPATH": str(PYTHON_ROOT)}
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mnemo_langgraph", "worker", "--url", mnemo.url, "--config", str(config), "--lease-s", "3"],
+            [sys.executable, "-m", "mnemo_langgraph", "worker", "--url", mnemo.url, "--config", str(config),
+             "--lease-s", "30", "--grace-s", "0"],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -493,8 +494,20 @@ def test_worker_command_serves_then_stops_on_sigterm(mnemo, tmp_path) -> None:
             waited = http.post(f"/threads/{thread}/runs/wait", json={"assistant_id": name, "input": {"items": ["cli"]}})
             assert waited.status_code == 200, waited.text
             assert waited.json()["items"] == ["cli", "a", "b"]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, log.read_text()
+            # a run still going when the worker stops is handed back at once, not after its
+            # 30 s lease
+            slow = http.post(f"/threads/{thread}/runs", json={"assistant_id": name, "input": {"items": [], "sleep_s": 30}})
+            run_id = slow.json()["run_id"]
+            deadline = time.monotonic() + 15
+            while http.get(f"/threads/{thread}/runs/{run_id}").json()["status"] != "running":
+                assert time.monotonic() < deadline, "the worker did not take the run"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0, log.read_text()
+            run = http.get(f"/threads/{thread}/runs/{run_id}").json()
+            assert run["status"] == "pending", run
+            assert "handed back" in log.read_text(), log.read_text()
+            http.post(f"/threads/{thread}/runs/{run_id}/cancel")
         assert mnemo.service_key not in log.read_text()
     finally:
         if proc.poll() is None:
