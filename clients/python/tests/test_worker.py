@@ -498,9 +498,10 @@ def test_worker_command_serves_then_stops_on_sigterm(mnemo, tmp_path) -> None:
             # 30 s lease
             slow = http.post(f"/threads/{thread}/runs", json={"assistant_id": name, "input": {"items": [], "sleep_s": 30}})
             run_id = slow.json()["run_id"]
+            # started by the worker, not only claimed: its claim's answer has reached it
             deadline = time.monotonic() + 15
-            while http.get(f"/threads/{thread}/runs/{run_id}").json()["status"] != "running":
-                assert time.monotonic() < deadline, "the worker did not take the run"
+            while f"run {run_id} of {name}" not in log.read_text():
+                assert time.monotonic() < deadline, "the worker did not start the run"
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0, log.read_text()
