@@ -100,6 +100,86 @@ macro_rules! visible {
     }};
 }
 
+/// Only what `editor` may change (`None`: a service, any): its own.
+macro_rules! editable {
+    ($q:expr, $a:ident, $editor:expr) => {{
+        let mut q = $q;
+        if let Some(user) = $editor {
+            q = q.filter($a::owner.eq(user.clone()));
+        }
+        q
+    }};
+}
+
+/// The statement that writes `$new` (a `NewAssistant`) as a new assistant at version 1, unless
+/// its id is taken.
+macro_rules! insert_assistant {
+    ($a:ident, $new:expr, $now:expr) => {
+        diesel::insert_into($a::table)
+            .values((
+                $a::assistant_id.eq(&$new.assistant_id),
+                $a::graph_id.eq(&$new.graph_id),
+                $a::owner.eq(&$new.owner),
+                $a::version.eq(1),
+                $a::name.eq(&$new.name),
+                $a::description.eq(&$new.description),
+                $a::config.eq(&$new.config),
+                $a::context.eq(&$new.context),
+                $a::metadata.eq(&$new.metadata),
+                $a::created_at.eq($now),
+                $a::updated_at.eq($now),
+            ))
+            .on_conflict_do_nothing()
+    };
+}
+
+/// The statement that records version `$version` of assistant `$id`, made of `$x`'s fields
+/// (`graph_id`, `name`, `description`, `config`, `context`, `metadata`).
+macro_rules! insert_version {
+    ($v:ident, $id:expr, $version:expr, $x:expr, $now:expr) => {
+        diesel::insert_into($v::table).values((
+            $v::assistant_id.eq($id),
+            $v::version.eq($version),
+            $v::graph_id.eq(&$x.graph_id),
+            $v::name.eq(&$x.name),
+            $v::description.eq(&$x.description),
+            $v::config.eq(&$x.config),
+            $v::context.eq(&$x.context),
+            $v::metadata.eq(&$x.metadata),
+            $v::created_at.eq($now),
+        ))
+    };
+}
+
+/// The statement that puts version `$version`, made of `$x`'s fields, in use for assistant `$id`,
+/// answering its row.
+macro_rules! put_in_use {
+    ($a:ident, $id:expr, $version:expr, $x:expr, $now:expr) => {
+        diesel::update($a::table.find($id))
+            .set((
+                $a::version.eq($version),
+                $a::graph_id.eq(&$x.graph_id),
+                $a::name.eq(&$x.name),
+                $a::description.eq(&$x.description),
+                $a::config.eq(&$x.config),
+                $a::context.eq(&$x.context),
+                $a::metadata.eq(&$x.metadata),
+                $a::updated_at.eq($now),
+            ))
+            .returning(columns!($a))
+    };
+}
+
+/// The fields a version of an assistant keeps.
+struct Fields {
+    graph_id: String,
+    name: String,
+    description: Option<String>,
+    config: Value,
+    context: Value,
+    metadata: Value,
+}
+
 /// Writes the system assistants (one per graph) unless they exist.
 pub async fn ensure_system(db: &DbPool, system: Vec<NewAssistant>) -> Result<(), DbError> {
     let now = Utc::now();
@@ -107,36 +187,9 @@ pub async fn ensure_system(db: &DbPool, system: Vec<NewAssistant>) -> Result<(),
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{assistant_versions as v, assistants as a};
             for new in &system {
-                let inserted = diesel::insert_into(a::table)
-                    .values((
-                        a::assistant_id.eq(&new.assistant_id),
-                        a::graph_id.eq(&new.graph_id),
-                        a::owner.eq(None::<String>),
-                        a::version.eq(1),
-                        a::name.eq(&new.name),
-                        a::description.eq(&new.description),
-                        a::config.eq(&new.config),
-                        a::context.eq(&new.context),
-                        a::metadata.eq(&new.metadata),
-                        a::created_at.eq(now),
-                        a::updated_at.eq(now),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
+                let inserted = insert_assistant!(a, new, now).execute(conn).await?;
                 if inserted > 0 {
-                    diesel::insert_into(v::table)
-                        .values((
-                            v::assistant_id.eq(&new.assistant_id),
-                            v::version.eq(1),
-                            v::graph_id.eq(&new.graph_id),
-                            v::name.eq(&new.name),
-                            v::description.eq(&new.description),
-                            v::config.eq(&new.config),
-                            v::context.eq(&new.context),
-                            v::metadata.eq(&new.metadata),
-                            v::created_at.eq(now),
-                        ))
+                    insert_version!(v, &new.assistant_id, 1, new, now)
                         .execute(conn)
                         .await?;
                 }
@@ -154,21 +207,7 @@ pub async fn create(db: &DbPool, new: NewAssistant) -> Result<Assistant, DbError
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::{assistant_versions as v, assistants as a};
-            let inserted: Option<Row> = diesel::insert_into(a::table)
-                .values((
-                    a::assistant_id.eq(&new.assistant_id),
-                    a::graph_id.eq(&new.graph_id),
-                    a::owner.eq(&new.owner),
-                    a::version.eq(1),
-                    a::name.eq(&new.name),
-                    a::description.eq(&new.description),
-                    a::config.eq(&new.config),
-                    a::context.eq(&new.context),
-                    a::metadata.eq(&new.metadata),
-                    a::created_at.eq(now),
-                    a::updated_at.eq(now),
-                ))
-                .on_conflict_do_nothing()
+            let inserted: Option<Row> = insert_assistant!(a, new, now)
                 .returning(columns!(a))
                 .get_result(conn)
                 .await
@@ -187,18 +226,7 @@ pub async fn create(db: &DbPool, new: NewAssistant) -> Result<Assistant, DbError
                     ))),
                 };
             };
-            diesel::insert_into(v::table)
-                .values((
-                    v::assistant_id.eq(&new.assistant_id),
-                    v::version.eq(1),
-                    v::graph_id.eq(&new.graph_id),
-                    v::name.eq(&new.name),
-                    v::description.eq(&new.description),
-                    v::config.eq(&new.config),
-                    v::context.eq(&new.context),
-                    v::metadata.eq(&new.metadata),
-                    v::created_at.eq(now),
-                ))
+            insert_version!(v, &new.assistant_id, 1, new, now)
                 .execute(conn)
                 .await?;
             Ok(assistant(row))
@@ -290,11 +318,7 @@ pub async fn patch(
             if let Some(lock) = dialect::TAKE_WRITE_LOCK {
                 diesel::sql_query(lock).execute(conn).await?;
             }
-            let mut query = a::table.find(&assistant_id).into_boxed();
-            if let Some(user) = &editor {
-                query = query.filter(a::owner.eq(user.clone()));
-            }
-            let current: Row = query
+            let current: Row = editable!(a::table.find(&assistant_id).into_boxed(), a, &editor)
                 .select(columns!(a))
                 .first(conn)
                 .await
@@ -327,32 +351,10 @@ pub async fn patch(
             if let Some(description) = patch.description {
                 current.description = Some(description);
             }
-            diesel::insert_into(v::table)
-                .values((
-                    v::assistant_id.eq(&assistant_id),
-                    v::version.eq(version),
-                    v::graph_id.eq(&current.graph_id),
-                    v::name.eq(&current.name),
-                    v::description.eq(&current.description),
-                    v::config.eq(&current.config),
-                    v::context.eq(&current.context),
-                    v::metadata.eq(&current.metadata),
-                    v::created_at.eq(now),
-                ))
+            insert_version!(v, &assistant_id, version, current, now)
                 .execute(conn)
                 .await?;
-            let row: Row = diesel::update(a::table.find(&assistant_id))
-                .set((
-                    a::version.eq(version),
-                    a::graph_id.eq(&current.graph_id),
-                    a::name.eq(&current.name),
-                    a::description.eq(&current.description),
-                    a::config.eq(&current.config),
-                    a::context.eq(&current.context),
-                    a::metadata.eq(&current.metadata),
-                    a::updated_at.eq(now),
-                ))
-                .returning(columns!(a))
+            let row: Row = put_in_use!(a, &assistant_id, version, current, now)
                 .get_result(conn)
                 .await?;
             Ok(assistant(row))
@@ -375,12 +377,12 @@ pub async fn set_latest(
             if let Some(lock) = dialect::TAKE_WRITE_LOCK {
                 diesel::sql_query(lock).execute(conn).await?;
             }
-            let mut query = a::table.find(&assistant_id).into_boxed();
-            if let Some(user) = &editor {
-                query = query.filter(a::owner.eq(user.clone()));
-            }
             let exists: Option<String> =
-                query.select(a::assistant_id).first(conn).await.optional()?;
+                editable!(a::table.find(&assistant_id).into_boxed(), a, &editor)
+                    .select(a::assistant_id)
+                    .first(conn)
+                    .await
+                    .optional()?;
             if exists.is_none() {
                 return Err(not_found(&assistant_id));
             }
@@ -402,18 +404,15 @@ pub async fn set_latest(
                     DbError::NotFound(format!("Assistant {assistant_id} has no version {version}"))
                 })?;
             let (graph_id, name, description, config, context, metadata) = chosen;
-            let row: Row = diesel::update(a::table.find(&assistant_id))
-                .set((
-                    a::version.eq(version),
-                    a::graph_id.eq(graph_id),
-                    a::name.eq(name),
-                    a::description.eq(description),
-                    a::config.eq(config),
-                    a::context.eq(context),
-                    a::metadata.eq(metadata),
-                    a::updated_at.eq(now),
-                ))
-                .returning(columns!(a))
+            let chosen = Fields {
+                graph_id,
+                name,
+                description,
+                config,
+                context,
+                metadata,
+            };
+            let row: Row = put_in_use!(a, &assistant_id, version, chosen, now)
                 .get_result(conn)
                 .await?;
             Ok(assistant(row))
@@ -486,13 +485,10 @@ pub async fn delete(
 ) -> Result<(), DbError> {
     with_conn!(db, |conn, s| {
         use s::assistants as a;
-        let mut query = diesel::delete(a::table)
+        let deleting = diesel::delete(a::table)
             .filter(a::assistant_id.eq(&assistant_id))
             .into_boxed();
-        if let Some(user) = &editor {
-            query = query.filter(a::owner.eq(user.clone()));
-        }
-        match query.execute(&mut conn).await? {
+        match editable!(deleting, a, &editor).execute(&mut conn).await? {
             0 => Err(not_found(&assistant_id)),
             _ => Ok(()),
         }

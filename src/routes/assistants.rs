@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{filter_or_none, object_or_none, page};
+use super::{IfExists, filter_or_none, object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs::Graph;
@@ -22,17 +22,16 @@ pub(super) async fn graph_ref(
     graph_id: &str,
     served: bool,
 ) -> Result<GraphRef, ApiError> {
-    if let Ok(own) = Graph::named(graph_id) {
-        return Ok(GraphRef::Builtin(own));
-    }
+    let unknown = match Graph::named(graph_id) {
+        Ok(own) => return Ok(GraphRef::Builtin(own)),
+        Err(unknown) => unknown,
+    };
     match db.worker_graph(graph_id.to_string()).await? {
         Some(g) if served && g.served_until < chrono::Utc::now() => Err(ApiError::validation(
             format!("No graph worker serves graph {graph_id} now"),
         )),
         Some(g) => Ok(GraphRef::Worker(g.graph_id)),
-        None => Err(ApiError::Validation(
-            Graph::named(graph_id).err().unwrap_or_default(),
-        )),
+        None => Err(ApiError::Validation(unknown)),
     }
 }
 
@@ -105,8 +104,7 @@ pub struct CreateBody {
     context: Option<Value>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
-    /// `raise` (default: 409 when the id exists) or `do_nothing` (answer the existing one).
-    if_exists: Option<String>,
+    if_exists: Option<IfExists>,
     name: Option<String>,
     description: Option<String>,
 }
@@ -128,15 +126,6 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let named = graph_ref(&db, &body.graph_id, false).await?;
-    let do_nothing_if_exists = match body.if_exists.as_deref() {
-        None | Some("raise") => false,
-        Some("do_nothing") => true,
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "if_exists must be raise or do_nothing, not {other:?}"
-            )));
-        }
-    };
     let assistant_id = match &body.assistant_id {
         Some(id) => uuid_of(id)?,
         None => uuid::Uuid::new_v4().to_string(),
@@ -150,7 +139,7 @@ pub async fn create(
         config: object_or_none(body.config, "config")?.unwrap_or_else(|| json!({})),
         context: object_or_none(body.context, "context")?.unwrap_or_else(|| json!({})),
         metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
-        do_nothing_if_exists,
+        do_nothing_if_exists: body.if_exists == Some(IfExists::DoNothing),
     };
     Ok(HttpResponse::Ok().json(db.create_assistant(new).await?))
 }

@@ -106,6 +106,15 @@ pub(crate) fn filter_or_none(
     Ok(filter)
 }
 
+/// What a create does when the id is taken: `raise` (409, the default) or `do_nothing` (answer
+/// what is there).
+#[derive(serde::Deserialize, utoipa::ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum IfExists {
+    Raise,
+    DoNothing,
+}
+
 /// `limit` and `offset` as the API accepts them.
 pub(crate) fn page(limit: i64, offset: i64, max: i64) -> Result<(i64, i64), ApiError> {
     if !(1..=max).contains(&limit) {

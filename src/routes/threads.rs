@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ownership::OwnedThread;
-use super::{filter_or_none, json_array, page, raw_object};
+use super::{IfExists, filter_or_none, json_array, page, raw_object};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::graphs;
@@ -14,15 +14,6 @@ use crate::model::{
     ThreadSortBy, ThreadStatus, format_ts,
 };
 use crate::persistence::{Persistence, Prune};
-
-/// What to do when the id is taken: `raise` (409, the default) or `do_nothing` (answer the
-/// existing thread).
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-enum IfExists {
-    Raise,
-    DoNothing,
-}
 
 /// A thread to create.
 #[derive(Deserialize, utoipa::ToSchema)]

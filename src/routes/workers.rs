@@ -182,13 +182,15 @@ pub async fn claim(
     }
     let db = runner.db();
     let lease = Duration::from_secs(body.lease_s);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(body.wait_s.min(WAIT_MAX_S));
+    let wait = Duration::from_secs(body.wait_s.min(WAIT_MAX_S));
+    let deadline = tokio::time::Instant::now() + wait;
     // subscribed before the first look, so that a run queued between a look and the wait is kept
     let mut moved = runner.queue_notices();
+    // served while the worker waits here, and 30 s after (once, not at every look)
+    let served = runner.lease_until_for((wait + Duration::from_secs(30)).max(lease));
+    db.refresh_worker_graphs(body.graphs.clone(), served)
+        .await?;
     loop {
-        let served = runner.lease_until_for(Duration::from_secs(30).max(lease));
-        db.refresh_worker_graphs(body.graphs.clone(), served)
-            .await?;
         let claimed = db
             .claim_runs(
                 body.limit,

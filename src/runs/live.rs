@@ -79,11 +79,6 @@ impl Live {
         Live::new(run, json!({}), None, req, Log::default())
     }
 
-    /// The user whose thread the run is on (`None`: a service's thread).
-    pub fn thread_owner(&self) -> Option<&str> {
-        self.thread_owner.as_deref()
-    }
-
     pub(super) fn log(&self) -> MutexGuard<'_, Log> {
         // a panic while holding the lock cannot leave the log half-written
         self.log.lock().unwrap_or_else(|p| p.into_inner())

@@ -204,11 +204,6 @@ impl Runner {
         self.0.queue_moved.subscribe()
     }
 
-    /// The holder of the runs this process executes (graph workers hold theirs by their id).
-    pub fn holder(&self) -> &str {
-        &self.0.holder
-    }
-
     /// Tells this process's streams following a run from the database that its events are
     /// stored (other processes hear it from the database).
     pub fn events_stored(&self, run_id: &str) {
