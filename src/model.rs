@@ -688,6 +688,16 @@ impl CheckpointRecord {
             .collect()
     }
 
+    /// The node a task of this checkpoint runs, as its writes' `task_path` names it
+    /// (LangGraph's `~__pregel_pull, <node>`); None when none does (mnemo's agent).
+    pub fn task_node(&self, task_id: &str) -> Option<&str> {
+        self.pending_writes
+            .iter()
+            .filter(|w| w.task_id == task_id)
+            .find_map(|w| w.task_path.strip_prefix("~__pregel_pull, "))
+            .and_then(|rest| rest.split(", ").next())
+    }
+
     /// The nodes LangGraph runs after this checkpoint, found as LangGraph finds them without
     /// the graph at hand: a node is due when its trigger channel (`branch:to:<node>`, and
     /// `__start__` for the input) holds a value (a consumed trigger is stored `empty`) of a newer
@@ -1165,6 +1175,10 @@ pub struct WorkerGraph {
     /// Its nodes and edges.
     pub drawing: Value,
     pub served_until: DateTime<Utc>,
+    /// Its drawing with subgraphs expanded.
+    pub drawing_xray: Option<Value>,
+    /// Its subgraphs' schemas by namespace (`parent|child` for nested ones).
+    pub subgraphs: Option<Value>,
 }
 
 /// A run a process claimed from the queue: now `running`, held by that process.

@@ -121,6 +121,8 @@ pub mod pg {
             schemas -> Jsonb,
             drawing -> Jsonb,
             served_until -> Timestamptz,
+            drawing_xray -> Nullable<Jsonb>,
+            subgraphs -> Nullable<Jsonb>,
         }
     }
 
@@ -293,6 +295,8 @@ pub mod sqlite {
             schemas -> Json,
             drawing -> Json,
             served_until -> TimestamptzSqlite,
+            drawing_xray -> Nullable<Json>,
+            subgraphs -> Nullable<Json>,
         }
     }
 

@@ -28,6 +28,8 @@ pub async fn register(
                         g::schemas.eq(&graph.schemas),
                         g::drawing.eq(&graph.drawing),
                         g::served_until.eq(served_until),
+                        g::drawing_xray.eq(&graph.drawing_xray),
+                        g::subgraphs.eq(&graph.subgraphs),
                     ))
                     .on_conflict(g::graph_id)
                     .do_update()
@@ -36,6 +38,8 @@ pub async fn register(
                         g::schemas.eq(&graph.schemas),
                         g::drawing.eq(&graph.drawing),
                         g::served_until.eq(served_until),
+                        g::drawing_xray.eq(&graph.drawing_xray),
+                        g::subgraphs.eq(&graph.subgraphs),
                     ))
                     .execute(conn)
                     .await?;
@@ -63,8 +67,17 @@ pub async fn refresh(
     })
 }
 
-/// A registered graph's row: id, description, schemas, drawing, served until.
-type Row = (String, Option<String>, Value, Value, DateTime<Utc>);
+/// A registered graph's row: id, description, schemas, drawing, served until, drawing with
+/// subgraphs, subgraphs.
+type Row = (
+    String,
+    Option<String>,
+    Value,
+    Value,
+    DateTime<Utc>,
+    Option<Value>,
+    Option<Value>,
+);
 
 /// A graph a worker registered (served now or not).
 pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, DbError> {
@@ -78,17 +91,23 @@ pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, D
                 g::schemas,
                 g::drawing,
                 g::served_until,
+                g::drawing_xray,
+                g::subgraphs,
             ))
             .first(&mut conn)
             .await
             .optional()?;
         Ok(row.map(
-            |(graph_id, description, schemas, drawing, served_until)| WorkerGraph {
-                graph_id,
-                description,
-                schemas,
-                drawing,
-                served_until,
+            |(graph_id, description, schemas, drawing, served_until, drawing_xray, subgraphs)| {
+                WorkerGraph {
+                    graph_id,
+                    description,
+                    schemas,
+                    drawing,
+                    served_until,
+                    drawing_xray,
+                    subgraphs,
+                }
             },
         ))
     })

@@ -35,10 +35,24 @@ pub(super) async fn graph_ref(
     }
 }
 
-/// A graph's JSON schemas and drawing (a worker's, as it registered them).
-async fn graph_views(db: &Persistence, graph_id: &str) -> Result<(Value, Value), ApiError> {
+/// What is shown of a graph: its JSON schemas, its drawing (plain, and with subgraphs
+/// expanded) and its subgraphs' schemas by namespace. mnemo's own graphs have no subgraphs.
+struct GraphViews {
+    schemas: Value,
+    drawing: Value,
+    drawing_xray: Value,
+    subgraphs: serde_json::Map<String, Value>,
+}
+
+/// A graph's views (a worker's, as it registered them).
+async fn graph_views(db: &Persistence, graph_id: &str) -> Result<GraphViews, ApiError> {
     match graph_ref(db, graph_id, false).await? {
-        GraphRef::Builtin(g) => Ok((g.schemas(), g.drawing())),
+        GraphRef::Builtin(g) => Ok(GraphViews {
+            schemas: g.schemas(),
+            drawing: g.drawing(),
+            drawing_xray: g.drawing(),
+            subgraphs: serde_json::Map::new(),
+        }),
         GraphRef::Worker(id) => {
             let g = db
                 .worker_graph(id.clone())
@@ -48,7 +62,15 @@ async fn graph_views(db: &Persistence, graph_id: &str) -> Result<(Value, Value),
             if let Value::Object(m) = &mut schemas {
                 m.insert("graph_id".into(), json!(id));
             }
-            Ok((schemas, g.drawing))
+            Ok(GraphViews {
+                schemas,
+                drawing_xray: g.drawing_xray.unwrap_or_else(|| g.drawing.clone()),
+                drawing: g.drawing,
+                subgraphs: match g.subgraphs {
+                    Some(Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                },
+            })
         }
     }
 }
@@ -130,18 +152,49 @@ pub async fn create(
         Some(id) => uuid_of(id)?,
         None => uuid::Uuid::new_v4().to_string(),
     };
+    let (config, context) = synced(
+        object_or_none(body.config, "config")?,
+        object_or_none(body.context, "context")?,
+    )?;
     let new = NewAssistant {
         assistant_id,
         graph_id: named.id().to_string(),
         owner: principal.bound_user().map(str::to_string),
         name: body.name.unwrap_or_else(|| "Untitled".into()),
         description: body.description,
-        config: object_or_none(body.config, "config")?.unwrap_or_else(|| json!({})),
-        context: object_or_none(body.context, "context")?.unwrap_or_else(|| json!({})),
+        config: config.unwrap_or_else(|| json!({})),
+        context: context.unwrap_or_else(|| json!({})),
         metadata: object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({})),
         do_nothing_if_exists: body.if_exists == Some(IfExists::DoNothing),
     };
     Ok(HttpResponse::Ok().json(db.create_assistant(new).await?))
+}
+
+/// An assistant's `config.configurable` and `context` kept one and the same, as LangGraph
+/// (0.6 on) reads either: the one given is copied into the other. Both given is 400.
+fn synced(
+    config: Option<Value>,
+    context: Option<Value>,
+) -> Result<(Option<Value>, Option<Value>), ApiError> {
+    let non_empty = |v: Option<&Value>| v.and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+    let configurable = config.as_ref().and_then(|c| c.get("configurable")).cloned();
+    match (
+        non_empty(configurable.as_ref()),
+        non_empty(context.as_ref()),
+    ) {
+        (true, true) => Err(ApiError::BadRequest(
+            "Give config.configurable or context, not both: context replaces configurable".into(),
+        )),
+        (true, false) => Ok((config, configurable)),
+        (false, true) => {
+            let mut config = config.unwrap_or_else(|| json!({}));
+            if let Value::Object(m) = &mut config {
+                m.insert("configurable".into(), context.clone().unwrap_or_default());
+            }
+            Ok((Some(config), context))
+        }
+        (false, false) => Ok((config, context)),
+    }
 }
 
 fn default_limit() -> i64 {
@@ -335,10 +388,14 @@ pub async fn update(
     if let Some(graph_id) = &body.graph_id {
         graph_ref(&db, graph_id, false).await?;
     }
+    let (config, context) = synced(
+        object_or_none(body.config, "config")?,
+        object_or_none(body.context, "context")?,
+    )?;
     let patch = AssistantPatch {
         graph_id: body.graph_id,
-        config: object_or_none(body.config, "config")?,
-        context: object_or_none(body.context, "context")?,
+        config,
+        context,
         metadata: object_or_none(body.metadata, "metadata")?,
         name: body.name,
         description: body.description,
@@ -410,7 +467,18 @@ pub async fn versions(
     let found = db
         .assistant_versions(id, viewer, metadata, limit, offset)
         .await?;
-    Ok(HttpResponse::Ok().json(found))
+    // a version is never updated: it has no `updated_at`
+    let shown: Vec<Value> = found
+        .into_iter()
+        .map(|a| {
+            let mut v = json!(a);
+            if let Value::Object(m) = &mut v {
+                m.remove("updated_at");
+            }
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(shown))
 }
 
 /// The version to put in use: in the body (as the SDKs send it) or the query.
@@ -476,17 +544,23 @@ pub async fn get_schemas(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let found = visible(&db, &principal, &path).await?;
-    let (schemas, _) = graph_views(&db, &found.graph_id).await?;
-    Ok(HttpResponse::Ok().json(schemas))
+    Ok(HttpResponse::Ok().json(graph_views(&db, &found.graph_id).await?.schemas))
+}
+
+/// `?xray=`: whether the drawing expands subgraphs (`true`, or a depth of 1 or more).
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct XrayQuery {
+    #[param(value_type = Option<String>)]
+    xray: Option<String>,
 }
 
 #[utoipa::path(
     tag = "assistants",
-    params(("assistant_id" = uuid::Uuid, Path)),
+    params(("assistant_id" = uuid::Uuid, Path), XrayQuery),
     responses(
         (status = 200, body = super::openapi::GraphDrawing),
         (status = 404, description = "No such assistant", body = super::ErrorBody),
-        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID, or an xray that is not a boolean or a depth", body = super::ErrorBody),
     ),
 )]
 #[get("/assistants/{assistant_id}/graph")]
@@ -494,8 +568,88 @@ pub async fn drawing(
     principal: Principal,
     db: web::Data<Persistence>,
     path: web::Path<String>,
+    query: web::Query<XrayQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let xray = match query.xray.as_deref() {
+        None | Some("false" | "False") => false,
+        Some("true" | "True") => true,
+        Some(depth) => match depth.parse::<u32>() {
+            Ok(n) if n > 0 => true,
+            _ => return Err(ApiError::validation("Invalid xray value")),
+        },
+    };
     let found = visible(&db, &principal, &path).await?;
-    let (_, drawing) = graph_views(&db, &found.graph_id).await?;
-    Ok(HttpResponse::Ok().json(drawing))
+    let views = graph_views(&db, &found.graph_id).await?;
+    Ok(HttpResponse::Ok().json(if xray {
+        views.drawing_xray
+    } else {
+        views.drawing
+    }))
+}
+
+/// `?recurse=`: also the subgraphs of subgraphs.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RecurseQuery {
+    #[serde(default)]
+    recurse: bool,
+}
+
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path), RecurseQuery),
+    responses(
+        (status = 200, description = "Each subgraph's schemas, by namespace", body = Object),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
+#[get("/assistants/{assistant_id}/subgraphs")]
+pub async fn subgraphs(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<String>,
+    query: web::Query<RecurseQuery>,
+) -> Result<HttpResponse, ApiError> {
+    subgraphs_under(&db, &principal, &path, None, query.recurse).await
+}
+
+#[utoipa::path(
+    tag = "assistants",
+    params(("assistant_id" = uuid::Uuid, Path), ("namespace" = String, Path), RecurseQuery),
+    responses(
+        (status = 200, description = "The subgraph's schemas (and with `recurse` its own subgraphs'), by namespace", body = Object),
+        (status = 404, description = "No such assistant", body = super::ErrorBody),
+        (status = 422, description = "Not a UUID", body = super::ErrorBody),
+    ),
+)]
+#[get("/assistants/{assistant_id}/subgraphs/{namespace}")]
+pub async fn subgraphs_in(
+    principal: Principal,
+    db: web::Data<Persistence>,
+    path: web::Path<(String, String)>,
+    query: web::Query<RecurseQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, namespace) = path.into_inner();
+    subgraphs_under(&db, &principal, &id, Some(&namespace), query.recurse).await
+}
+
+/// The subgraphs of an assistant's graph: the top ones, or the one at `namespace`; with
+/// `recurse`, the ones nested under them too.
+async fn subgraphs_under(
+    db: &Persistence,
+    principal: &Principal,
+    id: &str,
+    namespace: Option<&str>,
+    recurse: bool,
+) -> Result<HttpResponse, ApiError> {
+    let found = visible(db, principal, id).await?;
+    let all = graph_views(db, &found.graph_id).await?.subgraphs;
+    let shown: serde_json::Map<String, Value> = all
+        .into_iter()
+        .filter(|(ns, _)| match namespace {
+            Some(top) => ns == top || (recurse && ns.starts_with(&format!("{top}|"))),
+            None => recurse || !ns.contains('|'),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(shown))
 }

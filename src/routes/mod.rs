@@ -33,6 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(assistants::count)
         .service(assistants::get_schemas)
         .service(assistants::drawing)
+        .service(assistants::subgraphs)
+        .service(assistants::subgraphs_in)
         .service(assistants::versions)
         .service(assistants::set_latest)
         .service(assistants::get)

@@ -44,6 +44,8 @@ use crate::runs::CancelAction;
         super::assistants::count,
         super::assistants::get_schemas,
         super::assistants::drawing,
+        super::assistants::subgraphs,
+        super::assistants::subgraphs_in,
         super::assistants::versions,
         super::assistants::set_latest,
         super::assistants::get,

@@ -45,6 +45,9 @@ pub struct RunBody {
     /// Keep the run's events so a client can rejoin the stream with `Last-Event-ID`.
     #[serde(default)]
     stream_resumable: bool,
+    /// Stream the events of subgraphs too (a graph worker's graphs; mnemo's own have none).
+    #[serde(default)]
+    stream_subgraphs: bool,
     #[schema(value_type = Option<MultitaskStrategy>)]
     multitask_strategy: Option<String>,
     #[schema(value_type = Option<OnDisconnect>)]
@@ -88,26 +91,43 @@ fn merged(base: &Value, over: Option<Value>) -> Value {
 
 /// The assistant a run names, as `principal` may see it: a graph or its system assistant, or
 /// an assistant made of one (its config and context under the run's own).
+/// What a run takes from its assistant: its config, context and metadata.
+struct Defaults {
+    config: Value,
+    context: Value,
+    metadata: Value,
+}
+
 async fn assistant_of(
     runner: &Runner,
     principal: &Principal,
     assistant_id: &str,
-) -> Result<(Of, Value, Value), ApiError> {
+) -> Result<(Of, Defaults), ApiError> {
+    let system = || Defaults {
+        config: json!({}),
+        context: json!({}),
+        metadata: json!({ "created_by": "system" }),
+    };
     // a graph's system assistant, by the graph's name or its UUID
     if let Ok(of) = Of::system(assistant_id) {
-        return Ok((of, json!({}), json!({})));
+        return Ok((of, system()));
     }
     let db = runner.db();
-    let (id, graph_id, config, context) = match uuid::Uuid::parse_str(assistant_id) {
+    let (id, graph_id, defaults) = match uuid::Uuid::parse_str(assistant_id) {
         Ok(uuid) => {
             let viewer = principal.bound_user().map(str::to_string);
             let a = db.get_assistant(uuid.to_string(), viewer).await?;
-            (a.assistant_id, a.graph_id, a.config, a.context)
+            let defaults = Defaults {
+                config: a.config,
+                context: a.context,
+                metadata: a.metadata,
+            };
+            (a.assistant_id, a.graph_id, defaults)
         }
         // a graph worker's graph, by its name
         Err(_) => {
             let id = crate::graphs::system_assistant_id(assistant_id).to_string();
-            (id, assistant_id.to_string(), json!({}), json!({}))
+            (id, assistant_id.to_string(), system())
         }
     };
     let graph = super::assistants::graph_ref(db, &graph_id, true).await?;
@@ -115,7 +135,7 @@ async fn assistant_of(
         assistant_id: id,
         graph,
     };
-    Ok((of, config, context))
+    Ok((of, defaults))
 }
 
 /// The run a request body asks for (422 for an unknown graph, strategy or command; 404 for an
@@ -150,17 +170,23 @@ async fn request(
     // stored resolved, so that any process executes the run as asked
     let on_completion = OnCompletion::parse(body.on_completion.as_deref(), stateless)?;
     // the whole request, kept with the run: whichever process claims it executes it from this
-    let (of, config, context) = assistant_of(runner, principal, &body.assistant_id).await?;
-    let config = merged(&config, object_or_none(body.config, "config")?);
-    let context = merged(&context, object_or_none(body.context, "context")?);
+    let (of, defaults) = assistant_of(runner, principal, &body.assistant_id).await?;
+    let config = merged(&defaults.config, object_or_none(body.config, "config")?);
+    let context = merged(&defaults.context, object_or_none(body.context, "context")?);
     let kwargs = json!({
         "input": body.input, "config": config, "context": context, "command": body.command,
         "stream_mode": body.stream_mode, "stream_resumable": body.stream_resumable,
+        "stream_subgraphs": body.stream_subgraphs,
         "checkpoint_id": checkpoint_id, "on_disconnect": body.on_disconnect,
         "on_completion": on_completion.as_str(), "durability": body.durability,
         "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
     });
-    let metadata = object_or_none(body.metadata, "metadata")?.unwrap_or_else(|| json!({}));
+    // the run's metadata: its assistant's, under the config's and the request's
+    let mut metadata = merged(&defaults.metadata, config.get("metadata").cloned());
+    metadata = merged(&metadata, object_or_none(body.metadata, "metadata")?);
+    if let Value::Object(m) = &mut metadata {
+        m.insert("assistant_id".into(), json!(of.assistant_id));
+    }
     Ok(RunRequest::parse(
         thread_id,
         of,

@@ -420,7 +420,7 @@ fn thread_state(rec: &CheckpointRecord) -> Value {
     } else {
         pending
             .iter()
-            .map(|(task_id, list)| task(task_id, "tools", list))
+            .map(|(task_id, list)| task(task_id, rec.task_node(task_id).unwrap_or("tools"), list))
             .collect()
     };
     json!({

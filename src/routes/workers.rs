@@ -54,6 +54,12 @@ pub struct GraphBody {
     /// Its nodes and edges, as `/assistants/{id}/graph` answers them.
     #[schema(value_type = Object)]
     drawing: Value,
+    /// The same with its subgraphs expanded (`?xray=true`).
+    #[schema(value_type = Option<Object>)]
+    drawing_xray: Option<Value>,
+    /// Its subgraphs' schemas (as `schemas`) by namespace, nested ones as `parent|child`.
+    #[schema(value_type = Option<Object>)]
+    subgraphs: Option<Value>,
 }
 
 /// The graphs a worker serves.
@@ -118,6 +124,8 @@ pub async fn register(
             schemas: super::object_or_none(Some(g.schemas), "schemas")?.unwrap_or_default(),
             drawing: super::object_or_none(Some(g.drawing), "drawing")?.unwrap_or_default(),
             served_until: runner.lease_until_for(ttl),
+            drawing_xray: super::object_or_none(g.drawing_xray, "drawing_xray")?,
+            subgraphs: super::object_or_none(g.subgraphs, "subgraphs")?,
         });
     }
     let db = runner.db();

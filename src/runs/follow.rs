@@ -86,22 +86,23 @@ impl Runner {
                 }
             }
         };
-        // a graph worker's run: the values it ended with (its interrupts in them)
-        if run
+        let state = db
+            .get_checkpoint(thread_id.into(), String::new(), None)
+            .await?;
+        // a graph worker's run: the values it ended with; mnemo's own: its latest checkpoint's
+        let mut values = if run
             .graph_id
             .as_deref()
             .is_some_and(|g| crate::graphs::Graph::named(g).is_err())
         {
             let thread = db.get_thread(thread_id.into()).await?;
-            return Ok(thread.values.unwrap_or_else(|| json!({})));
-        }
-        let state = db
-            .get_checkpoint(thread_id.into(), String::new(), None)
-            .await?;
-        let mut values = state
-            .as_ref()
-            .map(|s| s.values())
-            .unwrap_or_else(|| json!({}));
+            thread.values.unwrap_or_else(|| json!({}))
+        } else {
+            state
+                .as_ref()
+                .map(|s| s.values())
+                .unwrap_or_else(|| json!({}))
+        };
         let interrupts: Vec<Value> = state
             .iter()
             .flat_map(|s| s.interrupts())

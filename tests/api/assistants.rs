@@ -183,11 +183,39 @@ async fn assistants_are_created_changed_in_versions_and_deleted(kind: Kind) {
     assert!(uuid::Uuid::parse_str(&id).is_ok());
     assert_eq!(made["version"], 1);
     assert_eq!(made["graph_id"], "agent");
-    assert_eq!(made["context"], json!({}));
+    // configurable and context are kept one and the same (LangGraph reads either)
+    assert_eq!(made["context"], json!({"system_prompt": "Be terse."}));
+    let (s, both) = app
+        .post(
+            "/assistants",
+            json!({"graph_id": "agent", "config": {"configurable": {"a": 1}}, "context": {"b": 2}}),
+        )
+        .await;
+    assert_eq!(s, 400, "{both}");
+    let (s, from_context) = app
+        .post(
+            "/assistants",
+            json!({"graph_id": "agent", "context": {"b": 2}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{from_context}");
+    assert_eq!(from_context["config"]["configurable"], json!({"b": 2}));
+    let other = from_context["assistant_id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/assistants/{other}")).await.0, 204);
     let (s, got) = app.get(&format!("/assistants/{id}")).await;
     assert_eq!((s, &got), (200, &made));
     let (s, schemas) = app.get(&format!("/assistants/{id}/schemas")).await;
     assert_eq!((s, schemas["graph_id"].as_str()), (200, Some("agent")));
+    // mnemo's own graphs have no subgraphs: the drawing with them expanded is the drawing
+    let (s, subgraphs) = app
+        .get(&format!("/assistants/{id}/subgraphs?recurse=true"))
+        .await;
+    assert_eq!((s, subgraphs), (200, json!({})));
+    let (_, drawing) = app.get(&format!("/assistants/{id}/graph")).await;
+    let (s, xray) = app.get(&format!("/assistants/{id}/graph?xray=2")).await;
+    assert_eq!((s, xray), (200, drawing));
+    let (s, bad) = app.get(&format!("/assistants/{id}/graph?xray=-1")).await;
+    assert_eq!(s, 422, "{bad}");
 
     // a change is a new version, in use; metadata is merged, the rest replaced
     let (s, v2) = app

@@ -286,7 +286,21 @@ fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str)
         c(
             "GET",
             "/assistants/{assistant_id}/graph",
-            format!("/assistants/{assistant}/graph"),
+            format!("/assistants/{assistant}/graph?xray=true"),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/assistants/{assistant_id}/subgraphs",
+            format!("/assistants/{assistant}/subgraphs?recurse=true"),
+            None,
+            NotFound,
+        ),
+        c(
+            "GET",
+            "/assistants/{assistant_id}/subgraphs/{namespace}",
+            format!("/assistants/{assistant}/subgraphs/review"),
             None,
             NotFound,
         ),

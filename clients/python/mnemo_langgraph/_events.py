@@ -31,7 +31,7 @@ def _default(o: Any) -> Any:
     `model_dump()`, interrupts as `{value, id}`, dataclasses, sets, dates, enums, bytes; else
     `str(o)`, so an odd value never stops a run."""
     if _is_interrupt(o):
-        return {"value": o.value, "id": o.id}
+        return {"value": o.value, "id": o.id, "response_schema": getattr(o, "response_schema", None)}
     if hasattr(o, "model_dump"):
         try:
             return o.model_dump()
@@ -103,14 +103,17 @@ class StreamMapper:
     def _mode_events(self, ns: tuple[str, ...], mode: str, data: Any) -> Iterator[Event]:
         if mode == "messages":
             yield from self._message_events(ns, data)
+        elif mode == "debug" and "debug" in self.requested:
+            yield self._name(mode, ns), to_json(_debug(data))
         elif mode in self.requested:
             yield self._name(mode, ns), to_json(data)
 
     def _message_events(self, ns: tuple[str, ...], data: Any) -> Iterator[Event]:
+        """`messages-tuple` when asked (also with `messages`, which it then replaces)."""
         if "messages-tuple" in self.requested:
             message, metadata = data
             yield self._name("messages", ns), to_json([message, metadata])
-        if "messages" in self.requested:
+        elif "messages" in self.requested:
             yield from self._legacy_message_events(ns, data)
 
     def _legacy_message_events(self, ns: tuple[str, ...], data: Any) -> Iterator[Event]:
@@ -139,6 +142,41 @@ class StreamMapper:
             yield from self.chunk(ev.get("data", {}).get("chunk"))
         elif "events" in self.requested and "langsmith:hidden" not in (ev.get("tags") or ()):
             yield "events", to_json(ev)
+
+
+def _debug(data: Any) -> Any:
+    """A `debug` event as the LangGraph API sends it: a checkpoint's payload also names the
+    checkpoint and its parent (`{thread_id, checkpoint_ns, checkpoint_id}`), and a task with
+    a subgraph state names that state's checkpoint."""
+    payload = data.get("payload") if isinstance(data, dict) else None
+    if data.get("type") != "checkpoint" or not isinstance(payload, dict):
+        return data
+    tasks = []
+    for task in payload.get("tasks") or ():
+        state = task.get("state") if isinstance(task, dict) else None
+        if isinstance(state, dict) and state.get("configurable"):
+            task = {k: v for k, v in task.items() if k != "state"}
+            task["checkpoint"] = state["configurable"]
+        tasks.append(task)
+    shown = {
+        **payload,
+        "checkpoint": _checkpoint_ref(payload.get("config")),
+        "parent_checkpoint": _checkpoint_ref(payload.get("parent_config")),
+        "tasks": tasks,
+    }
+    return {**data, "payload": shown}
+
+
+def _checkpoint_ref(config: Any) -> dict[str, Any] | None:
+    conf = config.get("configurable") if isinstance(config, dict) else None
+    if not conf or not conf.get("thread_id") or not conf.get("checkpoint_id"):
+        return None
+    ref = {"checkpoint_id": conf["checkpoint_id"], "thread_id": conf["thread_id"]}
+    if "checkpoint_ns" in conf:
+        ref["checkpoint_ns"] = conf["checkpoint_ns"] or ""
+    if "checkpoint_map" in conf:
+        ref["checkpoint_map"] = conf["checkpoint_map"]
+    return ref
 
 
 def _is_chunk(message: Any) -> bool:

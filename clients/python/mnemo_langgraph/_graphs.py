@@ -183,6 +183,32 @@ def _state_schema(graph: Any) -> dict[str, Any]:
         return {}
 
 
+# what a run's `configurable` holds that is the server's, not the graph's settings
+_SERVER_KEYS = ("__pregel_checkpointer", "__pregel_store", "checkpoint_id", "checkpoint_ns", "thread_id")
+
+
+def _config_schema(graph: Any) -> dict[str, Any]:
+    """The schema of the graph's `configurable` settings, as the LangGraph API shows it (the
+    rest of a config, such as `recursion_limit`, is not the graph's); `{}` when it has none."""
+    try:
+        with warnings.catch_warnings():  # config_schema is deprecated in LangGraph 1
+            warnings.simplefilter("ignore")
+            fields = getattr(graph.config_schema(), "model_fields", None) or {}
+        if "configurable" not in fields:
+            return {}
+        from pydantic import TypeAdapter
+
+        schema = TypeAdapter(fields["configurable"].annotation).json_schema()
+    except Exception as e:  # noqa: BLE001 - a schema is informative, never fatal
+        log.debug("config schema: %s", e)
+        return {}
+    for key in _SERVER_KEYS:
+        schema.get("properties", {}).pop(key, None)
+    if getattr(graph, "config_type", None) is not None and hasattr(graph.config_type, "__name__"):
+        schema["title"] = graph.config_type.__name__
+    return schema
+
+
 def graph_schemas(graph: Any) -> dict[str, dict[str, Any]]:
     """The five schemas mnemo shows for a graph (`/assistants/{id}/schemas`); `{}` for any
     the graph cannot render."""
@@ -190,29 +216,30 @@ def graph_schemas(graph: Any) -> dict[str, dict[str, Any]]:
         "input_schema": _schema(graph, "get_input_jsonschema"),
         "output_schema": _schema(graph, "get_output_jsonschema"),
         "state_schema": _state_schema(graph),
-        "config_schema": _schema(graph, "get_config_jsonschema"),
+        "config_schema": _config_schema(graph),
         "context_schema": _schema(graph, "get_context_jsonschema"),
     }
 
 
-def graph_drawing(graph: Any) -> dict[str, list[dict[str, Any]]]:
-    """The graph's nodes and edges as the LangGraph API answers `/assistants/{id}/graph`."""
+def graph_drawing(graph: Any, xray: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The graph's nodes and edges (with `xray`, its subgraphs' too) as the LangGraph API
+    answers `/assistants/{id}/graph`: LangChain's JSON drawing, without the nodes' class paths."""
     try:
-        drawn = graph.get_graph().to_json()
+        drawn = graph.get_graph(xray=xray).to_json()
     except Exception as e:  # noqa: BLE001
         log.debug("drawing: %s", e)
         return {"nodes": [], "edges": []}
-    nodes = [
-        {"id": n["id"], "type": n.get("type", "runnable"), "data": n.get("data", n["id"])}
-        for n in drawn.get("nodes", [])
-    ]
-    edges = [
-        {
-            "source": e["source"],
-            "target": e["target"],
-            "conditional": bool(e.get("conditional", False)),
-            **({"data": e["data"]} if e.get("data") is not None else {}),
-        }
-        for e in drawn.get("edges", [])
-    ]
-    return json.loads(json.dumps({"nodes": nodes, "edges": edges}, default=str))
+    for node in drawn.get("nodes", []):
+        if isinstance(node.get("data"), dict):
+            node["data"].pop("id", None)
+    return json.loads(json.dumps({"nodes": drawn.get("nodes", []), "edges": drawn.get("edges", [])}, default=str))
+
+
+def subgraph_schemas(graph: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each subgraph's schemas by namespace (`parent|child` for nested ones)."""
+    try:
+        found = list(graph.get_subgraphs(recurse=True))
+    except Exception as e:  # noqa: BLE001
+        log.debug("subgraphs: %s", e)
+        return {}
+    return {ns: graph_schemas(sub) for ns, sub in found}

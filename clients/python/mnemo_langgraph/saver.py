@@ -92,6 +92,33 @@ def json_view(value: Any) -> Any:
     return None if "\\u0000" in text else json.loads(text)
 
 
+INTERRUPT = "__interrupt__"
+
+
+def _interrupts_json(value: Any) -> str | None:
+    """A task's `__interrupt__` write (a tuple of `Interrupt`s) as JSON text, when JSON holds it
+    exactly; mnemo reads such writes as the thread's interrupts and the state's tasks'. None
+    (keep LangGraph's own encoding) for anything JSON would change."""
+    from langgraph.types import Interrupt
+
+    if not isinstance(value, tuple) or not all(type(i) is Interrupt for i in value):
+        return None
+    shown = []
+    for i in value:
+        item: dict[str, Any] = {"value": i.value, "id": i.id}
+        if i.response_schema is not None:
+            if not isinstance(i.response_schema, dict):
+                return None
+            item["response_schema"] = i.response_schema
+        shown.append(item)
+    try:
+        text = json.dumps(shown, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    # tuples, non-string keys and the like come back changed: not exact
+    return text if "\\u0000" not in text and json.loads(text) == shown else None
+
+
 class _Pages:
     """The request bodies of a checkpoint listing, page after page, up to `limit` in all."""
 
@@ -218,7 +245,11 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         conf = config["configurable"]
         encoded = []
         for channel, value in writes:
-            type_, data = self.serde.dumps_typed(value)
+            shown = _interrupts_json(value) if channel == INTERRUPT else None
+            if shown is not None:
+                type_, data = "json", shown.encode()
+            else:
+                type_, data = self.serde.dumps_typed(value)
             encoded.append({"channel": channel, "type": type_, "data": _b64(data)})
         path = (
             f"/threads/{_seg(conf['thread_id'])}/checkpoints/"
@@ -272,10 +303,7 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
                     )
             elif channel in inline:  # a value mnemo itself wrote (a state update over HTTP)
                 values[channel] = inline[channel]
-        writes = [
-            (w["task_id"], w["channel"], self.serde.loads_typed((w["type"], _unb64(w["data"]))))
-            for w in rec["pending_writes"]
-        ]
+        writes = [(w["task_id"], w["channel"], self._write_value(w)) for w in rec["pending_writes"]]
         parent = rec.get("parent_config")
         return CheckpointTuple(
             config={"configurable": rec["config"]},
@@ -284,6 +312,17 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
             parent_config={"configurable": parent} if parent else None,
             pending_writes=writes,
         )
+
+    def _write_value(self, w: dict[str, Any]) -> Any:
+        data = _unb64(w["data"])
+        if w["channel"] == INTERRUPT and w["type"] == "json":
+            from langgraph.types import Interrupt
+
+            return tuple(
+                Interrupt(i["value"], i["id"], response_schema=i.get("response_schema"))
+                for i in json.loads(data)
+            )
+        return self.serde.loads_typed((w["type"], data))
 
     # -- sync -------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from ._graphs import (
     GraphSpec,
     graph_drawing,
     graph_schemas,
+    subgraph_schemas,
     import_attr,
     load_config,
     parse_graph_arg,
@@ -156,10 +157,13 @@ class EventSender:
 # -- one run ----------------------------------------------------------------------------------
 
 
-def run_config(run: Mapping[str, Any], graph_id: str) -> dict[str, Any]:
+def run_config(run: Mapping[str, Any], graph_id: str, attempt: int = 1) -> dict[str, Any]:
     """The config a run's graph runs with: the request's (over its assistant's), with the
-    thread, the run and the checkpoint to start from in `configurable`, and the run's ids in
-    `metadata` (which LangGraph writes into each checkpoint's metadata)."""
+    thread, the run and the checkpoint to start from in `configurable`, and in `metadata`
+    (which LangGraph writes into each checkpoint's metadata) the run's own, its ids, its
+    attempt and the LangGraph version that runs it."""
+    from langgraph.version import __version__ as langgraph_version
+
     kwargs = run.get("kwargs") or {}
     config = copy.deepcopy(kwargs.get("config") or {})
     configurable = dict(config.get("configurable") or {})
@@ -172,6 +176,13 @@ def run_config(run: Mapping[str, Any], graph_id: str) -> dict[str, Any]:
     if kwargs.get("checkpoint_id"):
         configurable["checkpoint_id"] = kwargs["checkpoint_id"]
     config["configurable"] = configurable
+    # the root run is the API's run, named after its graph (as `events` show it)
+    if attempt == 1:
+        try:
+            config["run_id"] = uuid.UUID(str(run["run_id"]))
+        except ValueError:
+            pass
+    config["run_name"] = graph_id
     config["metadata"] = {
         **(run.get("metadata") or {}),
         **(config.get("metadata") or {}),
@@ -179,6 +190,8 @@ def run_config(run: Mapping[str, Any], graph_id: str) -> dict[str, Any]:
         "thread_id": run["thread_id"],
         "assistant_id": run.get("assistant_id"),
         "graph_id": graph_id,
+        "run_attempt": attempt,
+        "langgraph_version": langgraph_version,
     }
     return config
 
@@ -210,20 +223,18 @@ def stream_options(kwargs: Mapping[str, Any], requested: Sequence[str]) -> dict[
 
 
 def finish_body(state: Any) -> dict[str, Any]:
-    """How a run that returned ends, from its thread's state: `interrupted` (run and thread)
-    when a node asked with `interrupt()`, the thread `interrupted` when a node is still to run
-    (`interrupt_before`/`interrupt_after`), else `idle`."""
+    """How a run that returned ends, from its thread's state: the run `success`, as the
+    LangGraph API ends it, and the thread `interrupted` when a node asked with `interrupt()`
+    or a node is still to run (`interrupt_before`/`interrupt_after`), else `idle`."""
     values = to_json(state.values) if state is not None else None
     interrupts = _interrupts(state)
-    if interrupts and isinstance(values, dict):
-        values["__interrupt__"] = to_json(interrupts)
-    if interrupts:
-        status, thread_status = "interrupted", "interrupted"
-    elif state is not None and state.next:
-        status, thread_status = "success", "interrupted"
-    else:
-        status, thread_status = "success", "idle"
-    return {"status": status, "thread_status": thread_status, "values": values, "error": None}
+    waiting = bool(interrupts) or (state is not None and bool(state.next))
+    return {
+        "status": "success",
+        "thread_status": "interrupted" if waiting else "idle",
+        "values": values,
+        "error": None,
+    }
 
 
 def _interrupts(state: Any) -> list[Any]:
@@ -361,6 +372,8 @@ class Worker:
                     "description": self.descriptions.get(name),
                     "schemas": graph_schemas(graph),
                     "drawing": graph_drawing(graph),
+                    "drawing_xray": graph_drawing(graph, xray=True),
+                    "subgraphs": subgraph_schemas(graph),
                 }
                 for name, graph in self.graphs.items()
             ],
@@ -515,7 +528,7 @@ class Worker:
             return error_body(err, None)
         graph = self.graphs[graph_id]
         kwargs = run.get("kwargs") or {}
-        config = run_config(run, graph_id)
+        config = run_config(run, graph_id, int(claim.get("attempt") or 1))
         thread_config = {"configurable": {"thread_id": run["thread_id"]}}
         value = await self._input(claim, config)
         requested = requested_modes(kwargs.get("stream_mode"))

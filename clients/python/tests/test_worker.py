@@ -84,7 +84,8 @@ def test_registration_describes_each_graph() -> None:
     assert "items" in graph["schemas"]["input_schema"]["properties"]
     assert "items" in graph["schemas"]["state_schema"]["properties"]
     assert {n["id"] for n in graph["drawing"]["nodes"]} == {"__start__", "append", "report", "__end__"}
-    assert {"source": "append", "target": "report", "conditional": False} in graph["drawing"]["edges"]
+    assert {"source": "append", "target": "report"} in graph["drawing"]["edges"]
+    assert graph["drawing_xray"]["nodes"] and graph["subgraphs"] == {}
     json.dumps(body)  # all of it is JSON
     # the graph got mnemo's persistence; the user's module keeps its own object as it was
     assert type(worker.graphs["demo"].checkpointer).__name__ == "MnemoSaver"
@@ -113,7 +114,7 @@ def test_stream_mapping() -> None:
     ]
     assert events[0][1] == {"m1": {"metadata": {"langgraph_node": "n"}}}
     assert events[2][1][0]["content"] == "hello" and events[2][1][0]["type"] == "ai"
-    assert events[3][1] == {"x": {"value": 1, "id": "i"}}
+    assert events[3][1] == {"x": {"value": 1, "id": "i", "response_schema": None}}
 
     tuples = StreamMapper(["messages-tuple"], subgraphs=False)
     [(name, data)] = list(tuples.chunk(("messages", (first, {"k": 1}))))
@@ -253,8 +254,14 @@ async def test_scripted_interrupt_resume_and_retried_attempt(mnemo) -> None:
     asked = claim(thread, input={"items": ["x"], "ask": True})
     await serve_scripted(mnemo, script, asked)
     paused = script.finished[asked["run"]["run_id"]]
-    assert (paused["status"], paused["thread_status"]) == ("interrupted", "interrupted")
-    assert paused["values"]["__interrupt__"][0]["value"] == {"question": "continue?"}
+    # the run succeeded (as the LangGraph API ends one); its thread waits on the interrupt
+    assert (paused["status"], paused["thread_status"]) == ("success", "interrupted")
+    reader = Worker({"g": import_attr(GraphSpec("g", f"{GRAPHS}:graph"))}, url=mnemo.url, api_key=mnemo.service_key)
+    try:
+        waiting = await reader.graphs["g"].aget_state({"configurable": {"thread_id": thread}})
+    finally:
+        await reader.aclose()
+    assert [i.value for i in waiting.interrupts] == [{"question": "continue?"}]
 
     # the same run again (its worker died): it goes on from its own checkpoint, input unused
     retried = claim(thread, run_id=asked["run"]["run_id"], attempt=2, input={"items": ["never"], "ask": True})
