@@ -553,6 +553,23 @@ impl From<&CheckpointRecord> for NewCheckpoint {
     }
 }
 
+/// `over` on `base`, as a run's config goes on its assistant's (and on its thread's): key by
+/// key, `configurable` merged key by key too. A `base` that is not an object counts as empty.
+pub fn over(base: &Value, over: Option<&Value>) -> Value {
+    let mut out = base.as_object().cloned().unwrap_or_default();
+    for (k, v) in over.and_then(Value::as_object).into_iter().flatten() {
+        match (out.get_mut(k), v) {
+            (Some(Value::Object(mine)), Value::Object(theirs)) if k == "configurable" => {
+                mine.extend(theirs.clone());
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 /// One pending write as a caller sends it: (channel, type, data).
 pub type RawWrite = (String, String, Vec<u8>);
 

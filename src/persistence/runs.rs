@@ -97,7 +97,7 @@ const TAKE_IF_FREE: &str = concat!(
 /// queued `pending` (held by nobody; any process's executor claims it), `interrupt`/`rollback`
 /// naming the runs to stop. Past the quotas in `new` it is refused ([`DbError::TooMany`]). The
 /// thread's metadata gets the run's `graph_id` and `assistant_id` (agent-chat-ui finds threads by
-/// them).
+/// them), and the run's metadata is the thread's under its own.
 pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
     let now = Utc::now();
     let run_id = uuid::Uuid::now_v7().to_string();
@@ -118,7 +118,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
             } else {
                 sql::<Text>("status")
             };
-            let locked: Option<(Value, i64, i64, Option<String>)> =
+            let locked: Option<(Value, i64, i64, Option<String>, Value)> =
                 diesel::update(t::table.find(&new.thread_id))
                     .set((t::updated_at.eq(now), t::status.eq(take)))
                     .returning((
@@ -126,12 +126,13 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                         sql::<BigInt>(ACTIVE_RUNS),
                         sql::<BigInt>(PENDING_RUNS),
                         t::owner,
+                        t::config,
                     ))
                     .get_result(conn)
                     .await
                     .optional()?
-                    .filter(|(_, _, _, owner)| new.owner.is_none() || *owner == new.owner);
-            let Some((mut metadata, active, pending, thread_owner)) = locked else {
+                    .filter(|(_, _, _, owner, _)| new.owner.is_none() || *owner == new.owner);
+            let Some((mut metadata, active, pending, thread_owner, config)) = locked else {
                 return Err(DbError::NotFound(format!(
                     "Thread with ID {} not found",
                     new.thread_id
@@ -184,6 +185,22 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                     .execute(conn)
                     .await?;
             }
+            // the thread keeps the config its runs are given (its assistant's and theirs)
+            let mut kept = crate::model::over(&config, new.kwargs.get("config"));
+            if let Value::Object(m) = &mut kept {
+                m.entry("configurable").or_insert_with(|| json!({}));
+            }
+            if kept != config {
+                diesel::update(t::table.find(&new.thread_id))
+                    .set(t::config.eq(&kept))
+                    .execute(conn)
+                    .await?;
+            }
+            // the run's metadata: its thread's, under the run's own (the LangGraph API's)
+            let mut run_metadata = metadata.clone();
+            if let (Some(m), Some(own)) = (run_metadata.as_object_mut(), new.metadata.as_object()) {
+                m.extend(own.clone());
+            }
             let row: Row = diesel::insert_into(r::table)
                 .values((
                     r::run_id.eq(&run_id),
@@ -195,7 +212,7 @@ pub async fn start(db: &DbPool, new: NewRun) -> Result<StartedRun, DbError> {
                         RunStatus::Pending
                     }
                     .as_str()),
-                    r::metadata.eq(&new.metadata),
+                    r::metadata.eq(&run_metadata),
                     r::kwargs.eq(&new.kwargs),
                     r::multitask_strategy.eq(new.multitask_strategy.as_str()),
                     r::created_at.eq(now),

@@ -12,7 +12,7 @@ use super::ownership::OwnedThread;
 use super::{object_or_none, page};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode};
+use crate::model::{MultitaskStrategy, NewThread, RawJson, RunEvent, RunStatus, StreamMode, over};
 use crate::runs::{
     CancelAction, Durability, Launched, Live, Of, OnCompletion, OnDisconnect, RunRequest, Runner,
     Stop, StreamSlot, Subscription,
@@ -70,27 +70,6 @@ pub struct RunBody {
     interrupt_after: Option<Value>,
 }
 
-/// `over` on `base`, as a run's config goes on its assistant's: key by key, and
-/// `configurable` key by key too.
-fn merged(base: &Value, over: Option<Value>) -> Value {
-    let mut out = base.as_object().cloned().unwrap_or_default();
-    if let Some(Value::Object(over)) = over {
-        for (k, v) in over {
-            match (out.get_mut(&k), v) {
-                (Some(Value::Object(mine)), Value::Object(theirs)) if k == "configurable" => {
-                    mine.extend(theirs);
-                }
-                (_, v) => {
-                    out.insert(k, v);
-                }
-            }
-        }
-    }
-    Value::Object(out)
-}
-
-/// The assistant a run names, as `principal` may see it: a graph or its system assistant, or
-/// an assistant made of one (its config and context under the run's own).
 /// What a run takes from its assistant: its config, context and metadata.
 struct Defaults {
     config: Value,
@@ -98,6 +77,8 @@ struct Defaults {
     metadata: Value,
 }
 
+/// The assistant a run names, as `principal` may see it: a graph or its system assistant, or
+/// an assistant made of one (its config, context and metadata go under the run's own).
 async fn assistant_of(
     runner: &Runner,
     principal: &Principal,
@@ -171,8 +152,14 @@ async fn request(
     let on_completion = OnCompletion::parse(body.on_completion.as_deref(), stateless)?;
     // the whole request, kept with the run: whichever process claims it executes it from this
     let (of, defaults) = assistant_of(runner, principal, &body.assistant_id).await?;
-    let config = merged(&defaults.config, object_or_none(body.config, "config")?);
-    let context = merged(&defaults.context, object_or_none(body.context, "context")?);
+    let config = over(
+        &defaults.config,
+        object_or_none(body.config, "config")?.as_ref(),
+    );
+    let context = over(
+        &defaults.context,
+        object_or_none(body.context, "context")?.as_ref(),
+    );
     let kwargs = json!({
         "input": body.input, "config": config, "context": context, "command": body.command,
         "stream_mode": body.stream_mode, "stream_resumable": body.stream_resumable,
@@ -182,8 +169,11 @@ async fn request(
         "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
     });
     // the run's metadata: its assistant's, under the config's and the request's
-    let mut metadata = merged(&defaults.metadata, config.get("metadata").cloned());
-    metadata = merged(&metadata, object_or_none(body.metadata, "metadata")?);
+    let mut metadata = over(&defaults.metadata, config.get("metadata"));
+    metadata = over(
+        &metadata,
+        object_or_none(body.metadata, "metadata")?.as_ref(),
+    );
     if let Value::Object(m) = &mut metadata {
         m.insert("assistant_id".into(), json!(of.assistant_id));
     }

@@ -650,13 +650,22 @@ impl Runner {
                 ..run
             });
         }
+        // a run executing elsewhere (another process, a graph worker) ends here: the thread
+        // shows the values of the last checkpoint it committed
+        let values = match thread_status {
+            Some(_) => db
+                .get_checkpoint(thread_id.into(), String::new(), None)
+                .await?
+                .map(|latest| latest.values()),
+            None => None,
+        };
         let run = db
             .finish_run(
                 run_id.into(),
                 None,
                 RunStatus::Interrupted,
                 thread_status,
-                None,
+                values,
             )
             .await?;
         self.wake(thread_id);

@@ -160,8 +160,8 @@ class EventSender:
 def run_config(run: Mapping[str, Any], graph_id: str, attempt: int = 1) -> dict[str, Any]:
     """The config a run's graph runs with: the request's (over its assistant's), with the
     thread, the run and the checkpoint to start from in `configurable`, and in `metadata`
-    (which LangGraph writes into each checkpoint's metadata) the run's own, its ids, its
-    attempt and the LangGraph version that runs it."""
+    (which LangGraph writes into each checkpoint's metadata) the run's own (its assistant's
+    and its thread's under it), its ids, its attempt and the LangGraph version that runs it."""
     from langgraph.version import __version__ as langgraph_version
 
     kwargs = run.get("kwargs") or {}

@@ -331,13 +331,13 @@ function sidebarSearch(page) {
 
 // The setup form the app opens on (nothing is baked into the build): mnemo's URL, the graph, and
 // the user's API key, which the app keeps in localStorage and sends as x-api-key from then on.
-async function setUp(page, who, key) {
+async function setUp(page, who, key, graph = "agent") {
   await page.goto(appUrl);
   await page.locator("#apiUrl").waitFor({ timeout: TIMEOUT });
   const prefilled = await page.locator("#apiKey").inputValue();
   if (prefilled) throw new Error(`${who}'s setup form already holds an API key`);
   await page.locator("#apiUrl").fill(mnemoUrl);
-  await page.locator("#assistantId").fill("agent");
+  await page.locator("#assistantId").fill(graph);
   await page.locator("#apiKey").fill(key);
   await shot(page, `${who}-setup-form`);
   const searched = sidebarSearch(page);
@@ -602,6 +602,51 @@ try {
 
   if (problems.length) throw new Error(`the browser saw errors:\n    ${problems.join("\n    ")}`);
   pass("bob's browser saw no errors but the expected 404s; every call to mnemo carried bob's key");
+  await context.close();
+
+  // alice's own LangGraph project, served behind mnemo by a graph worker: the app names its graph
+  context = await browser();
+  const own = context.pages()[0] ?? (await context.newPage());
+  await watch(own, ALICE_KEY);
+  expecting = null;
+  await setUp(own, "alice", ALICE_KEY, "project");
+  const before = streams.length;
+  await send(own, "hello");
+  const PROJECT_1 = [
+    { who: "human", has: ["hello"] },
+    { who: "ai", has: ["Hello: you said hello."] },
+  ];
+  await waitForConversation(own, PROJECT_1, "the project's first answer");
+  await own.waitForURL(/[?&]threadId=/, { timeout: TIMEOUT });
+  const projectThread = new URL(own.url()).searchParams.get("threadId") ?? "";
+  await shot(own, "project-answer");
+  if (streams.length !== before + 1) throw new Error(`expected a run stream of the project, saw ${streams.length - before}`);
+  const n3 = await checkStream(streams[before], projectThread, "hello", "Hello: you said hello.");
+  pass(`alice chats with her own LangGraph project (graph "project", run by a graph worker): the answer streamed (${n3})`);
+
+  await send(own, "add bread");
+  await waitForConversation(
+    own,
+    [
+      ...PROJECT_1,
+      { who: "human", has: ["add bread"] },
+      { who: "ai", has: ["add_task", "bread"] },
+      { who: "ai", has: ["Tool Result: add_task", "added bread"] },
+      { who: "ai", has: ["Hello: done, added bread."] },
+    ],
+    "the project's tool call",
+  );
+  // the app shows the interrupt the project's subgraph asks with, from the stream
+  await own.getByText("keep these tasks?").first().waitFor({ timeout: TIMEOUT });
+  await shot(own, "project-tool-call");
+  const asked = await api(`/threads/${projectThread}`, ALICE_KEY);
+  const waiting = Object.values(asked.body?.interrupts ?? {}).flat();
+  if (asked.status !== 200 || asked.body.status !== "interrupted" || waiting[0]?.value?.question !== "keep these tasks?") {
+    throw new Error(`the project's thread, after the tool call: ${asked.status} ${JSON.stringify(asked.body).slice(0, 400)}`);
+  }
+  pass(`the project's tool call and its result are shown, and the interrupt() its subgraph asks with`);
+  if (problems.length) throw new Error(`the browser saw errors:\n    ${problems.join("\n    ")}`);
+  pass("alice's browser saw no errors on her project's chat");
 } catch (e) {
   exitCode = 1;
   failure = e.message;

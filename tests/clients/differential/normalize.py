@@ -1,7 +1,8 @@
 """What two servers' answers may differ in, taken out so the rest can be compared: ids and
-timestamps. Each distinct id is replaced by its order of first appearance among the ids found
-under the same key (`<run_id:2>`, `<id:7>`), so the same id must show in the same places on both
-sides, and an id one side has more of does not renumber every other; a timestamp becomes `<ts>`."""
+timestamps. Each distinct id is replaced by its order of first appearance among the ids first
+found under the same key (`<run_id:2>`, `<id:7>`), and keeps that label wherever it shows again,
+so the same id must show in the same places on both sides, and an id one side has more of does
+not renumber every other; a timestamp becomes `<ts>`."""
 
 from __future__ import annotations
 
@@ -24,16 +25,23 @@ class Normalizer:
         self.ids: dict[str, dict[str, str]] = {}
 
     def _label(self, kind: str, found: str) -> str:
+        found = found.lower()
+        # an id keeps the label it was first given; one first seen in metadata (which one side
+        # may have more of) lends its label to other metadata only
+        for named, labels in self.ids.items():
+            if found in labels and (kind.startswith("metadata.") or not named.startswith("metadata.")):
+                return labels[found]
         seen = self.ids.setdefault(kind, {})
-        return seen.setdefault(found.lower(), f"<{kind}:{len(seen) + 1}>")
+        return seen.setdefault(found, f"<{kind}:{len(seen) + 1}>")
 
     def __call__(self, value: Any, kind: str = "id") -> Any:
         if isinstance(value, dict):
             # ids in metadata are numbered apart: one side's extra there renumbers nothing else
             prefix = "metadata." if kind == "metadata" else ""
+            # in key order, not the server's: ids are numbered the same way on both sides
             return {
-                self(k, "key"): "<ts>" if k in _TIME_KEYS and value[k] is not None else self(v, prefix + str(k))
-                for k, v in value.items()
+                self(k, "key"): "<ts>" if k in _TIME_KEYS and value[k] is not None else self(value[k], prefix + str(k))
+                for k in sorted(value, key=str)
             }
         if isinstance(value, (list, tuple)):
             return [self(v, kind) for v in value]
