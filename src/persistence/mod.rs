@@ -310,9 +310,9 @@ operations! {
     /// A graph a worker registered.
     WorkerGraphOf => fn worker_graph(graph_id: String) -> Option<WorkerGraph> = workers::get;
     /// Hands a run a worker holds back to the queue; answers whether it held it.
-    ReleaseRun => fn release_run(run_id: String, holder: String) -> bool = workers::release;
+    ReleaseRuns => fn release_runs(run_id: Option<String>, holder: String) -> usize = workers::release;
     /// Appends a worker's events to a run it holds; answers the last event's number.
-    AppendRunEvents => fn append_run_events(run_id: String, holder: String, events: Vec<(String, String)>) -> i64 = workers::append_events;
+    AppendRunEvents => fn append_run_events(run_id: String, holder: String, events: Vec<(String, String)>, first_seq: Option<i64>) -> i64 = workers::append_events;
     /// Ends a run and, when it held its thread, sets the thread's status.
     FinishRun => fn finish_run(run_id: String, holder: Option<String>, status: RunStatus, thread_status: Option<String>, values: Option<Value>) -> Run = runs::finish;
     /// Deletes a run and the checkpoints it wrote.

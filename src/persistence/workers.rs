@@ -114,12 +114,15 @@ pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, D
 }
 
 /// Appends events to the stream of a run `holder` holds (a conflict when it no longer does),
-/// numbered after the last stored; answers the last number.
+/// numbered after the last stored; answers the last number. With `first_seq` (the number the
+/// sender gave the first event), events already stored under their numbers (a batch sent again
+/// after its answer was lost) are left out, and a batch starting past the next number is refused.
 pub async fn append_events(
     db: &DbPool,
     run_id: String,
     holder: String,
     events: Vec<(String, String)>,
+    first_seq: Option<i64>,
 ) -> Result<i64, DbError> {
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
@@ -142,7 +145,16 @@ pub async fn append_events(
                 .first(conn)
                 .await?;
             let mut seq = last.unwrap_or(0);
-            for (event, data) in &events {
+            let stored = match first_seq {
+                Some(first) if first > seq + 1 => {
+                    return Err(DbError::Invalid(format!(
+                        "Events from {first} sent, but the run's stream ends at {seq}"
+                    )));
+                }
+                Some(first) => usize::try_from(seq + 1 - first).unwrap_or(usize::MAX),
+                None => 0,
+            };
+            for (event, data) in events.iter().skip(stored) {
                 seq += 1;
                 diesel::insert_into(e::table)
                     .values((
@@ -166,13 +178,27 @@ pub async fn append_events(
     })
 }
 
-/// Hands a run `holder` holds back to the queue, to be started again (its attempt counted) by
-/// any worker of its graph; answers whether it held it.
-pub async fn release(db: &DbPool, run_id: String, holder: String) -> Result<bool, DbError> {
+/// Hands the run `run_id` (or, with None, every run) `holder` holds back to the queue, to be
+/// started again (its attempt counted) by any worker of its graph; answers how many it held.
+pub async fn release(
+    db: &DbPool,
+    run_id: Option<String>,
+    holder: String,
+) -> Result<usize, DbError> {
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::runs as r;
-            let released = diesel::update(r::table.find(&run_id))
+            let mut which = r::table.into_boxed();
+            if let Some(run_id) = &run_id {
+                which = which.filter(r::run_id.eq(run_id));
+            }
+            let ids: Vec<String> = which
+                .filter(r::status.eq(RunStatus::Running.as_str()))
+                .filter(r::holder.eq(&holder))
+                .select(r::run_id)
+                .load(conn)
+                .await?;
+            let released = diesel::update(r::table.filter(r::run_id.eq_any(&ids)))
                 .filter(r::status.eq(RunStatus::Running.as_str()))
                 .filter(r::holder.eq(&holder))
                 .set((
@@ -189,7 +215,7 @@ pub async fn release(db: &DbPool, run_id: String, holder: String) -> Result<bool
             {
                 diesel::sql_query(notify).execute(conn).await?;
             }
-            Ok(released > 0)
+            Ok(released)
         })
         .await
     })

@@ -46,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(workers::heartbeat)
         .service(workers::finish)
         .service(workers::release)
+        .service(workers::release_all)
         .service(store::put_item)
         .service(store::get_item)
         .service(store::delete_item)

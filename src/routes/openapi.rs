@@ -57,6 +57,7 @@ use crate::runs::CancelAction;
         super::workers::heartbeat,
         super::workers::finish,
         super::workers::release,
+        super::workers::release_all,
         super::store::put_item,
         super::store::get_item,
         super::store::delete_item,

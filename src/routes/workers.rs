@@ -215,16 +215,18 @@ pub async fn claim(
                 // each attempt's stream starts with mnemo's metadata event, as for its own runs
                 let metadata =
                     json!({ "run_id": run_id, "attempt": c.attempt, "thread_id": thread_id });
-                db.append_run_events(
-                    run_id.clone(),
-                    holder.clone(),
-                    vec![("metadata".into(), metadata.to_string())],
-                )
-                .await?;
+                let seq = db
+                    .append_run_events(
+                        run_id.clone(),
+                        holder.clone(),
+                        vec![("metadata".into(), metadata.to_string())],
+                        None,
+                    )
+                    .await?;
                 runner.events_stored(run_id);
                 answer.push(
                     json!({ "run": c.run, "graph_id": c.run.graph_id, "attempt": c.attempt,
-                                    "thread_metadata": c.thread_metadata }),
+                            "thread_metadata": c.thread_metadata, "first_seq": seq + 1 }),
                 );
             }
             return Ok(HttpResponse::Ok().json(answer));
@@ -260,6 +262,9 @@ pub struct EventBody {
 pub struct EventsBody {
     worker_id: String,
     events: Vec<EventBody>,
+    /// The number of the first event (the claim's `first_seq`, then one more per event sent):
+    /// a batch sent again is stored once.
+    first_seq: Option<i64>,
 }
 
 /// Appends events to a run's stream: numbered, stored, and streamed to its clients.
@@ -300,7 +305,7 @@ pub async fn events(
     let run_id = path.into_inner();
     runner
         .db()
-        .append_run_events(run_id.clone(), holder, events)
+        .append_run_events(run_id.clone(), holder, events, body.first_seq)
         .await?;
     runner.events_stored(&run_id);
     Ok(HttpResponse::NoContent().finish())
@@ -374,8 +379,36 @@ pub async fn release(
 ) -> Result<HttpResponse, ApiError> {
     service_only(&principal)?;
     let holder = worker_id(&body.worker_id)?;
-    let released = runner.db().release_run(path.into_inner(), holder).await?;
-    if released {
+    let released = runner
+        .db()
+        .release_runs(Some(path.into_inner()), holder)
+        .await?;
+    if released > 0 {
+        runner.queue_moved();
+    }
+    Ok(HttpResponse::Ok().json(json!({ "released": released > 0 })))
+}
+
+/// Hands every run the worker still holds back to the queue: a stopping worker's last call,
+/// for the runs a claim gave it that it never saw (its long poll was cut short as it stopped).
+#[utoipa::path(
+    tag = "workers",
+    request_body = ReleaseBody,
+    responses(
+        (status = 200, description = "`{released}`: how many runs went back to the queue", body = Object),
+        (status = 403, description = "Not a service", body = super::ErrorBody),
+    ),
+)]
+#[post("/workers/release")]
+pub async fn release_all(
+    principal: Principal,
+    runner: web::Data<Runner>,
+    body: web::Json<ReleaseBody>,
+) -> Result<HttpResponse, ApiError> {
+    service_only(&principal)?;
+    let holder = worker_id(&body.worker_id)?;
+    let released = runner.db().release_runs(None, holder).await?;
+    if released > 0 {
         runner.queue_moved();
     }
     Ok(HttpResponse::Ok().json(json!({ "released": released })))
@@ -445,8 +478,13 @@ pub async fn finish(
     let db = runner.db();
     if let Some(e) = body.error {
         let data = json!({ "error": e.error, "message": e.message }).to_string();
-        db.append_run_events(run_id.clone(), holder.clone(), vec![("error".into(), data)])
-            .await?;
+        db.append_run_events(
+            run_id.clone(),
+            holder.clone(),
+            vec![("error".into(), data)],
+            None,
+        )
+        .await?;
         runner.events_stored(&run_id);
     }
     let ended = db

@@ -228,6 +228,13 @@ fn cases(thread: &str, run: &str, checkpoint: &str, task: &str, assistant: &str)
         ),
         c(
             "POST",
+            "/workers/release",
+            "/workers/release".into(),
+            Some(json!({"worker_id": "w"})),
+            Forbidden,
+        ),
+        c(
+            "POST",
             "/workers/runs/{run_id}/release",
             format!("/workers/runs/{run}/release"),
             Some(json!({"worker_id": "w"})),

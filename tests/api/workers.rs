@@ -81,11 +81,27 @@ async fn a_workers_graph_runs_through_the_worker(kind: Kind) {
     assert_eq!(work["graph_id"], "echo");
     let run_id = run["run_id"].as_str().unwrap().to_string();
     let worker = |path: &str| format!("/workers/runs/{run_id}/{path}");
+    // events numbered from the claim's first_seq (after mnemo's metadata event)
+    assert_eq!(work["first_seq"], 2);
+    let first = json!({"worker_id": WORKER, "first_seq": 2, "events": [
+        {"event": "values", "data": {"text": "hi"}},
+        {"event": "custom", "data": {"progress": 1}}]});
+    assert_eq!(app.post(&worker("events"), first.clone()).await.0, 204);
+    // the same batch again (its answer lost): stored once
+    assert_eq!(app.post(&worker("events"), first).await.0, 204);
+    // a batch past the stream's end is refused: events would be missing
+    let (s, gap) = app
+        .post(
+            &worker("events"),
+            json!({"worker_id": WORKER, "first_seq": 9, "events": [{"event": "values", "data": {}}]}),
+        )
+        .await;
+    assert_eq!(s, 422, "{gap}");
+    // overlapping the stored ones: only the new event is kept
     let (s, _) = app
         .post(
             &worker("events"),
-            json!({"worker_id": WORKER, "events": [
-                {"event": "values", "data": {"text": "hi"}},
+            json!({"worker_id": WORKER, "first_seq": 3, "events": [
                 {"event": "custom", "data": {"progress": 1}},
                 {"event": "values", "data": {"text": "hi", "reply": "hi"}}]}),
         )
@@ -169,6 +185,21 @@ async fn a_cancel_reaches_the_worker_and_its_graph_lapses_without_it(kind: Kind)
     assert_eq!(
         (work["run"]["run_id"].as_str(), work["attempt"].as_i64()),
         (Some(run_id.as_str()), Some(2))
+    );
+    // a stopping worker's last call hands back what it still holds (a claim it never saw);
+    // another worker's call hands back nothing of it
+    let (_, none) = app
+        .post("/workers/release", json!({"worker_id": "w-2"}))
+        .await;
+    assert_eq!(none["released"], 0);
+    let (s, all) = app
+        .post("/workers/release", json!({"worker_id": WORKER}))
+        .await;
+    assert_eq!((s, all["released"].as_i64()), (200, Some(1)), "{all}");
+    let work = claimed(&app, 5).await;
+    assert_eq!(
+        (work["run"]["run_id"].as_str(), work["attempt"].as_i64()),
+        (Some(run_id.as_str()), Some(3))
     );
     let (s, _) = app
         .post(&format!("/threads/{tid}/runs/{run_id}/cancel"), json!({}))

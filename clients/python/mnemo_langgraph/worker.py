@@ -82,10 +82,13 @@ def _seg(part: str) -> str:
 class EventSender:
     """Buffers a run's events and posts them in order, at most `BATCH_INTERVAL_S` after the
     first of a batch is put, or as soon as `BATCH_EVENTS` are waiting. A 409 means the run is
-    no longer this worker's: `run()` calls `on_lost` and ends."""
+    no longer this worker's: `run()` calls `on_lost` and ends. Each batch says the number of
+    its first event (from the claim's `first_seq`), so a batch posted again after its answer
+    was lost is stored once."""
 
-    def __init__(self, http: Transport, run_id: str, worker_id: str) -> None:
+    def __init__(self, http: Transport, run_id: str, worker_id: str, first_seq: int | None = None) -> None:
         self.http, self.run_id, self.worker_id = http, run_id, worker_id
+        self.next_seq = first_seq
         self._buffer: list[dict[str, Any]] = []
         self._ready = asyncio.Event()  # something is buffered
         self._full = asyncio.Event()  # a whole batch is buffered
@@ -127,15 +130,16 @@ class EventSender:
         async with self._lock:
             while self._buffer:
                 batch = self._buffer[:BATCH_EVENTS]
+                body: dict[str, Any] = {"worker_id": self.worker_id, "events": batch}
+                if self.next_seq is not None:
+                    body["first_seq"] = self.next_seq
                 try:
-                    await self.http.arequest(
-                        "POST",
-                        f"/workers/runs/{_seg(self.run_id)}/events",
-                        json={"worker_id": self.worker_id, "events": batch},
-                    )
+                    await self.http.arequest("POST", f"/workers/runs/{_seg(self.run_id)}/events", json=body)
                 except (MnemoConflict, MnemoNotFound) as e:
                     raise RunLost(str(e)) from e
                 del self._buffer[: len(batch)]
+                if self.next_seq is not None:
+                    self.next_seq += len(batch)
             self._ready.clear()
             self._full.clear()
 
@@ -322,8 +326,8 @@ class Worker:
 
     async def run(self) -> None:
         """Registers, then claims and runs runs until `stop()`; then lets the running runs end
-        for `grace_s` seconds, cancels the rest (mnemo gives them to another worker once their
-        lease ends) and closes its connections."""
+        for `grace_s` seconds, hands the rest back to mnemo's queue (and any run a claim cut
+        short by the stop gave it), and closes its connections."""
         try:
             await self.register()
             keeper = asyncio.create_task(self._keep_registered())
@@ -333,6 +337,7 @@ class Worker:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
                 await self._drain()
+                await self._release_all()
         finally:
             await self.aclose()
 
@@ -481,7 +486,7 @@ class Worker:
         """Runs one claimed run to its end, with its lease renewed and its events posted. A run
         this worker loses (cancelled, taken back) stops at once and is not finished."""
         run_id = claim["run"]["run_id"]
-        sender = EventSender(self.http, run_id, self.worker_id)
+        sender = EventSender(self.http, run_id, self.worker_id, claim.get("first_seq"))
         work = asyncio.create_task(self._run_graph(claim, sender))
         lost = asyncio.Event()
 
@@ -611,6 +616,16 @@ class Worker:
             log.info("run %s: handed back to the queue", run_id)
         except _CALL_ERRORS as e:
             log.warning("run %s: could not be handed back (its lease will end): %s", run_id, e)
+
+    async def _release_all(self) -> None:
+        """Hands back every run mnemo still counts as this worker's, which it no longer runs."""
+        try:
+            answer = await self.http.arequest("POST", "/workers/release", json={"worker_id": self.worker_id})
+        except _CALL_ERRORS as e:
+            log.warning("could not hand back what this worker holds (leases will end): %s", e)
+            return
+        if (answer or {}).get("released"):
+            log.info("handed %s claimed run(s) back to the queue", answer["released"])
 
     async def _finish(self, run_id: str, body: dict[str, Any]) -> None:
         await self.http.arequest(

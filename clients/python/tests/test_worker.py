@@ -158,12 +158,17 @@ class Scripted:
         self.finished: dict[str, dict[str, Any]] = {}
         self.heartbeats = 0
         self.registered: list[dict[str, Any]] = []
+        self.released_all = 0
+        self.batch_seqs: dict[str, list[tuple[int | None, int]]] = {}  # (first_seq, size) per post
 
     async def arequest(self, method: str, path: str, *, json: Any = None, **_: Any) -> Any:
         parts = path.strip("/").split("/")
         if path == "/workers/graphs":
             self.registered.append(json)
             return {"assistants": [{"graph_id": g["graph_id"], "assistant_id": f"asst-{g['graph_id']}"} for g in json["graphs"]]}
+        if path == "/workers/release":
+            self.released_all += 1
+            return {"released": 0}
         if path == "/workers/claim":
             if self.claims:
                 taken, self.claims = self.claims[: json["limit"]], self.claims[json["limit"] :]
@@ -175,6 +180,7 @@ class Scripted:
             if self.refuse_events:
                 raise MnemoConflict(409, "not held", method, path)
             self.events.setdefault(run_id, []).extend(json["events"])
+            self.batch_seqs.setdefault(run_id, []).append((json.get("first_seq"), len(json["events"])))
             return None
         if what == "heartbeat":
             self.heartbeats += 1
@@ -203,6 +209,7 @@ def claim(thread_id: str, *, run_id: str | None = None, attempt: int = 1, **kwar
         },
         "attempt": attempt,
         "thread_metadata": {},
+        "first_seq": 2,
     }
 
 
@@ -238,6 +245,11 @@ async def test_scripted_run_streams_then_finishes(mnemo) -> None:
     run_id = c["run"]["run_id"]
     names = [e["event"] for e in script.events[run_id]]
     assert names[0] == "values" and names[-1] == "values", names
+    # each batch numbered from the claim's first_seq on: a batch sent again is stored once
+    seqs = script.batch_seqs[run_id]
+    assert [first for first, _ in seqs] == [2 + sum(n for _, n in seqs[:i]) for i in range(len(seqs))], seqs
+    # the stopping worker handed back whatever it still held
+    assert script.released_all == 1
     assert {"updates", "custom"} <= set(names) and "metadata" not in names
     custom = next(e["data"] for e in script.events[run_id] if e["event"] == "custom")
     assert custom == {"progress": 2}
