@@ -487,6 +487,17 @@ pub struct Blob {
     pub value: Option<Value>,
 }
 
+/// The task id of LangGraph's writes made by no task (`NULL_TASK_ID`).
+const NO_TASK: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A task as a checkpoint's pending writes show it.
+#[derive(Debug, Clone)]
+pub struct WrittenTask {
+    pub id: String,
+    pub node: Option<String>,
+    pub result: Option<Value>,
+}
+
 /// A write a task made against a checkpoint that has not been applied yet.
 #[derive(Debug, Clone)]
 pub struct PendingWrite {
@@ -496,6 +507,8 @@ pub struct PendingWrite {
     pub channel: String,
     pub type_: String,
     pub data: Vec<u8>,
+    /// A JSON rendering of opaque `data`, given by its writer, for showing the task's result.
+    pub value: Option<Value>,
 }
 
 /// A stored checkpoint with the blobs its channel versions name and its pending writes.
@@ -570,8 +583,9 @@ pub fn over(base: &Value, over: Option<&Value>) -> Value {
     Value::Object(out)
 }
 
-/// One pending write as a caller sends it: (channel, type, data).
-pub type RawWrite = (String, String, Vec<u8>);
+/// One pending write as a caller sends it: channel, type, data, and a JSON rendering of opaque
+/// data when its writer gave one.
+pub type RawWrite = (String, String, Vec<u8>, Option<Value>);
 
 /// Pending writes of one task.
 #[derive(Debug, Clone)]
@@ -705,14 +719,48 @@ impl CheckpointRecord {
             .collect()
     }
 
-    /// The node a task of this checkpoint runs, as its writes' `task_path` names it
-    /// (LangGraph's `~__pregel_pull, <node>`); None when none does (mnemo's agent).
-    pub fn task_node(&self, task_id: &str) -> Option<&str> {
-        self.pending_writes
-            .iter()
-            .filter(|w| w.task_id == task_id)
-            .find_map(|w| w.task_path.strip_prefix("~__pregel_pull, "))
-            .and_then(|rest| rest.split(", ").next())
+    /// The tasks whose writes this checkpoint holds, in the order their writes are stored:
+    /// each with its node (as its writes' `task_path` names it, LangGraph's
+    /// `~__pregel_pull, <node>`; None when none does, as for mnemo's agent) and its result (its
+    /// writes to the graph's state channels by channel, as JSON; None when it wrote none that
+    /// renders).
+    pub fn written_tasks(&self) -> Vec<WrittenTask> {
+        let mut tasks: Vec<WrittenTask> = Vec::new();
+        // LangGraph's writes of no task (a resume's `__resume__`) are not a task's
+        for w in self.pending_writes.iter().filter(|w| w.task_id != NO_TASK) {
+            let at = match tasks.iter().position(|t| t.id == w.task_id) {
+                Some(at) => at,
+                None => {
+                    let node = w
+                        .task_path
+                        .strip_prefix("~__pregel_pull, ")
+                        .and_then(|rest| rest.split(", ").next())
+                        .map(str::to_string);
+                    tasks.push(WrittenTask {
+                        id: w.task_id.clone(),
+                        node,
+                        result: None,
+                    });
+                    tasks.len() - 1
+                }
+            };
+            // LangGraph's own channels (`__interrupt__`, `branch:to:…`) are not results
+            if w.channel.starts_with("__") || w.channel.contains(':') {
+                continue;
+            }
+            let shown = if w.type_ == "json" {
+                serde_json::from_slice(&w.data).ok()
+            } else {
+                w.value.clone()
+            };
+            if let Some(v) = shown {
+                let result = tasks[at]
+                    .result
+                    .get_or_insert_with(|| Value::Object(Default::default()));
+                result[w.channel.as_str()] = v;
+            }
+        }
+        tasks
     }
 
     /// The nodes LangGraph runs after this checkpoint, found as LangGraph finds them without

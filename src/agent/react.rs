@@ -385,6 +385,7 @@ impl<H: Host> Step<'_, H> {
                 "__interrupt__".into(),
                 "json".into(),
                 json!([interrupt]).to_string().into_bytes(),
+                None,
             )],
         };
         self.host.put_writes(writes).await?;

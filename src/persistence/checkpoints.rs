@@ -35,7 +35,17 @@ type BlobRow = (
     Option<Vec<u8>>,
     Option<Value>,
 );
-type WriteRow = (String, String, String, i32, String, String, Vec<u8>, String);
+type WriteRow = (
+    String,
+    String,
+    String,
+    i32,
+    String,
+    String,
+    Vec<u8>,
+    String,
+    Option<Value>,
+);
 
 /// The columns of `Row`.
 macro_rules! columns {
@@ -88,7 +98,7 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
         );
     }
     let mut write_map: HashMap<(String, String), Vec<PendingWrite>> = HashMap::new();
-    for (ns, checkpoint_id, task_id, idx, channel, type_, data, task_path) in writes {
+    for (ns, checkpoint_id, task_id, idx, channel, type_, data, task_path, value) in writes {
         write_map
             .entry((ns, checkpoint_id))
             .or_default()
@@ -99,6 +109,7 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
                 channel,
                 type_,
                 data,
+                value,
             });
     }
     rows.into_iter()
@@ -194,6 +205,7 @@ macro_rules! load_page {
                     w::type_,
                     w::blob,
                     w::task_path,
+                    w::value,
                 ))
                 .load($conn)
                 .await?
@@ -473,8 +485,8 @@ mod sqlite_blocking {
 /// Pending writes on Postgres: one statement per conflict rule for a whole batch, after
 /// `PG_ENSURE_THREADS`; then comes the first-write-wins or the replace clause.
 const PG_PUT_WRITES: &str = "
-INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[])
+INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob, value)
+SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[], $11::jsonb[])
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) ";
 
 /// One row of `checkpoint_writes`: the task's writes with their indexes.
@@ -487,7 +499,7 @@ struct WriteRowIn<'a> {
 /// Writes whose task writes only special channels (error, interrupt, resume…) replace what a
 /// retry wrote before; all others keep the first write of an index, so retries are idempotent.
 fn is_replacing(task: &NewWrites) -> bool {
-    task.writes.iter().all(|(ch, _, _)| write_index(ch, 0) < 0)
+    task.writes.iter().all(|(ch, ..)| write_index(ch, 0) < 0)
 }
 
 /// Stores tasks' pending writes (the group-commit task's flush).
@@ -543,13 +555,13 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
         rows
     };
     if let DbPool::Pg(pool) = &db {
-        use diesel::sql_types::{Array, Bytea, Integer, Text, Timestamptz};
+        use diesel::sql_types::{Array, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
         let mut conn = pool.get().await?;
         for (replacing, conflict) in [
             (false, "DO NOTHING"),
             (
                 true,
-                "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob",
+                "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob, value = EXCLUDED.value",
             ),
         ] {
             let rows = rows(replacing);
@@ -568,6 +580,9 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
                 .bind::<Array<Text>, _>(col(|r| r.write.0.clone()))
                 .bind::<Array<Text>, _>(col(|r| r.write.1.clone()))
                 .bind::<Array<Bytea>, _>(rows.iter().map(|r| r.write.2.clone()).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Jsonb>>, _>(
+                    rows.iter().map(|r| r.write.3.clone()).collect::<Vec<_>>(),
+                )
                 .execute(&mut conn)
                 .await?;
         }
@@ -593,6 +608,7 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
                         w::type_.eq(&r.write.1),
                         w::blob.eq(&r.write.2),
                         w::task_path.eq(&r.task.task_path),
+                        w::value.eq(&r.write.3),
                     ));
                     if replacing {
                         insert
@@ -608,6 +624,7 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
                                 w::channel.eq(excluded(w::channel)),
                                 w::type_.eq(excluded(w::type_)),
                                 w::blob.eq(excluded(w::blob)),
+                                w::value.eq(excluded(w::value)),
                             ))
                             .execute(conn)
                             .await?;

@@ -68,6 +68,7 @@ pub mod pg {
             type_ -> Text,
             blob -> Binary,
             task_path -> Text,
+            value -> Nullable<Jsonb>,
         }
     }
 
@@ -242,6 +243,7 @@ pub mod sqlite {
             type_ -> Text,
             blob -> Binary,
             task_path -> Text,
+            value -> Nullable<Json>,
         }
     }
 

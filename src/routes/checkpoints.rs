@@ -153,6 +153,9 @@ pub struct WriteBody {
     type_: String,
     /// Base64.
     data: String,
+    /// A JSON rendering of `data`, shown as the task's result in the thread's state and history.
+    #[schema(value_type = Option<Object>)]
+    value: Option<Value>,
 }
 
 /// A task's pending writes against a checkpoint.
@@ -190,7 +193,7 @@ pub async fn put_writes(
     let writes = body
         .writes
         .into_iter()
-        .map(|w| Ok((w.channel, w.type_, decode("writes.data", &w.data)?)))
+        .map(|w| Ok((w.channel, w.type_, decode("writes.data", &w.data)?, w.value)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let new = NewWrites {
         thread_id,

@@ -1,5 +1,7 @@
 //! `/threads/*`: threads, their state and history (the LangGraph API's view of checkpoints).
 
+use std::collections::HashSet;
+
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -97,14 +99,51 @@ pub async fn get(
             .get_checkpoint(thread.thread_id.clone(), String::new(), None)
             .await?
     {
-        let waiting: serde_json::Map<String, Value> = latest
-            .interrupts()
-            .into_iter()
-            .map(|(task, list)| (task, Value::Array(list)))
-            .collect();
-        thread.interrupts = Value::Object(waiting);
+        thread.interrupts = Value::Object(waiting_tasks(&db, latest).await?);
     }
     Ok(HttpResponse::Ok().json(thread))
+}
+
+/// The interrupts a checkpoint waits on, by the task that asked: a subgraph's task waits on its
+/// own subgraph's, whose tasks asked (down to the innermost subgraph).
+async fn waiting_tasks(
+    db: &Persistence,
+    root: CheckpointRecord,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let subgraphs = subgraph_nodes(db, Some(&root)).await?;
+    let mut waiting = serde_json::Map::new();
+    // (checkpoint, depth): subgraphs nest at most as deep as a namespace may
+    let mut todo = vec![(root, 0)];
+    while let Some((rec, depth)) = todo.pop() {
+        let written = rec.written_tasks();
+        for (task, list) in rec.interrupts() {
+            let node = written
+                .iter()
+                .find(|t| t.id == task)
+                .and_then(|t| t.node.clone());
+            let inner = match node.filter(|n| subgraphs.contains(n) && depth < 8) {
+                Some(node) => {
+                    let ns = format!(
+                        "{}{node}:{task}",
+                        if rec.checkpoint_ns.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}|", rec.checkpoint_ns)
+                        }
+                    );
+                    db.get_checkpoint(rec.thread_id.clone(), ns, None).await?
+                }
+                None => None,
+            };
+            match inner {
+                Some(inner) if !inner.interrupts().is_empty() => todo.push((inner, depth + 1)),
+                _ => {
+                    waiting.insert(task, Value::Array(list));
+                }
+            }
+        }
+    }
+    Ok(waiting)
 }
 
 /// Metadata to merge into the thread's.
@@ -383,10 +422,12 @@ fn checkpoint_ref(thread_id: &str, ns: &str, id: &str) -> Value {
     json!({ "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": id })
 }
 
-/// A checkpoint as a LangGraph `ThreadState`. `next` names the nodes to run next and `tasks`
-/// their tasks (with the interrupts they wait on): from the graph on a checkpoint of one of
-/// mnemo's graphs, from the checkpoint's trigger channels on any other.
-fn thread_state(rec: &CheckpointRecord) -> Value {
+/// A checkpoint as a LangGraph `ThreadState`. `next` names the nodes to run next: from the graph
+/// on a checkpoint of one of mnemo's graphs, from the checkpoint's trigger channels on any other.
+/// `tasks` are the tasks whose writes the checkpoint holds (with their results and the
+/// interrupts they wait on), then those of `next` not yet written; a task of a node in
+/// `subgraphs` names its subgraph's checkpoint namespace.
+fn thread_state(rec: &CheckpointRecord, subgraphs: &HashSet<String>) -> Value {
     let values = rec.values();
     let pending = rec.interrupts();
     let interrupts: Vec<&Value> = pending.iter().flat_map(|(_, list)| list).collect();
@@ -401,28 +442,40 @@ fn thread_state(rec: &CheckpointRecord) -> Value {
             triggered.iter().map(String::as_str).collect()
         }
     };
-    let task = |id: &str, name: &str, list: &[Value]| {
-        json!({ "id": id, "name": name, "path": ["__pregel_pull", name], "error": null,
-                "interrupts": list, "checkpoint": null, "state": null, "result": null })
-    };
-    let tasks: Vec<Value> = if pending.is_empty() {
-        // a stable id per checkpoint and node
-        let base = uuid::Uuid::parse_str(&rec.checkpoint_id).unwrap_or(uuid::Uuid::NAMESPACE_OID);
-        next.iter()
-            .map(|name| {
-                task(
-                    &uuid::Uuid::new_v5(&base, name.as_bytes()).to_string(),
-                    name,
-                    &[],
-                )
-            })
-            .collect()
-    } else {
-        pending
+    let task = |id: &str, name: &str, result: Option<&Value>| {
+        let waiting: Vec<&Value> = pending
             .iter()
-            .map(|(task_id, list)| task(task_id, rec.task_node(task_id).unwrap_or("tools"), list))
-            .collect()
+            .filter(|(task_id, _)| task_id == id)
+            .flat_map(|(_, list)| list)
+            .collect();
+        let checkpoint = subgraphs.contains(name).then(
+            || json!({ "checkpoint_ns": format!("{name}:{id}"), "thread_id": rec.thread_id }),
+        );
+        json!({ "id": id, "name": name, "path": ["__pregel_pull", name], "error": null,
+                "interrupts": waiting, "checkpoint": checkpoint, "state": null, "result": result })
     };
+    let written = rec.written_tasks();
+    let mut tasks: Vec<Value> = written
+        .iter()
+        .map(|t| {
+            task(
+                &t.id,
+                t.node.as_deref().unwrap_or("tools"),
+                t.result.as_ref(),
+            )
+        })
+        .collect();
+    // the nodes due next that wrote nothing yet: a stable id per checkpoint and node
+    let base = uuid::Uuid::parse_str(&rec.checkpoint_id).unwrap_or(uuid::Uuid::NAMESPACE_OID);
+    for name in &next {
+        let covered = written
+            .iter()
+            .any(|t| t.node.as_deref().unwrap_or("tools") == *name);
+        if !covered {
+            let id = uuid::Uuid::new_v5(&base, name.as_bytes()).to_string();
+            tasks.push(task(&id, name, None));
+        }
+    }
     json!({
         "values": values,
         "next": next,
@@ -436,6 +489,35 @@ fn thread_state(rec: &CheckpointRecord) -> Value {
         "checkpoint_id": rec.checkpoint_id,
         "parent_checkpoint_id": rec.parent_checkpoint_id,
     })
+}
+
+/// The nodes that are subgraphs in the graph a checkpoint is of, and in its subgraphs (a graph
+/// worker's, as it registered them; mnemo's own graphs have none).
+async fn subgraph_nodes(
+    db: &Persistence,
+    rec: Option<&CheckpointRecord>,
+) -> Result<HashSet<String>, ApiError> {
+    let Some(graph_id) = rec
+        .and_then(|r| r.metadata.get("graph_id"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(HashSet::new());
+    };
+    if graphs::Graph::named(graph_id).is_ok() {
+        return Ok(HashSet::new());
+    }
+    let found = db.worker_graph(graph_id.to_string()).await?;
+    Ok(found
+        .and_then(|g| g.subgraphs)
+        .and_then(|s| {
+            s.as_object().map(|m| {
+                m.keys()
+                    .flat_map(|ns| ns.split('|'))
+                    .map(str::to_string)
+                    .collect()
+            })
+        })
+        .unwrap_or_default())
 }
 
 /// The state of a thread that has no checkpoint yet.
@@ -459,7 +541,7 @@ async fn state(
         .get_checkpoint(thread_id.clone(), ns, checkpoint_id)
         .await?
     {
-        Some(rec) => Ok(thread_state(&rec)),
+        Some(rec) => Ok(thread_state(&rec, &subgraph_nodes(db, Some(&rec)).await?)),
         None => {
             db.get_thread(thread_id).await?;
             if explicit {
@@ -636,7 +718,8 @@ async fn history(
     if records.is_empty() {
         db.get_thread(thread_id).await?;
     }
-    Ok(json_array(records, thread_state))
+    let subgraphs = subgraph_nodes(db, records.first()).await?;
+    Ok(json_array(records, |r| thread_state(r, &subgraphs)))
 }
 
 /// A page of the thread's states, newest first.

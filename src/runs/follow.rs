@@ -103,10 +103,17 @@ impl Runner {
                 .map(|s| s.values())
                 .unwrap_or_else(|| json!({}))
         };
+        // as the stream shows them: with their `response_schema`
         let interrupts: Vec<Value> = state
             .iter()
             .flat_map(|s| s.interrupts())
             .flat_map(|(_, waiting)| waiting)
+            .map(|mut i| {
+                if let Value::Object(m) = &mut i {
+                    m.entry("response_schema").or_insert(Value::Null);
+                }
+                i
+            })
             .collect();
         if !interrupts.is_empty() {
             values["__interrupt__"] = json!(interrupts);

@@ -247,10 +247,12 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
         for channel, value in writes:
             shown = _interrupts_json(value) if channel == INTERRUPT else None
             if shown is not None:
-                type_, data = "json", shown.encode()
-            else:
-                type_, data = self.serde.dumps_typed(value)
-            encoded.append({"channel": channel, "type": type_, "data": _b64(data)})
+                encoded.append({"channel": channel, "type": "json", "data": _b64(shown.encode())})
+                continue
+            type_, data = self.serde.dumps_typed(value)
+            # what mnemo shows as the task's result in state and history (the bytes stay authoritative)
+            view = None if channel.startswith("__") or ":" in channel else json_view(value)
+            encoded.append({"channel": channel, "type": type_, "data": _b64(data), "value": view})
         path = (
             f"/threads/{_seg(conf['thread_id'])}/checkpoints/"
             f"{_seg(conf['checkpoint_id'])}/writes"

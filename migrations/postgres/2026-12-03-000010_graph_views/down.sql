@@ -1,2 +1,3 @@
+ALTER TABLE checkpoint_writes DROP COLUMN value;
 ALTER TABLE worker_graphs DROP COLUMN subgraphs;
 ALTER TABLE worker_graphs DROP COLUMN drawing_xray;

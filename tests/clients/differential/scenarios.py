@@ -151,6 +151,9 @@ async def rejoin(client: Any, record: Record) -> None:
     )
     record("runs.join", await client.runs.join(tid, run["run_id"]))
     record("runs.get", await client.runs.get(tid, run["run_id"]))
+    # the same turn waited on: the run stops at the interrupt again
+    record("runs.wait", await client.runs.wait(tid, "project", command={"resume": "no"}))
+    record("runs.wait interrupted", await client.runs.wait(tid, "project", input=human("add jam")))
 
 
 async def stateless(client: Any, record: Record) -> None:

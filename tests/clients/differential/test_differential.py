@@ -45,6 +45,11 @@ DELIBERATE = [
         " version's context; mnemo puts back both",
     ),
     (
+        r"^runs\.join\.(messages|__interrupt__\[\d+\]\.response_schema)$",
+        "mnemo's `join` answers as `wait` does (the values, with the interrupt); the reference's"
+        " `join` of a run stopped at an interrupt, the interrupt alone",
+    ),
+    (
         r"\.metadata\.(thread_id|checkpoint_id)$",
         "the reference server's checkpointer also copies the run's `configurable` (its thread, a"
         " fork's checkpoint) into each checkpoint's metadata; mnemo keeps LangGraph's metadata as"
@@ -65,23 +70,8 @@ GAPS = [
         "a cancelled run leaves its thread `idle`; the reference's, `interrupted` (with an `error`)",
     ),
     (
-        r"^runs\.join\.messages$",
-        "`join` on a run stopped at an interrupt answers the thread's values with the interrupt;"
-        " the reference's, the interrupt alone",
-    ),
-    (
         r"^threads\.get_history\[\d+\]\.values\.messages$",
         "the values of a thread's first checkpoint (before any input) lack the empty `messages`",
-    ),
-    (
-        r"^threads\.get[^.]*\.interrupts\.<id:\d+>$",
-        "a thread's interrupts are keyed by the root graph's task that waits; the reference's, by"
-        " the subgraph's task that asked",
-    ),
-    (
-        r"^threads\.get_(history|state)[^.]*(\[\d+\])?\.tasks\[\d+\]\.(result|checkpoint|id|state)$",
-        "a worker graph's tasks in state and history are read from the stored checkpoint, without"
-        " the graph: no results, no subgraph checkpoints, task ids of mnemo's own",
     ),
 ]
 
