@@ -1244,6 +1244,8 @@ pub struct WorkerGraph {
     pub drawing_xray: Option<Value>,
     /// Its subgraphs' schemas by namespace (`parent|child` for nested ones).
     pub subgraphs: Option<Value>,
+    /// What its state channels hold before any write (a list reducer's `[]`), by channel.
+    pub state_defaults: Option<Value>,
 }
 
 /// A run a process claimed from the queue: now `running`, held by that process.

@@ -124,6 +124,7 @@ pub mod pg {
             served_until -> Timestamptz,
             drawing_xray -> Nullable<Jsonb>,
             subgraphs -> Nullable<Jsonb>,
+            state_defaults -> Nullable<Jsonb>,
         }
     }
 
@@ -299,6 +300,7 @@ pub mod sqlite {
             served_until -> TimestamptzSqlite,
             drawing_xray -> Nullable<Json>,
             subgraphs -> Nullable<Json>,
+            state_defaults -> Nullable<Json>,
         }
     }
 

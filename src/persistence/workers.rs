@@ -30,6 +30,7 @@ pub async fn register(
                         g::served_until.eq(served_until),
                         g::drawing_xray.eq(&graph.drawing_xray),
                         g::subgraphs.eq(&graph.subgraphs),
+                        g::state_defaults.eq(&graph.state_defaults),
                     ))
                     .on_conflict(g::graph_id)
                     .do_update()
@@ -40,6 +41,7 @@ pub async fn register(
                         g::served_until.eq(served_until),
                         g::drawing_xray.eq(&graph.drawing_xray),
                         g::subgraphs.eq(&graph.subgraphs),
+                        g::state_defaults.eq(&graph.state_defaults),
                     ))
                     .execute(conn)
                     .await?;
@@ -68,13 +70,14 @@ pub async fn refresh(
 }
 
 /// A registered graph's row: id, description, schemas, drawing, served until, drawing with
-/// subgraphs, subgraphs.
+/// subgraphs, subgraphs, state defaults.
 type Row = (
     String,
     Option<String>,
     Value,
     Value,
     DateTime<Utc>,
+    Option<Value>,
     Option<Value>,
     Option<Value>,
 );
@@ -93,21 +96,30 @@ pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, D
                 g::served_until,
                 g::drawing_xray,
                 g::subgraphs,
+                g::state_defaults,
             ))
             .first(&mut conn)
             .await
             .optional()?;
         Ok(row.map(
-            |(graph_id, description, schemas, drawing, served_until, drawing_xray, subgraphs)| {
-                WorkerGraph {
-                    graph_id,
-                    description,
-                    schemas,
-                    drawing,
-                    served_until,
-                    drawing_xray,
-                    subgraphs,
-                }
+            |(
+                graph_id,
+                description,
+                schemas,
+                drawing,
+                served_until,
+                drawing_xray,
+                subgraphs,
+                state_defaults,
+            )| WorkerGraph {
+                graph_id,
+                description,
+                schemas,
+                drawing,
+                served_until,
+                drawing_xray,
+                subgraphs,
+                state_defaults,
             },
         ))
     })

@@ -110,7 +110,7 @@ async fn waiting_tasks(
     db: &Persistence,
     root: CheckpointRecord,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let subgraphs = subgraph_nodes(db, Some(&root)).await?;
+    let subgraphs = graph_shape(db, Some(&root)).await?.subgraphs;
     let mut waiting = serde_json::Map::new();
     // (checkpoint, depth): subgraphs nest at most as deep as a namespace may
     let mut todo = vec![(root, 0)];
@@ -424,24 +424,21 @@ fn checkpoint_ref(thread_id: &str, ns: &str, id: &str) -> Value {
 
 /// A checkpoint as a LangGraph `ThreadState`. `next` names the nodes to run next: from the graph
 /// on a checkpoint of one of mnemo's graphs, from the checkpoint's trigger channels on any other.
-/// `tasks` are the tasks whose writes the checkpoint holds (with their results and the
-/// interrupts they wait on), then those of `next` not yet written; a task of a node in
-/// `subgraphs` names its subgraph's checkpoint namespace.
-fn thread_state(rec: &CheckpointRecord, subgraphs: &HashSet<String>) -> Value {
-    let values = rec.values();
+/// `values` are what its channels hold, over the graph's defaults. `tasks` are the tasks whose
+/// writes the checkpoint holds (with their results and the interrupts they wait on), then those
+/// of `next` not yet written; a task of a subgraph's node names its checkpoint namespace.
+fn thread_state(rec: &CheckpointRecord, shape: &GraphShape) -> Value {
+    let subgraphs = &shape.subgraphs;
+    let mut values = rec.values();
+    if let Value::Object(held) = &mut values {
+        for (channel, default) in &shape.defaults {
+            held.entry(channel.as_str())
+                .or_insert_with(|| default.clone());
+        }
+    }
     let pending = rec.interrupts();
     let interrupts: Vec<&Value> = pending.iter().flat_map(|(_, list)| list).collect();
-    let triggered;
-    let next: Vec<&str> = match graphs::of_thread(&rec.metadata) {
-        Some(_) => graphs::next_node(&rec.metadata, &values)
-            .into_iter()
-            .collect(),
-        // a graph mnemo does not run (a Python app's, through the raw API): LangGraph's rule
-        None => {
-            triggered = rec.triggered_nodes();
-            triggered.iter().map(String::as_str).collect()
-        }
-    };
+    let next = graphs::next_of(rec);
     let task = |id: &str, name: &str, result: Option<&Value>| {
         let waiting: Vec<&Value> = pending
             .iter()
@@ -470,7 +467,7 @@ fn thread_state(rec: &CheckpointRecord, subgraphs: &HashSet<String>) -> Value {
     for name in &next {
         let covered = written
             .iter()
-            .any(|t| t.node.as_deref().unwrap_or("tools") == *name);
+            .any(|t| t.node.as_deref().unwrap_or("tools") == name);
         if !covered {
             let id = uuid::Uuid::new_v5(&base, name.as_bytes()).to_string();
             tasks.push(task(&id, name, None));
@@ -491,33 +488,47 @@ fn thread_state(rec: &CheckpointRecord, subgraphs: &HashSet<String>) -> Value {
     })
 }
 
-/// The nodes that are subgraphs in the graph a checkpoint is of, and in its subgraphs (a graph
-/// worker's, as it registered them; mnemo's own graphs have none).
-async fn subgraph_nodes(
+/// What mnemo knows of the graph a checkpoint is of beyond the checkpoint: the nodes that are
+/// subgraphs (in it and in its subgraphs), and what its state channels hold before any write.
+/// A graph worker's, as it registered them; mnemo's own graphs have neither.
+#[derive(Default)]
+struct GraphShape {
+    subgraphs: HashSet<String>,
+    defaults: serde_json::Map<String, Value>,
+}
+
+async fn graph_shape(
     db: &Persistence,
     rec: Option<&CheckpointRecord>,
-) -> Result<HashSet<String>, ApiError> {
+) -> Result<GraphShape, ApiError> {
     let Some(graph_id) = rec
         .and_then(|r| r.metadata.get("graph_id"))
         .and_then(Value::as_str)
     else {
-        return Ok(HashSet::new());
+        return Ok(GraphShape::default());
     };
     if graphs::Graph::named(graph_id).is_ok() {
-        return Ok(HashSet::new());
+        return Ok(GraphShape::default());
     }
-    let found = db.worker_graph(graph_id.to_string()).await?;
-    Ok(found
-        .and_then(|g| g.subgraphs)
-        .and_then(|s| {
-            s.as_object().map(|m| {
-                m.keys()
-                    .flat_map(|ns| ns.split('|'))
-                    .map(str::to_string)
-                    .collect()
-            })
-        })
-        .unwrap_or_default())
+    let Some(found) = db.worker_graph(graph_id.to_string()).await? else {
+        return Ok(GraphShape::default());
+    };
+    let subgraphs = match found.subgraphs {
+        Some(Value::Object(m)) => m
+            .keys()
+            .flat_map(|ns| ns.split('|'))
+            .map(str::to_string)
+            .collect(),
+        _ => HashSet::new(),
+    };
+    let defaults = match found.state_defaults {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    Ok(GraphShape {
+        subgraphs,
+        defaults,
+    })
 }
 
 /// The state of a thread that has no checkpoint yet.
@@ -541,7 +552,7 @@ async fn state(
         .get_checkpoint(thread_id.clone(), ns, checkpoint_id)
         .await?
     {
-        Some(rec) => Ok(thread_state(&rec, &subgraph_nodes(db, Some(&rec)).await?)),
+        Some(rec) => Ok(thread_state(&rec, &graph_shape(db, Some(&rec)).await?)),
         None => {
             db.get_thread(thread_id).await?;
             if explicit {
@@ -718,8 +729,8 @@ async fn history(
     if records.is_empty() {
         db.get_thread(thread_id).await?;
     }
-    let subgraphs = subgraph_nodes(db, records.first()).await?;
-    Ok(json_array(records, |r| thread_state(r, &subgraphs)))
+    let shape = graph_shape(db, records.first()).await?;
+    Ok(json_array(records, |r| thread_state(r, &shape)))
 }
 
 /// A page of the thread's states, newest first.

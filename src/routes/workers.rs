@@ -60,6 +60,10 @@ pub struct GraphBody {
     /// Its subgraphs' schemas (as `schemas`) by namespace, nested ones as `parent|child`.
     #[schema(value_type = Option<Object>)]
     subgraphs: Option<Value>,
+    /// What its state channels hold before any write (a list reducer's `[]`), by channel:
+    /// shown in its threads' states under what they hold.
+    #[schema(value_type = Option<Object>)]
+    state_defaults: Option<Value>,
 }
 
 /// The graphs a worker serves.
@@ -126,6 +130,7 @@ pub async fn register(
             served_until: runner.lease_until_for(ttl),
             drawing_xray: super::object_or_none(g.drawing_xray, "drawing_xray")?,
             subgraphs: super::object_or_none(g.subgraphs, "subgraphs")?,
+            state_defaults: super::object_or_none(g.state_defaults, "state_defaults")?,
         });
     }
     let db = runner.db();

@@ -640,9 +640,10 @@ impl Runner {
         if !run.status.is_active() {
             return Ok(run);
         }
-        let thread_status = (run.status == RunStatus::Running).then(|| "idle".to_string());
+        // a running run holds its thread, which it frees; a pending one does not
+        let frees = run.status == RunStatus::Running;
         if how == Stop::Rollback {
-            db.rollback_run(thread_id.into(), run_id.into(), thread_status.is_some())
+            db.rollback_run(thread_id.into(), run_id.into(), frees)
                 .await?;
             self.wake(thread_id);
             return Ok(Run {
@@ -651,13 +652,15 @@ impl Runner {
             });
         }
         // a run executing elsewhere (another process, a graph worker) ends here: the thread
-        // shows the values of the last checkpoint it committed
-        let values = match thread_status {
-            Some(_) => db
+        // shows the last checkpoint it committed (`interrupted` while a node is still to run)
+        let (thread_status, values) = if frees {
+            let latest = db
                 .get_checkpoint(thread_id.into(), String::new(), None)
-                .await?
-                .map(|latest| latest.values()),
-            None => None,
+                .await?;
+            let status = crate::graphs::status_at(latest.as_ref()).to_string();
+            (Some(status), latest.map(|l| l.values()))
+        } else {
+            (None, None)
         };
         let run = db
             .finish_run(
@@ -736,7 +739,8 @@ impl Runner {
         let latest = progress.latest.as_ref().map(CheckpointRecord::values);
         let (status, thread_status, values) = match result {
             Ok(Outcome::Done(values)) => (RunStatus::Success, "idle", values),
-            Ok(Outcome::Interrupted(values)) => (RunStatus::Interrupted, "interrupted", values),
+            // as LangGraph's: the run succeeded, and its thread waits on the interrupt
+            Ok(Outcome::Interrupted(values)) => (RunStatus::Success, "interrupted", values),
             // as LangGraph's: the run succeeded, the thread waits when a node is still to run
             Ok(Outcome::Paused(values, true)) => (RunStatus::Success, "interrupted", values),
             Ok(Outcome::Paused(values, false)) => (RunStatus::Success, "idle", values),
@@ -767,7 +771,17 @@ impl Runner {
                 if !error.is_empty() {
                     live.emit("error", &json!({ "error": error, "message": message }));
                 }
-                (status, "idle", latest.clone().unwrap_or_else(|| json!({})))
+                // a cancelled run's thread, as LangGraph's: `interrupted` while a node is
+                // still to run
+                let thread_status = match why {
+                    Stop::Interrupt => crate::graphs::status_at(progress.latest.as_ref()),
+                    _ => "idle",
+                };
+                (
+                    status,
+                    thread_status,
+                    latest.clone().unwrap_or_else(|| json!({})),
+                )
             }
         };
         live.ending.store(true, Ordering::SeqCst);

@@ -98,7 +98,8 @@ async fn cancel_interrupt_keeps_the_input_and_rollback_undoes_the_run(kind: Kind
         .await;
     assert_eq!(s, 200);
     assert_eq!(cancelled["status"], "interrupted");
-    assert_thread_status(&app, &thread, "idle").await;
+    // the model's node had not finished: the thread is `interrupted`, as LangGraph's
+    assert_thread_status(&app, &thread, "interrupted").await;
     assert_eq!(
         messages(&state(&app, &thread).await),
         ["hello", "hi", "first"]
@@ -190,7 +191,7 @@ async fn a_client_that_leaves_cancels_its_run_with_on_disconnect_cancel(kind: Ki
     fake.received(1).await;
     drop(reader);
     until_status(&app, &thread, &run_id, "interrupted").await;
-    assert_thread_status(&app, &thread, "idle").await;
+    assert_thread_status(&app, &thread, "interrupted").await;
     app.stop().await;
 }
 

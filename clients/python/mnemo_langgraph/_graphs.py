@@ -235,6 +235,36 @@ def graph_drawing(graph: Any, xray: bool = False) -> dict[str, list[dict[str, An
     return json.loads(json.dumps({"nodes": drawn.get("nodes", []), "edges": drawn.get("edges", [])}, default=str))
 
 
+def state_defaults(graph: Any) -> dict[str, Any]:
+    """What the graph's state channels hold before any write (a list reducer's `[]`), as JSON,
+    by channel: LangGraph shows them in every state."""
+    from langgraph.errors import EmptyChannelError
+
+    from .saver import json_view
+
+    try:  # LangGraph's "no stored value" (internal; without it, nothing is shown)
+        from langgraph._internal._typing import MISSING
+    except ImportError:  # pragma: no cover - another LangGraph layout
+        return {}
+    out: dict[str, Any] = {}
+    for name, channel in (getattr(graph, "channels", None) or {}).items():
+        if name.startswith("__") or ":" in name:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = channel.from_checkpoint(MISSING).get()
+        except EmptyChannelError:
+            continue
+        except Exception as e:  # noqa: BLE001 - informative, never fatal
+            log.debug("channel %s: %s", name, e)
+            continue
+        shown = json_view(value)
+        if shown is not None:
+            out[name] = shown
+    return out
+
+
 def subgraph_schemas(graph: Any) -> dict[str, dict[str, dict[str, Any]]]:
     """Each subgraph's schemas by namespace (`parent|child` for nested ones)."""
     try:

@@ -35,6 +35,7 @@ from ._graphs import (
     GraphSpec,
     graph_drawing,
     graph_schemas,
+    state_defaults,
     subgraph_schemas,
     import_attr,
     load_config,
@@ -379,6 +380,7 @@ class Worker:
                     "drawing": graph_drawing(graph),
                     "drawing_xray": graph_drawing(graph, xray=True),
                     "subgraphs": subgraph_schemas(graph),
+                    "state_defaults": state_defaults(graph),
                 }
                 for name, graph in self.graphs.items()
             ],

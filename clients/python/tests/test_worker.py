@@ -86,6 +86,8 @@ def test_registration_describes_each_graph() -> None:
     assert {n["id"] for n in graph["drawing"]["nodes"]} == {"__start__", "append", "report", "__end__"}
     assert {"source": "append", "target": "report"} in graph["drawing"]["edges"]
     assert graph["drawing_xray"]["nodes"] and graph["subgraphs"] == {}
+    # what its list channels hold before any write, shown in its states
+    assert graph["state_defaults"] == {"items": [], "messages": []}
     json.dumps(body)  # all of it is JSON
     # the graph got mnemo's persistence; the user's module keeps its own object as it was
     assert type(worker.graphs["demo"].checkpointer).__name__ == "MnemoSaver"

@@ -15,9 +15,8 @@ from compare import differences, short
 from normalize import Normalizer
 from scenarios import SCENARIOS
 
-# What may differ, and why; nothing else may. DELIBERATE: the reference server's own ways, or
-# mnemo's documented ones. GAPS: what mnemo does not yet do as the reference does; printed at
-# every run, to be closed.
+# What may differ, and why: the reference server's own ways, or mnemo's documented ones. Nothing
+# else may.
 DELIBERATE = [
     (
         r"\.(langgraph_api_url|langgraph_api_version|langgraph_host|langgraph_plan)$",
@@ -63,25 +62,11 @@ DELIBERATE = [
         " the config of the run that resumes it",
     ),
 ]
-GAPS = [
-
-    (
-        r"^threads\.get\.status$",
-        "a cancelled run leaves its thread `idle`; the reference's, `interrupted` (with an `error`)",
-    ),
-    (
-        r"^threads\.get_history\[\d+\]\.values\.messages$",
-        "the values of a thread's first checkpoint (before any input) lack the empty `messages`",
-    ),
-]
 
 
-def classify(path: str) -> tuple[str, str] | None:
-    for kind, rules in (("deliberate", DELIBERATE), ("gap", GAPS)):
-        for pattern, why in rules:
-            if re.search(pattern, path):
-                return kind, why
-    return None
+def deliberate(path: str) -> str | None:
+    """Why `path` may differ, if it may."""
+    return next((why for pattern, why in DELIBERATE if re.search(pattern, path)), None)
 
 
 async def transcript(url: str, scenario) -> list[tuple[str, object]]:
@@ -112,18 +97,17 @@ async def test_same_answers(servers, name, tmp_path) -> None:
         # both transcripts kept, to read a difference in its context
         (tmp_path / f"{server.replace(' ', '-')}.json").write_text(json.dumps(sides[server], indent=1, sort_keys=True))
     found = differences(sides["mnemo"], sides["langgraph dev"])
-    kinds: dict[str, dict[str, int]] = {"deliberate": {}, "gap": {}}
+    reasons: dict[str, int] = {}
     unexpected = []
     for path, a, b in found:
-        known = classify(path)
-        if known is None:
+        why = deliberate(path)
+        if why is None:
             unexpected.append((path, a, b))
         else:
-            kinds[known[0]][known[1]] = kinds[known[0]].get(known[1], 0) + 1
+            reasons[why] = reasons.get(why, 0) + 1
     print(f"\n{name}: {len(found)} differences")
-    for kind, whys in kinds.items():
-        for why, n in whys.items():
-            print(f"  {n:4d} {kind}: {why}")
+    for why, n in reasons.items():
+        print(f"  {n:4d} deliberate: {why}")
     for path, a, b in unexpected:
         print(f"  {path}\n    mnemo:         {short(a)}\n    langgraph dev: {short(b)}")
     assert not unexpected, f"{len(unexpected)} differences from the reference server (printed above)"
