@@ -529,7 +529,8 @@ test(
         runs.map((r) => [r.run_id, r.status]),
         [[runId, "interrupted"]],
       );
-      assert.equal((await session.client.threads.get(threadId)).status, "idle");
+      // the model's node had not finished: the thread is `interrupted`, as LangGraph's
+      assert.equal((await session.client.threads.get(threadId)).status, "interrupted");
       // what stop() shows: the history head, with the human message kept
       const head = (await session.fetchHistory(threadId))[0];
       assert.deepEqual(
