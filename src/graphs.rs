@@ -214,11 +214,12 @@ pub fn of_thread(metadata: &Value) -> Option<&'static Graph> {
         .and_then(|id| GRAPHS.iter().find(|g| g.id == id))
 }
 
-/// The nodes to run after a checkpoint: from the graph on a checkpoint of one of mnemo's graphs,
-/// from the checkpoint's trigger channels on any other (LangGraph's rule).
-pub fn next_of(rec: &crate::model::CheckpointRecord) -> Vec<String> {
+/// The nodes to run after a checkpoint (whose `values` are given): from the graph on a
+/// checkpoint of one of mnemo's graphs, from the checkpoint's trigger channels on any other
+/// (LangGraph's rule).
+pub fn next_of(rec: &crate::model::CheckpointRecord, values: &Value) -> Vec<String> {
     match of_thread(&rec.metadata) {
-        Some(_) => next_node(&rec.metadata, &rec.values())
+        Some(_) => next_node(&rec.metadata, values)
             .map(|n| vec![n.to_string()])
             .unwrap_or_default(),
         None => rec.triggered_nodes(),
@@ -228,7 +229,7 @@ pub fn next_of(rec: &crate::model::CheckpointRecord) -> Vec<String> {
 /// A thread's status once its run stopped at `latest`: `interrupted` while a node is still to
 /// run (as LangGraph's), else `idle`.
 pub fn status_at(latest: Option<&crate::model::CheckpointRecord>) -> &'static str {
-    if latest.is_some_and(|rec| !next_of(rec).is_empty()) {
+    if latest.is_some_and(|rec| !next_of(rec, &rec.values()).is_empty()) {
         "interrupted"
     } else {
         "idle"

@@ -77,7 +77,8 @@ macro_rules! ensure_thread {
                 t::metadata.eq(serde_json::json!({})),
                 t::owner.eq($owner),
                 t::status.eq("idle"),
-                t::config.eq(serde_json::json!({})),
+                // as a run leaves it (see `runs::start`): a thread made by its run needs no update
+                t::config.eq(serde_json::json!({ "configurable": {} })),
                 t::created_at.eq($now),
                 t::updated_at.eq($now),
                 t::state_updated_at.eq($now),

@@ -438,7 +438,7 @@ fn thread_state(rec: &CheckpointRecord, shape: &GraphShape) -> Value {
     }
     let pending = rec.interrupts();
     let interrupts: Vec<&Value> = pending.iter().flat_map(|(_, list)| list).collect();
-    let next = graphs::next_of(rec);
+    let next = graphs::next_of(rec, &values);
     let task = |id: &str, name: &str, result: Option<&Value>| {
         let waiting: Vec<&Value> = pending
             .iter()

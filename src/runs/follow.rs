@@ -86,22 +86,31 @@ impl Runner {
                 }
             }
         };
-        let state = db
-            .get_checkpoint(thread_id.into(), String::new(), None)
-            .await?;
-        // a graph worker's run: the values it ended with; mnemo's own: its latest checkpoint's
-        let mut values = if run
+        // a graph worker's run: the values it ended with; mnemo's own: its latest checkpoint's.
+        // The interrupts its thread waits on come from the latest checkpoint either way.
+        let (mut values, state) = if run
             .graph_id
             .as_deref()
             .is_some_and(|g| crate::graphs::Graph::named(g).is_err())
         {
             let thread = db.get_thread(thread_id.into()).await?;
-            thread.values.unwrap_or_else(|| json!({}))
+            let state = match thread.status.as_str() {
+                "interrupted" => {
+                    db.get_checkpoint(thread_id.into(), String::new(), None)
+                        .await?
+                }
+                _ => None,
+            };
+            (thread.values.unwrap_or_else(|| json!({})), state)
         } else {
-            state
+            let state = db
+                .get_checkpoint(thread_id.into(), String::new(), None)
+                .await?;
+            let values = state
                 .as_ref()
                 .map(|s| s.values())
-                .unwrap_or_else(|| json!({}))
+                .unwrap_or_else(|| json!({}));
+            (values, state)
         };
         // as the stream shows them: with their `response_schema`
         let interrupts: Vec<Value> = state
