@@ -17,11 +17,12 @@
 //!   mnemo is a child process (so its memory is its own), started on `DATABASE_URL` with
 //!   `MNEMO_LLM=openai`; `--url` does not apply.
 //!
-//! Four operations run alone, each against mnemo processes of their own (or, for `soak`, a
+//! Five operations run alone, each against mnemo processes of their own (or, for `soak`, a
 //! running one): `soak` (mixed load for a long time, with memory, Postgres connections, latency
 //! and errors every tenth of it), `memory` (peak memory for large bodies and history pages),
-//! `queued` (what runs waiting on a busy thread cost the rest) and `replicas` (following and
-//! cancelling a run through another replica); see their modules.
+//! `queued` (what runs waiting on a busy thread cost the rest), `replicas` (following and
+//! cancelling a run through another replica) and `growth` (reads and writes as threads and the
+//! store grow); see their modules.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,7 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::startup::Application;
 
+mod growth;
 mod memory;
 mod pg;
 mod queued;
@@ -52,7 +54,7 @@ const ALL_OPS: &str =
 /// Operations on the agent, run only when named in `--ops`.
 const AGENT_OPS: &str = "chat_wait,agent_stream,idle_streams";
 /// Operations that run alone, against a mnemo process of their own.
-const ALONE_OPS: &str = "soak,memory,queued,replicas";
+const ALONE_OPS: &str = "soak,memory,queued,replicas,growth";
 /// The user the agent operations chat as.
 const USER: &str = "u1";
 
@@ -69,7 +71,7 @@ pub struct BenchArgs {
     #[arg(long)]
     seconds: Option<u64>,
     /// Comma-separated operations to run (besides these: chat_wait, agent_stream, idle_streams;
-    /// and, each alone: soak, memory, queued, replicas).
+    /// and, each alone: soak, memory, queued, replicas, growth).
     #[arg(long, default_value = ALL_OPS)]
     ops: String,
     /// Store items to search over.
@@ -93,6 +95,9 @@ pub struct BenchArgs {
     /// Runs `replicas` follows, and runs it cancels, through the second mnemo.
     #[arg(long, default_value_t = 20)]
     samples: usize,
+    /// The largest store `growth` measures (it also measures a tenth and a hundredth of it).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_items: u64,
 }
 
 /// The key the load generator's clients send, set once before they start.
@@ -606,6 +611,10 @@ async fn alone(op: String, config: Config, args: BenchArgs) -> Result<(), String
     match op.as_str() {
         "memory" => memory::memory(&config).await,
         "queued" => queued::queued(&config, args.queued, args.seconds.unwrap_or(10)).await,
+        "growth" => {
+            let seconds = args.seconds.unwrap_or(5);
+            growth::growth(&config, args.clients, seconds, args.max_items).await
+        }
         "replicas" => {
             let seconds = args.seconds.unwrap_or(10);
             replicas::replicas(&config, args.samples, args.clients, seconds).await
