@@ -68,6 +68,15 @@ impl Watcher {
         Ok(row.get(0))
     }
 
+    /// Refreshes the planner's statistics of the whole database, as autovacuum does once enough
+    /// rows changed.
+    pub async fn analyze(&self) -> Result<(), String> {
+        self.client
+            .batch_execute("ANALYZE")
+            .await
+            .map_err(|e| format!("ANALYZE: {e}"))
+    }
+
     /// The server processes (backends) of mnemo's connections on this database.
     pub async fn mnemo_backends(&self) -> Result<Vec<u32>, String> {
         let rows = self
