@@ -226,10 +226,10 @@ pub fn next_of(rec: &crate::model::CheckpointRecord, values: &Value) -> Vec<Stri
     }
 }
 
-/// A thread's status once its run stopped at `latest`: `interrupted` while a node is still to
-/// run (as LangGraph's), else `idle`.
-pub fn status_at(latest: Option<&crate::model::CheckpointRecord>) -> &'static str {
-    if latest.is_some_and(|rec| !next_of(rec, &rec.values()).is_empty()) {
+/// A thread's status once its run stopped at `latest` (a checkpoint and its values):
+/// `interrupted` while a node is still to run (as LangGraph's), else `idle`.
+pub fn status_at(latest: Option<(&crate::model::CheckpointRecord, &Value)>) -> &'static str {
+    if latest.is_some_and(|(rec, values)| !next_of(rec, values).is_empty()) {
         "interrupted"
     } else {
         "idle"

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::graphs;
 use crate::model::{
     CheckpointQuery, CheckpointRecord, NewThread, RawJson, StateUpdate, ThreadFilter, ThreadSearch,
-    ThreadSortBy, ThreadStatus, format_ts,
+    ThreadSortBy, ThreadStatus, WrittenTask, format_ts,
 };
 use crate::persistence::{Persistence, Prune};
 
@@ -123,14 +123,10 @@ async fn waiting_tasks(
                 .and_then(|t| t.node.clone());
             let inner = match node.filter(|n| subgraphs.contains(n) && depth < 8) {
                 Some(node) => {
-                    let ns = format!(
-                        "{}{node}:{task}",
-                        if rec.checkpoint_ns.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{}|", rec.checkpoint_ns)
-                        }
-                    );
+                    let ns = match rec.checkpoint_ns.as_str() {
+                        "" => format!("{node}:{task}"),
+                        parent => format!("{parent}|{node}:{task}"),
+                    };
                     db.get_checkpoint(rec.thread_id.clone(), ns, None).await?
                 }
                 None => None,
@@ -452,23 +448,18 @@ fn thread_state(rec: &CheckpointRecord, shape: &GraphShape) -> Value {
                 "interrupts": waiting, "checkpoint": checkpoint, "state": null, "result": result })
     };
     let written = rec.written_tasks();
+    // mnemo's agent names no node in its writes: its only writing task is `tools`
+    fn node_of(t: &WrittenTask) -> &str {
+        t.node.as_deref().unwrap_or("tools")
+    }
     let mut tasks: Vec<Value> = written
         .iter()
-        .map(|t| {
-            task(
-                &t.id,
-                t.node.as_deref().unwrap_or("tools"),
-                t.result.as_ref(),
-            )
-        })
+        .map(|t| task(&t.id, node_of(t), t.result.as_ref()))
         .collect();
     // the nodes due next that wrote nothing yet: a stable id per checkpoint and node
     let base = uuid::Uuid::parse_str(&rec.checkpoint_id).unwrap_or(uuid::Uuid::NAMESPACE_OID);
     for name in &next {
-        let covered = written
-            .iter()
-            .any(|t| t.node.as_deref().unwrap_or("tools") == name);
-        if !covered {
+        if !written.iter().any(|t| node_of(t) == name) {
             let id = uuid::Uuid::new_v5(&base, name.as_bytes()).to_string();
             tasks.push(task(&id, name, None));
         }

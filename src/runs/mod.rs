@@ -657,8 +657,9 @@ impl Runner {
             let latest = db
                 .get_checkpoint(thread_id.into(), String::new(), None)
                 .await?;
-            let status = crate::graphs::status_at(latest.as_ref()).to_string();
-            (Some(status), latest.map(|l| l.values()))
+            let values = latest.as_ref().map(CheckpointRecord::values);
+            let status = crate::graphs::status_at(latest.as_ref().zip(values.as_ref()));
+            (Some(status.to_string()), values)
         } else {
             (None, None)
         };
@@ -774,7 +775,9 @@ impl Runner {
                 // a cancelled run's thread, as LangGraph's: `interrupted` while a node is
                 // still to run
                 let thread_status = match why {
-                    Stop::Interrupt => crate::graphs::status_at(progress.latest.as_ref()),
+                    Stop::Interrupt => {
+                        crate::graphs::status_at(progress.latest.as_ref().zip(latest.as_ref()))
+                    }
                     _ => "idle",
                 };
                 (

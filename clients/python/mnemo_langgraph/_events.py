@@ -149,7 +149,7 @@ def _debug(data: Any) -> Any:
     checkpoint and its parent (`{thread_id, checkpoint_ns, checkpoint_id}`), and a task with
     a subgraph state names that state's checkpoint."""
     payload = data.get("payload") if isinstance(data, dict) else None
-    if data.get("type") != "checkpoint" or not isinstance(payload, dict):
+    if not isinstance(payload, dict) or data.get("type") != "checkpoint":
         return data
     tasks = []
     for task in payload.get("tasks") or ():

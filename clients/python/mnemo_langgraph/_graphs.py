@@ -240,7 +240,7 @@ def state_defaults(graph: Any) -> dict[str, Any]:
     by channel: LangGraph shows them in every state."""
     from langgraph.errors import EmptyChannelError
 
-    from .saver import json_view
+    from .saver import is_state_channel, json_view
 
     try:  # LangGraph's "no stored value" (internal; without it, nothing is shown)
         from langgraph._internal._typing import MISSING
@@ -248,7 +248,7 @@ def state_defaults(graph: Any) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for name, channel in (getattr(graph, "channels", None) or {}).items():
-        if name.startswith("__") or ":" in name:
+        if not is_state_channel(name):
             continue
         try:
             with warnings.catch_warnings():

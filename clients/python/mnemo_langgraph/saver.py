@@ -95,6 +95,12 @@ def json_view(value: Any) -> Any:
 INTERRUPT = "__interrupt__"
 
 
+def is_state_channel(name: str) -> bool:
+    """Whether a channel holds the graph's state, not LangGraph's own bookkeeping
+    (`__interrupt__`, `__start__`, `branch:to:…`)."""
+    return not name.startswith("__") and ":" not in name
+
+
 def _interrupts_json(value: Any) -> str | None:
     """A task's `__interrupt__` write (a tuple of `Interrupt`s) as JSON text, when JSON holds it
     exactly; mnemo reads such writes as the thread's interrupts and the state's tasks'. None
@@ -251,7 +257,7 @@ class MnemoSaver(HttpClient, BaseCheckpointSaver[str]):
                 continue
             type_, data = self.serde.dumps_typed(value)
             # what mnemo shows as the task's result in state and history (the bytes stay authoritative)
-            view = None if channel.startswith("__") or ":" in channel else json_view(value)
+            view = json_view(value) if is_state_channel(channel) else None
             encoded.append({"channel": channel, "type": type_, "data": _b64(data), "value": view})
         path = (
             f"/threads/{_seg(conf['thread_id'])}/checkpoints/"
