@@ -17,8 +17,9 @@ use actix::{
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde::Serialize;
 
-use super::{DbError, DbPool, OutageKind, batch, checkpoints, store, with_conn};
-use crate::model::{NewCheckpoint, NewWrites};
+use super::checkpoints::CheckpointKey;
+use super::{Backend, DbError, DbPool, OutageKind, batch, checkpoints, store, with_conn};
+use crate::model::{CheckpointRecord, NewCheckpoint, NewWrites};
 
 /// After an outage, `/ready` answers 503 at once for this long without asking the database
 /// again; past it, a write probe decides (and a successful write of any caller ends the
@@ -68,6 +69,8 @@ pub struct PersistenceActor {
     puts: Option<batch::Queue<store::NewItem>>,
     checkpoint_puts: Option<batch::Queue<NewCheckpoint>>,
     write_puts: Option<batch::Queue<NewWrites>>,
+    /// Postgres: concurrent checkpoint reads share one statement.
+    checkpoint_reads: Option<batch::Queue<CheckpointKey, Option<CheckpointRecord>>>,
 }
 
 impl PersistenceActor {
@@ -78,6 +81,7 @@ impl PersistenceActor {
             puts: None,
             checkpoint_puts: None,
             write_puts: None,
+            checkpoint_reads: None,
         }
     }
 
@@ -124,6 +128,14 @@ impl Actor for PersistenceActor {
             health.clone(),
             checkpoints::put_writes_many,
         ));
+        // SQLite reads are local and run side by side (WAL): nothing to coalesce
+        if db.backend() == Backend::Postgres {
+            self.checkpoint_reads = Some(batch::spawn_reads(
+                db.clone(),
+                health.clone(),
+                checkpoints::get_many,
+            ));
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -166,6 +178,34 @@ queued_write!(
     /// Stores a task's pending writes.
     PutWrites(NewWrites) via write_puts
 );
+
+/// Reads a checkpoint: through the read queue on Postgres, directly on SQLite.
+pub struct ReadCheckpoint(pub CheckpointKey);
+impl Message for ReadCheckpoint {
+    type Result = Result<Option<CheckpointRecord>, DbError>;
+}
+impl Handler<ReadCheckpoint> for PersistenceActor {
+    type Result = ResponseFuture<Result<Option<CheckpointRecord>, DbError>>;
+    fn handle(&mut self, m: ReadCheckpoint, _: &mut Self::Context) -> Self::Result {
+        match &self.checkpoint_reads {
+            Some(queue) => {
+                let (queue, deadline, health) =
+                    (queue.clone(), self.deadline(), self.health.clone());
+                Box::pin(async move {
+                    let result = batch::enqueue(Some(&queue), m.0, deadline).await;
+                    health.saw(&result);
+                    result
+                })
+            }
+            None => {
+                let db = self.db.clone();
+                self.bounded(async move {
+                    Ok(checkpoints::get_many(db, vec![m.0]).await?.pop().flatten())
+                })
+            }
+        }
+    }
+}
 
 /// The pool's figures, for `/ready` and the start-up and shutdown log lines.
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -639,56 +639,257 @@ pub async fn put_writes_many(db: DbPool, tasks: Vec<NewWrites>) -> Result<(), Db
     })
 }
 
-pub async fn get(
-    db: &DbPool,
-    thread_id: String,
-    checkpoint_ns: String,
-    checkpoint_id: Option<String>,
-) -> Result<Option<CheckpointRecord>, DbError> {
-    get_with(db, thread_id, checkpoint_ns, checkpoint_id, true).await
+/// Which checkpoint to read: one of a thread's namespace by id, or its latest; with its pending
+/// writes or without (what a new step builds on needs none).
+#[derive(Debug, Clone)]
+pub struct CheckpointKey {
+    pub thread_id: String,
+    pub checkpoint_ns: String,
+    pub checkpoint_id: Option<String>,
+    pub with_writes: bool,
 }
 
-/// A checkpoint without its pending writes (what a new step builds on): one query fewer.
-pub async fn head(
-    db: &DbPool,
+/// Postgres: the checkpoints of many keys, each with its blobs and writes, in one statement (one
+/// round trip, one plan) however many keys there are. Blobs are found through the checkpoint's
+/// own `channel_versions`, so each is one index lookup, whatever the thread's size.
+const PG_GET_CHECKPOINTS: &str = "SELECT k.i, c.thread_id, c.checkpoint_ns, c.checkpoint_id,
+    c.parent_checkpoint_id, c.checkpoint, c.metadata, c.created_at,
+    bl.channels, bl.versions, bl.types, bl.blobs, bl.values,
+    wr.task_ids, wr.idxs, wr.channels AS w_channels, wr.types AS w_types, wr.blobs AS w_blobs,
+    wr.task_paths, wr.values AS w_values
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY
+    AS k(thread_id, checkpoint_ns, checkpoint_id, with_writes, i)
+CROSS JOIN LATERAL (
+    (SELECT * FROM checkpoints c WHERE c.thread_id = k.thread_id
+        AND c.checkpoint_ns = k.checkpoint_ns AND c.checkpoint_id = k.checkpoint_id)
+    UNION ALL
+    (SELECT * FROM checkpoints c WHERE k.checkpoint_id IS NULL AND c.thread_id = k.thread_id
+        AND c.checkpoint_ns = k.checkpoint_ns ORDER BY c.checkpoint_id DESC LIMIT 1)
+) c
+CROSS JOIN LATERAL (
+    SELECT array_agg(b.channel) AS channels, array_agg(b.version) AS versions,
+        array_agg(b.type) AS types, array_agg(b.blob) AS blobs, array_agg(b.value) AS values
+    FROM jsonb_each_text(c.checkpoint -> 'channel_versions') v
+    JOIN checkpoint_blobs b ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+        AND b.channel = v.key AND b.version = v.value
+) bl
+CROSS JOIN LATERAL (
+    SELECT array_agg(w.task_id ORDER BY w.task_path, w.task_id, w.idx) AS task_ids,
+        array_agg(w.idx ORDER BY w.task_path, w.task_id, w.idx) AS idxs,
+        array_agg(w.channel ORDER BY w.task_path, w.task_id, w.idx) AS channels,
+        array_agg(w.type ORDER BY w.task_path, w.task_id, w.idx) AS types,
+        array_agg(w.blob ORDER BY w.task_path, w.task_id, w.idx) AS blobs,
+        array_agg(w.task_path ORDER BY w.task_path, w.task_id, w.idx) AS task_paths,
+        array_agg(w.value ORDER BY w.task_path, w.task_id, w.idx) AS values
+    FROM checkpoint_writes w WHERE k.with_writes AND w.thread_id = c.thread_id
+        AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id
+) wr";
+
+/// One row of [`PG_GET_CHECKPOINTS`]: a checkpoint with its blobs and writes as arrays.
+#[derive(diesel::QueryableByName)]
+struct PgCheckpointRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    i: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     thread_id: String,
-    checkpoint_id: Option<String>,
-) -> Result<Option<CheckpointRecord>, DbError> {
-    get_with(db, thread_id, String::new(), checkpoint_id, false).await
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    checkpoint_ns: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    checkpoint_id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    parent_checkpoint_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    checkpoint: Value,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    metadata: Value,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    channels: Option<Vec<String>>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    versions: Option<Vec<String>>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    types: Option<Vec<String>>,
+    #[diesel(sql_type = pg_arrays::NullableBytes)]
+    blobs: Option<Vec<Option<Vec<u8>>>>,
+    #[diesel(sql_type = pg_arrays::NullableJsons)]
+    values: Option<Vec<Option<Value>>>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    task_ids: Option<Vec<String>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Integer>>)]
+    idxs: Option<Vec<i32>>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    w_channels: Option<Vec<String>>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    w_types: Option<Vec<String>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Bytea>>)]
+    w_blobs: Option<Vec<Vec<u8>>>,
+    #[diesel(sql_type = pg_arrays::Texts)]
+    task_paths: Option<Vec<String>>,
+    #[diesel(sql_type = pg_arrays::NullableJsons)]
+    w_values: Option<Vec<Option<Value>>>,
 }
 
-async fn get_with(
-    db: &DbPool,
-    thread_id: String,
-    checkpoint_ns: String,
-    checkpoint_id: Option<String>,
-    with_writes: bool,
-) -> Result<Option<CheckpointRecord>, DbError> {
-    with_conn!(db, |conn, s| {
-        use s::checkpoints as c;
-        // two fixed shapes rather than one boxed query: fixed shapes are prepared once per
-        // connection and reused, a boxed one is parsed and planned on every call
-        let this = c::table
-            .filter(c::thread_id.eq(&thread_id))
-            .filter(c::checkpoint_ns.eq(&checkpoint_ns));
-        let row: Option<Row> = match &checkpoint_id {
-            Some(id) => {
-                this.filter(c::checkpoint_id.eq(id))
-                    .select(columns!(c))
-                    .first(&mut conn)
-                    .await
-            }
-            None => {
-                this.order(c::checkpoint_id.desc())
-                    .select(columns!(c))
-                    .first(&mut conn)
-                    .await
-            }
+/// The array column types of [`PgCheckpointRow`] (`NULL` when a checkpoint has none).
+mod pg_arrays {
+    use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text};
+    pub type Texts = Nullable<Array<Text>>;
+    pub type NullableBytes = Nullable<Array<Nullable<Bytea>>>;
+    pub type NullableJsons = Nullable<Array<Nullable<Jsonb>>>;
+}
+
+impl PgCheckpointRow {
+    fn into_record(self) -> Option<CheckpointRecord> {
+        let ns = self.checkpoint_ns.clone();
+        let blobs: Vec<BlobRow> = zip5(
+            self.channels.unwrap_or_default(),
+            self.versions.unwrap_or_default(),
+            self.types.unwrap_or_default(),
+            self.blobs.unwrap_or_default(),
+            self.values.unwrap_or_default(),
+        )
+        .map(|(channel, version, type_, data, value)| {
+            (ns.clone(), channel, version, type_, data, value)
+        })
+        .collect();
+        let mut writes: Vec<WriteRow> = Vec::new();
+        let mut task_ids = self.task_ids.unwrap_or_default().into_iter();
+        let mut idxs = self.idxs.unwrap_or_default().into_iter();
+        let mut channels = self.w_channels.unwrap_or_default().into_iter();
+        let mut types = self.w_types.unwrap_or_default().into_iter();
+        let mut data = self.w_blobs.unwrap_or_default().into_iter();
+        let mut paths = self.task_paths.unwrap_or_default().into_iter();
+        let mut values = self.w_values.unwrap_or_default().into_iter();
+        while let (Some(task_id), Some(idx), Some(channel), Some(type_), Some(blob), Some(path)) = (
+            task_ids.next(),
+            idxs.next(),
+            channels.next(),
+            types.next(),
+            data.next(),
+            paths.next(),
+        ) {
+            let value = values.next().flatten();
+            writes.push((
+                ns.clone(),
+                self.checkpoint_id.clone(),
+                task_id,
+                idx,
+                channel,
+                type_,
+                blob,
+                path,
+                value,
+            ));
         }
-        .optional()?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(load_page!(&mut conn, s, &thread_id, vec![row], with_writes).pop())
-    })
+        let row: Row = (
+            self.thread_id,
+            self.checkpoint_ns,
+            self.checkpoint_id,
+            self.parent_checkpoint_id,
+            self.checkpoint,
+            self.metadata,
+            self.created_at,
+        );
+        assemble(vec![row], blobs, writes).pop()
+    }
+}
+
+/// Five columns read together, row by row (as long as the shortest).
+fn zip5<A, B, C, D, E>(
+    a: Vec<A>,
+    b: Vec<B>,
+    c: Vec<C>,
+    d: Vec<D>,
+    e: Vec<E>,
+) -> impl Iterator<Item = (A, B, C, D, E)> {
+    a.into_iter()
+        .zip(b)
+        .zip(c)
+        .zip(d)
+        .zip(e)
+        .map(|((((a, b), c), d), e)| (a, b, c, d, e))
+}
+
+/// Reads the checkpoints of `keys`, answered in the keys' order: on Postgres in one statement
+/// (the actor coalesces concurrent reads into one call); on SQLite one key after another.
+pub async fn get_many(
+    db: DbPool,
+    keys: Vec<CheckpointKey>,
+) -> Result<Vec<Option<CheckpointRecord>>, DbError> {
+    match &db {
+        DbPool::Pg(pool) => {
+            use diesel::sql_types::{Array, Bool, Nullable, Text};
+            let mut conn = pool.get().await?;
+            let n = keys.len();
+            let (mut threads, mut namespaces, mut ids, mut with_writes) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for k in keys {
+                threads.push(k.thread_id);
+                namespaces.push(k.checkpoint_ns);
+                ids.push(k.checkpoint_id);
+                with_writes.push(k.with_writes);
+            }
+            let rows: Vec<PgCheckpointRow> = diesel::sql_query(PG_GET_CHECKPOINTS)
+                .bind::<Array<Text>, _>(threads)
+                .bind::<Array<Text>, _>(namespaces)
+                .bind::<Array<Nullable<Text>>, _>(ids)
+                .bind::<Array<Bool>, _>(with_writes)
+                .load(&mut conn)
+                .await?;
+            let mut out: Vec<Option<CheckpointRecord>> = (0..n).map(|_| None).collect();
+            let mut bytes = 0;
+            for row in rows {
+                let at = usize::try_from(row.i - 1).ok();
+                if let (Some(rec), Some(slot)) =
+                    (row.into_record(), at.and_then(|i| out.get_mut(i)))
+                {
+                    bytes += rec.approx_bytes();
+                    *slot = Some(rec);
+                }
+            }
+            close_if_large(conn, bytes);
+            Ok(out)
+        }
+        DbPool::Sqlite(pool) => {
+            use super::schema::sqlite as s;
+            use s::checkpoints as c;
+            let mut conn = pool.get().await?;
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                // two fixed shapes rather than one boxed query: fixed shapes are prepared once
+                // per connection and reused, a boxed one is parsed and planned on every call
+                let this = c::table
+                    .filter(c::thread_id.eq(&k.thread_id))
+                    .filter(c::checkpoint_ns.eq(&k.checkpoint_ns));
+                let row: Option<Row> = match &k.checkpoint_id {
+                    Some(id) => {
+                        this.filter(c::checkpoint_id.eq(id))
+                            .select(columns!(c))
+                            .first(&mut conn)
+                            .await
+                    }
+                    None => {
+                        this.order(c::checkpoint_id.desc())
+                            .select(columns!(c))
+                            .first(&mut conn)
+                            .await
+                    }
+                }
+                .optional()?;
+                out.push(match row {
+                    Some(row) => {
+                        load_page!(&mut conn, s, &k.thread_id, vec![row], k.with_writes).pop()
+                    }
+                    None => None,
+                });
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Lists checkpoints newest first: at most `limit`, and no more once the page holds

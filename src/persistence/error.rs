@@ -58,7 +58,7 @@ pub enum OutageKind {
     Locked,
     /// The operation did not finish within its deadline (a hung or very slow database).
     Deadline,
-    /// Too many writes were already queued; refused at once.
+    /// Too many writes (or batched reads) were already queued; refused at once.
     Overloaded,
     /// The pool is closed: mnemo is stopping.
     Closed,
@@ -72,7 +72,7 @@ impl OutageKind {
             OutageKind::Refused => "refused by the server",
             OutageKind::Locked => "database locked",
             OutageKind::Deadline => "deadline passed",
-            OutageKind::Overloaded => "too many writes queued",
+            OutageKind::Overloaded => "too many operations queued",
             OutageKind::Closed => "pool closed",
         }
     }

@@ -230,6 +230,48 @@ impl Persistence {
             .map_err(|_| DbError::ActorGone)?
     }
 
+    /// Reads one checkpoint (or the latest) with its blobs and pending writes (coalesced with
+    /// concurrent reads on Postgres).
+    pub async fn get_checkpoint(
+        &self,
+        thread_id: String,
+        checkpoint_ns: String,
+        checkpoint_id: Option<String>,
+    ) -> Result<Option<CheckpointRecord>, DbError> {
+        self.read_checkpoint(checkpoints::CheckpointKey {
+            thread_id,
+            checkpoint_ns,
+            checkpoint_id,
+            with_writes: true,
+        })
+        .await
+    }
+
+    /// Reads a checkpoint (the latest without an id) without its pending writes.
+    pub async fn checkpoint_head(
+        &self,
+        thread_id: String,
+        checkpoint_id: Option<String>,
+    ) -> Result<Option<CheckpointRecord>, DbError> {
+        self.read_checkpoint(checkpoints::CheckpointKey {
+            thread_id,
+            checkpoint_ns: String::new(),
+            checkpoint_id,
+            with_writes: false,
+        })
+        .await
+    }
+
+    async fn read_checkpoint(
+        &self,
+        key: checkpoints::CheckpointKey,
+    ) -> Result<Option<CheckpointRecord>, DbError> {
+        self.addr
+            .send(actor::ReadCheckpoint(key))
+            .await
+            .map_err(|_| DbError::ActorGone)?
+    }
+
     /// Closes the pool and stops the actor; waits up to `wait` for busy connections.
     pub async fn shutdown(&self, wait: std::time::Duration) -> Result<ShutdownReport, DbError> {
         self.addr
@@ -290,10 +332,6 @@ operations! {
     /// returns how many.
     DeleteForRuns => fn delete_for_runs(run_ids: Vec<String>, owner: Option<String>) -> i64 = checkpoints::delete_for_runs;
 
-    /// Reads one checkpoint (or the latest) with its blobs and pending writes.
-    GetCheckpoint => fn get_checkpoint(thread_id: String, checkpoint_ns: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::get;
-    /// Reads a checkpoint (the latest without an id) without its pending writes.
-    CheckpointHead => fn checkpoint_head(thread_id: String, checkpoint_id: Option<String>) -> Option<CheckpointRecord> = checkpoints::head;
     /// Lists checkpoints newest first, keyset-paginated by checkpoint id.
     ListCheckpoints => fn list_checkpoints(query: CheckpointQuery) -> Vec<CheckpointRecord> = checkpoints::list;
     /// Deletes a thread's checkpoints, blobs and writes (and the thread); idempotent.

@@ -138,7 +138,7 @@ fn check_pg<'a>(
 /// - no named prepared statement: with diesel-async's statement cache disabled, each query goes
 ///   unnamed, Parse/Bind/Execute in one round trip that PgBouncer keeps on one server (the
 ///   vendored diesel-async's patch; tokio-postgres' own `prepare` names its statements);
-/// - `statement_timeout` is `SET LOCAL` by the `BEGIN` of each transaction mnemo opens (PgBouncer
+/// - `statement_timeout` (and `jit = off`) is `SET LOCAL` by the `BEGIN` of each transaction mnemo opens (PgBouncer
 ///   1.18 refuses the `options` start-up parameter, and a session `SET` would stay on whichever
 ///   server ran it, for other clients); a statement outside a transaction has no server-side
 ///   timeout, only the operation's deadline;
@@ -150,7 +150,7 @@ pub(crate) async fn setup_behind_pgbouncer(
 ) -> diesel::QueryResult<()> {
     conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
     conn.transaction_state().set_begin_sql(Some(format!(
-        "BEGIN; SET LOCAL statement_timeout = {statement_timeout_ms}"
+        "BEGIN; SET LOCAL statement_timeout = {statement_timeout_ms}; SET LOCAL jit = off"
     )));
     conn.batch_execute("SET application_name = 'mnemo'").await
 }
@@ -184,8 +184,11 @@ impl DbPool {
                                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                             return Ok(conn);
                         }
+                        // no JIT: mnemo's statements are short, and a plan costed past
+                        // `jit_above_cost` (a batched read of a thread with many writes) would
+                        // spend ~10 ms compiling for a query that runs in 0.1 ms
                         conn.batch_execute(&format!(
-                            "SET application_name = 'mnemo'; SET statement_timeout = {statement_timeout}"
+                            "SET application_name = 'mnemo'; SET statement_timeout = {statement_timeout}; SET jit = off"
                         ))
                         .await
                         .map_err(ConnectionError::CouldntSetupConfiguration)?;

@@ -314,10 +314,29 @@ async fn concurrent_puts_and_writes_all_land(kind: Kind) {
     });
     let statuses = futures_util::future::join_all(puts).await;
     assert!(statuses.iter().all(|s| *s == (200, 204)), "{statuses:?}");
-    for i in 0..40 {
-        let (s, got) = app
-            .get(&format!("/threads/t{}/checkpoints/c{i:02}", i % 4))
-            .await;
+    // read back all at once: concurrent reads share statements, and each gets its own row
+    let a = &app;
+    let reads = (0..40).map(|i| async move {
+        a.get(&format!("/threads/t{}/checkpoints/c{i:02}", i % 4))
+            .await
+    });
+    let latest =
+        (0..4).map(|t| async move { a.get(&format!("/threads/t{t}/checkpoints/latest")).await });
+    let (reads, latest) = futures_util::future::join(
+        futures_util::future::join_all(reads),
+        futures_util::future::join_all(latest),
+    )
+    .await;
+    for (t, (s, got)) in latest.into_iter().enumerate() {
+        assert_eq!(s, 200);
+        assert_eq!(
+            got["config"]["checkpoint_id"],
+            format!("c{}", 36 + t),
+            "{got}"
+        );
+        assert_eq!(got["metadata"], json!({"i": 36 + t}));
+    }
+    for (i, (s, got)) in reads.into_iter().enumerate() {
         assert_eq!(s, 200);
         assert_eq!(got["metadata"], json!({"i": i}));
         assert_eq!(
