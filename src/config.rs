@@ -14,6 +14,8 @@
 //! - `MNEMO_WORKERS` (default: the number of cores): HTTP worker threads.
 //! - `MNEMO_SHUTDOWN_TIMEOUT_S` (default 10): how long in-flight requests may run after SIGTERM.
 //! - `MNEMO_MAX_BODY_BYTES` (default 10 MiB): larger request bodies get 413.
+//! - `MNEMO_STORE_INDEXED_FIELDS` (default none): top-level store value fields that Postgres
+//!   indexes for search filters (`category,kind`): letters, digits and `_`, at most 40 each.
 //! - `MNEMO_STORE_SWEEP_INTERVAL_S` (default 60): how often expired store items are deleted.
 //! - `MNEMO_LLM` (default `builtin`): the agent's model, `builtin` (offline, deterministic) or
 //!   `openai` (any OpenAI-compatible chat-completions endpoint).
@@ -100,6 +102,11 @@ pub struct Config {
     /// Largest accepted request body; larger ones get 413.
     #[arg(long, env = "MNEMO_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Store value fields that searches filter on often (comma-separated top-level keys):
+    /// Postgres indexes each, so a whole-store filter on one reads only the items it matches.
+    #[arg(long, env = "MNEMO_STORE_INDEXED_FIELDS", value_delimiter = ',', value_parser = store_field)]
+    pub store_indexed_fields: Vec<String>,
 
     /// Seconds between two sweeps of expired store items.
     #[arg(long, env = "MNEMO_STORE_SWEEP_INTERVAL_S", default_value_t = 60)]
@@ -337,4 +344,30 @@ pub fn redact_url(url: &str) -> String {
         None => rest.to_string(),
     };
     format!("{scheme}://{rest}{}", if had_query { "?***" } else { "" })
+}
+
+/// A store field name that may name an index: letters, digits and `_`, at most 40.
+fn store_field(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?}: a store field to index is 1 to 40 letters, digits or _"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_field;
+
+    #[test]
+    fn store_fields_to_index_are_plain_names() {
+        assert_eq!(store_field(" category ").as_deref(), Ok("category"));
+        assert_eq!(store_field("user_id2").as_deref(), Ok("user_id2"));
+        for bad in ["", "a-b", "a'b", "a b", "é", &"x".repeat(41)] {
+            assert!(store_field(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -21,7 +21,9 @@ use crate::browser::BrowserPolicy;
 use crate::config::{Config, redact_url};
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::Metrics;
-use crate::persistence::{Backend, DbPool, Persistence, PersistenceActor, run_migrations};
+use crate::persistence::{
+    Backend, DbPool, Persistence, PersistenceActor, index_store_fields, run_migrations,
+};
 use crate::routes;
 use crate::runs::Runner;
 
@@ -240,6 +242,7 @@ pub async fn open_persistence(config: &Config) -> Result<(Persistence, Arbiter),
     if applied > 0 {
         log::info!("applied {applied} migration(s)");
     }
+    index_store_fields(config.session_url(), &config.store_indexed_fields).await?;
     let pool = DbPool::build(config).map_err(|e| format!("while building the pool: {e}"))?;
     let arbiter = Arbiter::new();
     let addr =

@@ -58,6 +58,61 @@ pub async fn run_migrations(database_url: &str) -> Result<usize, String> {
     migrated.map_err(|e| format!("migration task failed: {e}"))?
 }
 
+/// Postgres: an index on each store value field named (see `MNEMO_STORE_INDEXED_FIELDS`), with
+/// `updated_at` so a filtered search walks its matches newest first and stops at its page.
+/// Built `CONCURRENTLY`: writes go on while a large store is indexed. SQLite indexes nothing
+/// here (its searches scan; the embedded default serves small stores).
+pub async fn index_store_fields(database_url: &str, fields: &[String]) -> Result<(), String> {
+    if fields.is_empty() || Backend::of_url(database_url)? != Backend::Postgres {
+        return Ok(());
+    }
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = PgConnector::from_url(database_url)?
+        .connect()
+        .await
+        .map_err(|e| format!("while connecting to index store fields: {e}"))?;
+    #[derive(diesel::QueryableByName)]
+    struct Built {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        valid: bool,
+    }
+    for field in fields {
+        // the name is checked by the config (letters, digits, `_`): safe to splice
+        let name = format!("store_value_{field}_idx");
+        // a build cut short (a stop, a failure) leaves an invalid index that `IF NOT EXISTS`
+        // would keep for ever: it is built again
+        let built: Vec<Built> = diesel_async::RunQueryDsl::load(
+            diesel::sql_query(
+                "SELECT i.indisvalid AS valid FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1",
+            )
+            .bind::<diesel::sql_types::Text, _>(&name),
+            &mut conn,
+        )
+        .await
+        .map_err(|e| format!("while reading the store's indexes: {e}"))?;
+        // one statement per message: `CONCURRENTLY` cannot run in the implicit transaction of
+        // several
+        let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {name}");
+        let create = format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} \
+             ON store ((value -> '{field}'), updated_at DESC)"
+        );
+        let mut result = Ok(());
+        if built.iter().any(|b| !b.valid) {
+            result = conn.batch_execute(&drop).await;
+        }
+        if result.is_ok() {
+            result = conn.batch_execute(&create).await;
+        }
+        if let Err(e) = result {
+            // another mnemo starting at the same time may be building it
+            log::warn!("store field {field:?} not indexed now: {e}");
+        }
+    }
+    Ok(())
+}
+
 fn migrate_pg(mut conn: AsyncConnectionWrapper<AsyncPgConnection>) -> Result<usize, String> {
     diesel::sql_query("SET application_name = 'mnemo-migrate'")
         .execute(&mut conn)

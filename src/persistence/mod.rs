@@ -30,7 +30,7 @@ mod workers;
 pub use actor::{PersistenceActor, PoolStats, ShutdownReport};
 pub use checkpoints::{Prune, next_state};
 pub use error::{DbError, Outage, OutageKind};
-pub use migrate::run_migrations;
+pub use migrate::{index_store_fields, run_migrations};
 use pool::close_if_large;
 pub use pool::{Backend, DbPool};
 pub use signals::{Notice, Wake, spawn_listener};

@@ -177,31 +177,53 @@ pub async fn delete(db: &DbPool, prefix: String, key: String) -> Result<(), DbEr
 pub async fn search(db: &DbPool, query: StoreSearch) -> Result<Vec<StoreItem>, DbError> {
     let now = Utc::now();
     let prefix = query.namespace_prefix.prefix();
+    let branches = matches!(db, DbPool::Pg(_)) && !query.namespace_prefix.is_empty();
     with_conn!(db, |conn, s| {
         use s::store::dsl as t;
-        let mut q = t::store
-            .select(columns!(t))
-            .filter(live!(t, now))
-            .into_boxed();
-        if !query.namespace_prefix.is_empty() {
-            q = q.filter(
-                t::prefix
-                    .eq(prefix.clone())
-                    .or(dialect::below::<s::store::table>(&prefix)),
-            );
-        }
-        if !query.filter.is_empty() {
-            let fields = query.filter.iter();
-            q = q.filter(super::json_filter::AllOf(
-                fields.map(dialect::field::<s::store::table>).collect(),
-            ));
-        }
-        let rows: Vec<Row> = q
-            .order(t::updated_at.desc())
-            .limit(query.limit)
-            .offset(query.offset)
-            .load(&mut conn)
-            .await?;
+        // the live items that match the filter, newest first
+        let matching = || {
+            let mut q = t::store
+                .select(columns!(t))
+                .filter(live!(t, now))
+                .into_boxed();
+            if !query.filter.is_empty() {
+                let fields = query.filter.iter();
+                q = q.filter(super::json_filter::AllOf(
+                    fields.map(dialect::field::<s::store::table>).collect(),
+                ));
+            }
+            q.order(t::updated_at.desc())
+        };
+        let rows: Vec<Row> = if branches {
+            // Postgres: the namespace itself and the namespaces below it as two branches, each
+            // walking its own index newest first (the namespace's is (prefix, updated_at)), so
+            // a page reads about as many rows as it shows, however many the namespace holds;
+            // `prefix = … OR prefix LIKE …` in one scan would read them all, or walk every
+            // item of the store by `updated_at`
+            let n = query.limit.saturating_add(query.offset);
+            let exact = matching().filter(t::prefix.eq(prefix.clone())).limit(n);
+            let below = matching()
+                .filter(dialect::below::<s::store::table>(&prefix))
+                .limit(n);
+            let mut rows: Vec<Row> = exact.union_all(below).load(&mut conn).await?;
+            rows.sort_by_key(|r| std::cmp::Reverse(r.4));
+            let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
+            let take = usize::try_from(query.limit).unwrap_or(0);
+            rows.into_iter().skip(skip).take(take).collect()
+        } else {
+            let mut q = matching();
+            if !query.namespace_prefix.is_empty() {
+                q = q.filter(
+                    t::prefix
+                        .eq(prefix.clone())
+                        .or(dialect::below::<s::store::table>(&prefix)),
+                );
+            }
+            q.limit(query.limit)
+                .offset(query.offset)
+                .load(&mut conn)
+                .await?
+        };
         if query.refresh_ttl {
             for (p, k, _, _, _, ttl) in &rows {
                 if let Some(ttl) = ttl {

@@ -22,6 +22,7 @@ both_backends!(
     malformed_and_oversized_bodies_get_json_errors,
     concurrent_puts_are_all_stored,
     null_filters_and_nul_characters,
+    indexed_fields_are_indexed_on_postgres_and_filter_alike,
 );
 
 async fn put(app: &TestApp, ns: &[&str], key: &str, value: Value) {
@@ -269,18 +270,29 @@ async fn search_pages_newest_first(kind: Kind) {
     let Some((app, _db)) = spawn_app(kind).await else {
         return;
     };
-    for i in 0..5 {
-        put(&app, &["p"], &format!("k{i}"), json!({"i": i})).await;
+    // the namespace's own items and those below it take turns; a sibling never matches
+    for i in 0..6 {
+        let ns: &[&str] = if i % 2 == 0 { &["p"] } else { &["p", "q"] };
+        put(&app, ns, &format!("k{i}"), json!({"i": i})).await;
+        put(&app, &["pp"], &format!("s{i}"), json!({"i": i})).await;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let first = search(&app, json!({"namespace_prefix": ["p"], "limit": 2})).await;
-    let second = search(
+    let page = |offset: i64| {
+        search(
+            &app,
+            json!({"namespace_prefix": ["p"], "limit": 2, "offset": offset}),
+        )
+    };
+    assert_eq!(page(0).await, vec!["k5", "k4"]);
+    assert_eq!(page(2).await, vec!["k3", "k2"]);
+    assert_eq!(page(4).await, vec!["k1", "k0"]);
+    assert_eq!(page(6).await, Vec::<String>::new());
+    let filtered = search(
         &app,
-        json!({"namespace_prefix": ["p"], "limit": 2, "offset": 2}),
+        json!({"namespace_prefix": ["p"], "filter": {"i": {"$gte": 2}}, "limit": 3, "offset": 1}),
     )
     .await;
-    assert_eq!(first, vec!["k4", "k3"]);
-    assert_eq!(second, vec!["k2", "k1"]);
+    assert_eq!(filtered, vec!["k4", "k3", "k2"]);
     let (s, _) = app.post("/store/items/search", json!({"limit": 0})).await;
     assert_eq!(s, 422);
     app.stop().await;
@@ -556,4 +568,47 @@ async fn null_filters_and_nul_characters(kind: Kind) {
         .await;
     assert_eq!(s, 422, "an absurd ttl is refused");
     app.stop().await;
+}
+
+async fn indexed_fields_are_indexed_on_postgres_and_filter_alike(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    let mut config = db.config();
+    config.store_indexed_fields = vec!["category".into()];
+    let app = TestApp::start(config.clone()).await;
+    for i in 0..12 {
+        let ns = ["u", if i % 2 == 0 { "a" } else { "b" }];
+        put(
+            &app,
+            &ns,
+            &format!("k{i}"),
+            json!({"category": format!("c{}", i % 3), "i": i}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let whole = search(&app, json!({"filter": {"category": "c1"}, "limit": 10})).await;
+    assert_eq!(whole, vec!["k10", "k7", "k4", "k1"]);
+    let ns = search(
+        &app,
+        json!({"namespace_prefix": ["u", "b"], "filter": {"category": "c1"}, "limit": 10}),
+    )
+    .await;
+    assert_eq!(ns, vec!["k7", "k1"]);
+    // a number is not the string of its digits, indexed or not
+    assert!(
+        search(&app, json!({"filter": {"category": 1}}))
+            .await
+            .is_empty()
+    );
+    app.stop().await;
+    if kind == Kind::Postgres {
+        let indexed =
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'store_value_category_idx'";
+        assert_eq!(db.count(indexed).await, 1);
+        // a second start finds the index there
+        TestApp::start(config).await.stop().await;
+        assert_eq!(db.count(indexed).await, 1);
+    }
 }

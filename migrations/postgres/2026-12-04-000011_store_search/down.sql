@@ -1,0 +1,1 @@
+DROP INDEX store_prefix_updated_at_idx;
