@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::startup::Application;
 
 mod growth;
+mod hop;
 mod memory;
 mod pg;
 mod queued;
@@ -54,7 +55,7 @@ const ALL_OPS: &str =
 /// Operations on the agent, run only when named in `--ops`.
 const AGENT_OPS: &str = "chat_wait,agent_stream,idle_streams";
 /// Operations that run alone, against a mnemo process of their own.
-const ALONE_OPS: &str = "soak,memory,queued,replicas,growth";
+const ALONE_OPS: &str = "soak,memory,queued,replicas,growth,actor_hop";
 /// The user the agent operations chat as.
 const USER: &str = "u1";
 
@@ -71,7 +72,7 @@ pub struct BenchArgs {
     #[arg(long)]
     seconds: Option<u64>,
     /// Comma-separated operations to run (besides these: chat_wait, agent_stream, idle_streams;
-    /// and, each alone: soak, memory, queued, replicas, growth).
+    /// and, each alone: soak, memory, queued, replicas, growth, actor_hop).
     #[arg(long, default_value = ALL_OPS)]
     ops: String,
     /// Store items to search over.
@@ -511,9 +512,48 @@ async fn open_stream(port: u16, request: &str) -> Result<TcpStream, String> {
 /// memory before and while it holds `n` open streams.
 async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     let (model_port, model) = server::silent_model().await?;
-    let child = Server::start(config, &server::fake_model_env(model_port)).await?;
+    // its clients all come from one address: no rate limit, or most streams would be refused
+    let mut env = server::fake_model_env(model_port);
+    env.extend([
+        ("MNEMO_RATE_LIMIT_PER_S", "1000000".to_string()),
+        ("MNEMO_RATE_LIMIT_BURST", "1000000".to_string()),
+    ]);
+    let child = Server::start(config, &env).await?;
     let port = child.port();
     let c = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let pool_size = async || -> Result<u64, String> {
+        let ready: Value = c
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("/ready: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("/ready: {e}"))?;
+        Ok(ready
+            .pointer("/pool/size")
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
+    };
+
+    // the pool filled: whole-store searches at once hold every connection it may open
+    let (rss0, size0) = (child.vm_mb("VmRSS")?, pool_size().await?);
+    let searches = (0..64).map(|_| {
+        c.post(format!("{base}/store/items/search"))
+            .json(&json!({"namespace_prefix": [], "limit": 10}))
+            .send()
+    });
+    futures_util::future::join_all(searches).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss1, size1) = (child.vm_mb("VmRSS")?, pool_size().await?);
+    let opened = size1.saturating_sub(size0);
+    println!(
+        "# idle_streams: {opened} more pooled connections: server RSS {rss0:.1} MB, then {rss1:.1} MB: {:.0} KB per connection",
+        (rss1 - rss0) * 1024.0 / opened.max(1) as f64
+    );
+
     let before = child.vm_mb("VmRSS")?;
     let open_all = |request: String| async move {
         let opened: Vec<_> = futures_util::stream::iter(0..n)
@@ -529,7 +569,6 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     };
 
     // n clients on the stream of one run that waits on the model: the cost of a stream alone
-    let base = format!("http://127.0.0.1:{port}");
     let run: Value = c
         .post(format!("{base}/runs"))
         .json(&json!({"assistant_id": "agent", "input": get_tasks(), "stream_resumable": true}))
@@ -551,8 +590,9 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (with, peak) = (child.vm_mb("VmRSS")?, child.vm_mb("VmHWM")?);
     println!(
-        "# idle_streams: {} clients on one run's stream: server RSS before {before:.1} MB, with them {with:.1} MB, peak (VmHWM) {peak:.1} MB",
-        streams.len()
+        "# idle_streams: {} clients on one run's stream: server RSS before {before:.1} MB, with them {with:.1} MB, peak (VmHWM) {peak:.1} MB: {:.1} KB per stream",
+        streams.len(),
+        (with - before) * 1024.0 / streams.len().max(1) as f64
     );
     drop(streams);
 
@@ -566,8 +606,9 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (with, peak) = (child.vm_mb("VmRSS")?, child.vm_mb("VmHWM")?);
     println!(
-        "# idle_streams: {} streams of as many runs waiting on the model: server RSS {with:.1} MB, peak (VmHWM) {peak:.1} MB",
-        streams.len()
+        "# idle_streams: {} streams of as many runs waiting on the model: server RSS {with:.1} MB, peak (VmHWM) {peak:.1} MB: {:.1} KB per run and its stream",
+        streams.len(),
+        (with - before) * 1024.0 / streams.len().max(1) as f64
     );
 
     drop(streams);
@@ -611,6 +652,7 @@ async fn alone(op: String, config: Config, args: BenchArgs) -> Result<(), String
     match op.as_str() {
         "memory" => memory::memory(&config).await,
         "queued" => queued::queued(&config, args.queued, args.seconds.unwrap_or(10)).await,
+        "actor_hop" => hop::actor_hop(&config, args.clients, args.seconds.unwrap_or(5)).await,
         "growth" => {
             let seconds = args.seconds.unwrap_or(5);
             growth::growth(&config, args.clients, seconds, args.max_items).await

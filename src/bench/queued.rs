@@ -202,6 +202,7 @@ pub async fn queued(config: &Config, queued: usize, seconds: u64) -> Result<(), 
     let without = measure(&c, &srv, pg.as_ref(), seconds).await?;
     print("no queued runs", &without);
 
+    let rss_before = srv.vm_mb("VmRSS")?;
     let t = Instant::now();
     let answers: Vec<Result<Value, String>> = futures_util::stream::iter(0..queued)
         .map(|_| {
@@ -223,11 +224,16 @@ pub async fn queued(config: &Config, queued: usize, seconds: u64) -> Result<(), 
     }
     // the queue settles before it is measured
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_queued = srv.vm_mb("VmRSS")?;
     let with = measure(&c, &srv, pg.as_ref(), seconds).await?;
     print(&format!("{pending} queued runs"), &with);
     println!(
         "# {pending} of {queued} runs were enqueued (pending) in {:.2} s, 16 at a time. First the server left alone, then one client putting store items: cpu% is mnemo's, pg% its Postgres backends', in % of one core; tx/s: transactions the database committed or rolled back per second",
         enqueued_in.as_secs_f64()
+    );
+    println!(
+        "# memory: server RSS {rss_before:.1} MB before the queued runs, {rss_queued:.1} MB with them: {:.1} KB per queued run",
+        (rss_queued - rss_before) * 1024.0 / pending.max(1) as f64
     );
     // the busy run still waits on the model: none of the queued ones has run
     let busy = run_of(c.get(format!("{base}/threads/{thread}/runs/{busy_id}"))).await?;
