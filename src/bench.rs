@@ -15,14 +15,16 @@
 //!   The runs wait on a model that never answers (a fake endpoint here reads each request and
 //!   leaves it unanswered), so each of the latter also holds a connection to the model. That
 //!   mnemo is a child process (so its memory is its own), started on `DATABASE_URL` with
-//!   `MNEMO_LLM=openai`; `--url` does not apply.
+//!   `MNEMO_LLM=openai`; `--url` does not apply. First it also fills its pool, for the memory
+//!   of a pooled connection.
 //!
-//! Five operations run alone, each against mnemo processes of their own (or, for `soak`, a
+//! Six operations run alone, each against mnemo processes of their own (or, for `soak`, a
 //! running one): `soak` (mixed load for a long time, with memory, Postgres connections, latency
 //! and errors every tenth of it), `memory` (peak memory for large bodies and history pages),
-//! `queued` (what runs waiting on a busy thread cost the rest), `replicas` (following and
-//! cancelling a run through another replica) and `growth` (reads and writes as threads and the
-//! store grow); see their modules.
+//! `queued` (what runs waiting on a busy thread cost the rest, and their memory), `replicas`
+//! (following and cancelling a run through another replica), `growth` (reads and writes as
+//! threads and the store grow) and `actor_hop` (the persistence actor against the pool used
+//! directly); see their modules.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -234,6 +236,18 @@ fn report(name: &str, mut latencies: Vec<Duration>, errors: u64, elapsed: Durati
         pct(&latencies, 0.99),
         errors
     );
+}
+
+/// A request's JSON answer; a failed request, an error status or a body that is not JSON is
+/// an error naming `what`.
+async fn json_of(r: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+    r.send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("{what}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -523,15 +537,7 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     let c = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let pool_size = async || -> Result<u64, String> {
-        let ready: Value = c
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("/ready: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("/ready: {e}"))?;
+        let ready = json_of(c.get(format!("{base}/ready")), "/ready").await?;
         Ok(ready
             .pointer("/pool/size")
             .and_then(Value::as_u64)
@@ -569,16 +575,8 @@ async fn idle_streams(config: &Config, n: usize) -> Result<(), String> {
     };
 
     // n clients on the stream of one run that waits on the model: the cost of a stream alone
-    let run: Value = c
-        .post(format!("{base}/runs"))
-        .json(&json!({"assistant_id": "agent", "input": get_tasks(), "stream_resumable": true}))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("starting a run: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("reading the run: {e}"))?;
+    let body = json!({"assistant_id": "agent", "input": get_tasks(), "stream_resumable": true});
+    let run = json_of(c.post(format!("{base}/runs")).json(&body), "starting a run").await?;
     let (thread_id, run_id) = (run["thread_id"].as_str(), run["run_id"].as_str());
     let (Some(thread_id), Some(run_id)) = (thread_id, run_id) else {
         return Err(format!("unexpected run: {run}"));

@@ -98,16 +98,11 @@ async fn start_run(
     c: &reqwest::Client,
     a: &str,
 ) -> Result<(reqwest::Response, String, String), String> {
-    let thread: serde_json::Value = c
-        .post(format!("{a}/threads"))
-        .json(&json!({}))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("creating a thread: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("creating a thread: {e}"))?;
+    let thread = super::json_of(
+        c.post(format!("{a}/threads")).json(&json!({})),
+        "creating a thread",
+    )
+    .await?;
     let tid = thread["thread_id"].as_str().unwrap_or_default().to_string();
     let resp = c
         .post(format!("{a}/threads/{tid}/runs/stream"))
