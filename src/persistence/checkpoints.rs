@@ -651,7 +651,8 @@ pub struct CheckpointKey {
 
 /// Postgres: the checkpoints of many keys, each with its blobs and writes, in one statement (one
 /// round trip, one plan) however many keys there are. Blobs are found through the checkpoint's
-/// own `channel_versions`, so each is one index lookup, whatever the thread's size.
+/// own `channel_versions`, so each is one index lookup, whatever the thread's size (a checkpoint
+/// whose `channel_versions` is not an object names none, and fails no other key of its batch).
 const PG_GET_CHECKPOINTS: &str = "SELECT k.i, c.thread_id, c.checkpoint_ns, c.checkpoint_id,
     c.parent_checkpoint_id, c.checkpoint, c.metadata, c.created_at,
     bl.channels, bl.versions, bl.types, bl.blobs, bl.values,
@@ -669,7 +670,8 @@ CROSS JOIN LATERAL (
 CROSS JOIN LATERAL (
     SELECT array_agg(b.channel) AS channels, array_agg(b.version) AS versions,
         array_agg(b.type) AS types, array_agg(b.blob) AS blobs, array_agg(b.value) AS values
-    FROM jsonb_each_text(c.checkpoint -> 'channel_versions') v
+    FROM jsonb_each_text(CASE jsonb_typeof(c.checkpoint -> 'channel_versions')
+        WHEN 'object' THEN c.checkpoint -> 'channel_versions' ELSE '{}' END) v
     JOIN checkpoint_blobs b ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
         AND b.channel = v.key AND b.version = v.value
 ) bl
@@ -716,13 +718,13 @@ struct PgCheckpointRow {
     values: Option<Vec<Option<Value>>>,
     #[diesel(sql_type = pg_arrays::Texts)]
     task_ids: Option<Vec<String>>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Integer>>)]
+    #[diesel(sql_type = pg_arrays::Ints)]
     idxs: Option<Vec<i32>>,
     #[diesel(sql_type = pg_arrays::Texts)]
     w_channels: Option<Vec<String>>,
     #[diesel(sql_type = pg_arrays::Texts)]
     w_types: Option<Vec<String>>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Bytea>>)]
+    #[diesel(sql_type = pg_arrays::Bytes)]
     w_blobs: Option<Vec<Vec<u8>>>,
     #[diesel(sql_type = pg_arrays::Texts)]
     task_paths: Option<Vec<String>>,
@@ -732,8 +734,10 @@ struct PgCheckpointRow {
 
 /// The array column types of [`PgCheckpointRow`] (`NULL` when a checkpoint has none).
 mod pg_arrays {
-    use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text};
+    use diesel::sql_types::{Array, Bytea, Integer, Jsonb, Nullable, Text};
     pub type Texts = Nullable<Array<Text>>;
+    pub type Ints = Nullable<Array<Integer>>;
+    pub type Bytes = Nullable<Array<Bytea>>;
     pub type NullableBytes = Nullable<Array<Nullable<Bytea>>>;
     pub type NullableJsons = Nullable<Array<Nullable<Jsonb>>>;
 }

@@ -129,10 +129,14 @@ async def cancel(client: Any, record: Record) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "project", input=human("slow"))
 
-    async def running() -> bool:
-        return (await client.runs.get(tid, run["run_id"]))["status"] == "running"
+    async def sleeping() -> bool:
+        # running, with its input committed: the node sleeps (on either server a run is
+        # `running` a moment before its graph has written anything)
+        if (await client.runs.get(tid, run["run_id"]))["status"] != "running":
+            return False
+        return bool((await client.threads.get_state(tid))["values"])
 
-    await until(running, "the run to start")
+    await until(sleeping, "the run's node to start")
     await client.runs.cancel(tid, run["run_id"], wait=True)
     record("runs.get cancelled", await client.runs.get(tid, run["run_id"]))
     record("threads.get", await client.threads.get(tid))
