@@ -653,12 +653,18 @@ pub struct CheckpointKey {
 /// round trip, one plan) however many keys there are. Blobs are found through the checkpoint's
 /// own `channel_versions`, so each is one index lookup, whatever the thread's size (a checkpoint
 /// whose `channel_versions` is not an object names none, and fails no other key of its batch).
-const PG_GET_CHECKPOINTS: &str = "SELECT k.i, c.thread_id, c.checkpoint_ns, c.checkpoint_id,
+/// Split around its four binds (see [`GetCheckpoints`]).
+const PG_GET_CHECKPOINTS: [&str; 5] = [
+    "SELECT k.i, c.thread_id, c.checkpoint_ns, c.checkpoint_id,
     c.parent_checkpoint_id, c.checkpoint, c.metadata, c.created_at,
     bl.channels, bl.versions, bl.types, bl.blobs, bl.values,
     wr.task_ids, wr.idxs, wr.channels AS w_channels, wr.types AS w_types, wr.blobs AS w_blobs,
     wr.task_paths, wr.values AS w_values
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY
+FROM unnest(",
+    "::text[], ",
+    "::text[], ",
+    "::text[], ",
+    "::bool[]) WITH ORDINALITY
     AS k(thread_id, checkpoint_ns, checkpoint_id, with_writes, i)
 CROSS JOIN LATERAL (
     (SELECT * FROM checkpoints c WHERE c.thread_id = k.thread_id
@@ -685,7 +691,47 @@ CROSS JOIN LATERAL (
         array_agg(w.value ORDER BY w.task_path, w.task_id, w.idx) AS values
     FROM checkpoint_writes w WHERE k.with_writes AND w.thread_id = c.thread_id
         AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id
-) wr";
+) wr",
+];
+
+/// [`PG_GET_CHECKPOINTS`] with its four arrays bound. A query of its own type rather than a
+/// `sql_query`, which diesel parses and plans on every call: this one is prepared once per
+/// connection and its plan reused.
+struct GetCheckpoints {
+    threads: Vec<String>,
+    namespaces: Vec<String>,
+    ids: Vec<Option<String>>,
+    with_writes: Vec<bool>,
+}
+
+impl diesel::query_builder::QueryId for GetCheckpoints {
+    type QueryId = GetCheckpoints;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for GetCheckpoints {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for GetCheckpoints {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Bool, Nullable, Text};
+        let [select, ns, id, writes, rest] = PG_GET_CHECKPOINTS;
+        out.push_sql(select);
+        out.push_bind_param::<Array<Text>, _>(&self.threads)?;
+        out.push_sql(ns);
+        out.push_bind_param::<Array<Text>, _>(&self.namespaces)?;
+        out.push_sql(id);
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.ids)?;
+        out.push_sql(writes);
+        out.push_bind_param::<Array<Bool>, _>(&self.with_writes)?;
+        out.push_sql(rest);
+        Ok(())
+    }
+}
 
 /// One row of [`PG_GET_CHECKPOINTS`]: a checkpoint with its blobs and writes as arrays.
 #[derive(diesel::QueryableByName)]
@@ -822,28 +868,21 @@ pub async fn get_many(
 ) -> Result<Vec<Option<CheckpointRecord>>, DbError> {
     match &db {
         DbPool::Pg(pool) => {
-            use diesel::sql_types::{Array, Bool, Nullable, Text};
             let mut conn = pool.get().await?;
             let n = keys.len();
-            let (mut threads, mut namespaces, mut ids, mut with_writes) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
+            let mut query = GetCheckpoints {
+                threads: Vec::with_capacity(n),
+                namespaces: Vec::with_capacity(n),
+                ids: Vec::with_capacity(n),
+                with_writes: Vec::with_capacity(n),
+            };
             for k in keys {
-                threads.push(k.thread_id);
-                namespaces.push(k.checkpoint_ns);
-                ids.push(k.checkpoint_id);
-                with_writes.push(k.with_writes);
+                query.threads.push(k.thread_id);
+                query.namespaces.push(k.checkpoint_ns);
+                query.ids.push(k.checkpoint_id);
+                query.with_writes.push(k.with_writes);
             }
-            let rows: Vec<PgCheckpointRow> = diesel::sql_query(PG_GET_CHECKPOINTS)
-                .bind::<Array<Text>, _>(threads)
-                .bind::<Array<Text>, _>(namespaces)
-                .bind::<Array<Nullable<Text>>, _>(ids)
-                .bind::<Array<Bool>, _>(with_writes)
-                .load(&mut conn)
-                .await?;
+            let rows: Vec<PgCheckpointRow> = query.load(&mut conn).await?;
             let mut out: Vec<Option<CheckpointRecord>> = (0..n).map(|_| None).collect();
             let mut bytes = 0;
             for row in rows {
