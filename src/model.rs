@@ -1230,8 +1230,9 @@ pub struct StartedRun {
     pub thread_owner: Option<String>,
 }
 
-/// A graph a graph worker serves: what it registered, and until when a worker serves it.
-#[derive(Debug, Clone)]
+/// A graph a graph worker serves: what it registered, and until when a worker serves it. Read
+/// from its row column by column, in this order.
+#[derive(Debug, Clone, diesel::Queryable)]
 pub struct WorkerGraph {
     pub graph_id: String,
     pub description: Option<String>,

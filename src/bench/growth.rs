@@ -27,6 +27,9 @@ use crate::config::Config;
 
 /// Checkpoints per measured thread.
 const THREAD_SIZES: [u64; 3] = [10, 1_000, 10_000];
+/// A search filter for request `n` over a store of `size` items.
+type Filter = fn(u64, u64) -> serde_json::Value;
+
 /// Namespaces the store's items are spread over.
 const USERS: u64 = 1_000;
 
@@ -234,51 +237,33 @@ pub async fn growth(
             ok(c.post(format!("{b}/store/items/search")).json(&body))
         })
         .await;
-        let b = base.clone();
-        measure(
-            &mut lines,
-            "store_search_common",
-            size,
-            clients,
-            seconds,
-            move |c, n, _| {
-                let body = json!({"namespace_prefix": ["growth"],
-                              "filter": {"category": format!("cat{}", n % 10)}, "limit": 10});
-                ok(c.post(format!("{b}/store/items/search")).json(&body))
-            },
-        )
-        .await;
-        let b = base.clone();
-        measure(
-            &mut lines,
-            "store_search_one",
-            size,
-            clients,
-            seconds,
-            move |c, n, _| {
-                let body = json!({"namespace_prefix": ["growth"],
-                              "filter": {"n": (n * 7919) % size}, "limit": 10});
-                ok(c.post(format!("{b}/store/items/search")).json(&body))
-            },
-        )
-        .await;
-        let b = base.clone();
-        measure(
-            &mut lines,
-            "store_search_unindexed",
-            size,
-            clients,
-            seconds,
-            move |c, n, _| {
-                let k = ((n * 7919) % size) as usize;
-                let text = store_value(k)["text"].clone();
+        // whole-store searches: a common value, a unique one of an indexed field, a unique one
+        // of an unindexed field
+        let whole_store: [(&str, Filter); 3] = [
+            (
+                "store_search_common",
+                |n, _| json!({"category": format!("cat{}", n % 10)}),
+            ),
+            (
+                "store_search_one",
+                |n, size| json!({"n": (n * 7919) % size}),
+            ),
+            (
+                "store_search_unindexed",
+                |n, size| json!({"text": store_value(((n * 7919) % size) as usize)["text"]}),
+            ),
+        ];
+        for (name, filter) in whole_store {
+            let b = base.clone();
+            measure(&mut lines, name, size, clients, seconds, move |c, n, _| {
                 let body =
-                    json!({"namespace_prefix": ["growth"], "filter": {"text": text}, "limit": 10});
+                    json!({"namespace_prefix": ["growth"], "filter": filter(n, size), "limit": 10});
                 ok(c.post(format!("{b}/store/items/search")).json(&body))
-            },
-        )
-        .await;
+            })
+            .await;
+        }
     }
+
     let worst = lines
         .iter()
         // an unindexed filter past the deadline is answered 503: that is its bound, not a fault

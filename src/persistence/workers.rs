@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use serde_json::Value;
 
 use super::{DbError, DbPool, with_conn};
 use crate::model::{RunStatus, WorkerGraph};
@@ -69,24 +68,11 @@ pub async fn refresh(
     })
 }
 
-/// A registered graph's row: id, description, schemas, drawing, served until, drawing with
-/// subgraphs, subgraphs, state defaults.
-type Row = (
-    String,
-    Option<String>,
-    Value,
-    Value,
-    DateTime<Utc>,
-    Option<Value>,
-    Option<Value>,
-    Option<Value>,
-);
-
 /// A graph a worker registered (served now or not).
 pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, DbError> {
     with_conn!(db, |conn, s| {
         use s::worker_graphs as g;
-        let row: Option<Row> = g::table
+        Ok(g::table
             .find(&graph_id)
             .select((
                 g::graph_id,
@@ -98,30 +84,9 @@ pub async fn get(db: &DbPool, graph_id: String) -> Result<Option<WorkerGraph>, D
                 g::subgraphs,
                 g::state_defaults,
             ))
-            .first(&mut conn)
+            .first::<WorkerGraph>(&mut conn)
             .await
-            .optional()?;
-        Ok(row.map(
-            |(
-                graph_id,
-                description,
-                schemas,
-                drawing,
-                served_until,
-                drawing_xray,
-                subgraphs,
-                state_defaults,
-            )| WorkerGraph {
-                graph_id,
-                description,
-                schemas,
-                drawing,
-                served_until,
-                drawing_xray,
-                subgraphs,
-                state_defaults,
-            },
-        ))
+            .optional()?)
     })
 }
 
