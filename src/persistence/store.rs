@@ -267,15 +267,8 @@ pub async fn sweep_expired(db: &DbPool) -> Result<usize, DbError> {
             .execute(&mut conn)
             .await?
     });
-    // SQLite has no autovacuum daemon to keep planner statistics: without them it walks the
-    // `updated_at` index for a namespace search instead of the primary key (0.3 ms → 5 ms+).
-    // `PRAGMA optimize` (all tables: 0x10002) analyzes only those that need it, so it is cheap to run each sweep.
     if let DbPool::Sqlite(pool) = db {
-        use diesel_async::SimpleAsyncConnection;
-        pool.get()
-            .await?
-            .batch_execute("PRAGMA optimize=0x10002")
-            .await?;
+        pool.refresh_statistics().await?;
     }
     Ok(deleted)
 }
