@@ -21,6 +21,7 @@ mod raw_json;
 mod runs;
 mod schema;
 mod signals;
+mod sqlite_threads;
 mod store;
 mod tasks;
 mod threads;

@@ -27,7 +27,7 @@ use super::tls::PgConnector;
 use super::{DbError, OutageKind};
 use crate::config::Config;
 
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, super::sqlite_threads::SqliteThreads>;
 
 /// Connections older than this are closed when they come back, so a database failover or a
 /// pooler's idle reaping heals without restarting mnemo.
@@ -296,9 +296,10 @@ impl DbPool {
                     .boxed()
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(path, cfg);
-                // only the wait for a free slot is bounded here: a SQLite call runs on a blocking
-                // thread and must not be abandoned half-way (diesel-async would block the actor's
-                // thread on it); `settle` answers the caller at the deadline instead
+                // only the wait for a free slot is bounded here: a SQLite call runs on a thread of
+                // its own (`sqlite_threads`) and must not be abandoned half-way (its connection
+                // would be pooled again mid-transaction); `settle` answers the caller at the
+                // deadline instead
                 let timeouts = deadpool::managed::Timeouts {
                     wait: timeouts.wait,
                     create: None,
@@ -346,8 +347,8 @@ impl DbPool {
     /// - Postgres: at the deadline `op` is dropped, and the connections it held are closed
     ///   rather than pooled again (the server may still be working on them, or never answer);
     ///   the pool opens fresh ones for the next callers.
-    /// - SQLite: a statement runs on a blocking thread, and dropping it half-way would block
-    ///   this thread until it ends. `op` runs as a task of its own that ends when its statement
+    /// - SQLite: a statement runs on a thread of its own (`sqlite_threads`), and `op` dropped
+    ///   half-way would pool its connection again mid-transaction. `op` runs as a task of its own that ends when its statement
     ///   does (a lock wait ends at `busy_timeout`, half the budget); the caller is answered at
     ///   the deadline either way.
     pub async fn settle<T: 'static>(
