@@ -146,12 +146,19 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
         .collect()
 }
 
-/// Loads the blobs and pending writes of `rows` (all of one thread) and assembles them.
+/// Loads the blobs and pending writes of `rows` (all of one thread) and assembles them; with
+/// `sync` first, through diesel's blocking API (on a SQLite connection's own thread).
 macro_rules! load_page {
     ($conn:expr, $s:ident, $thread_id:expr, $rows:expr) => {
-        load_page!($conn, $s, $thread_id, $rows, true)
+        load_page!(@[.await] $conn, $s, $thread_id, $rows, true)
     };
-    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {{
+    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {
+        load_page!(@[.await] $conn, $s, $thread_id, $rows, $with_writes)
+    };
+    (sync $conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {
+        load_page!(@[] $conn, $s, $thread_id, $rows, $with_writes)
+    };
+    (@[$($wait:tt)*] $conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {{
         use $s::{checkpoint_blobs as b, checkpoint_writes as w};
         let rows: Vec<Row> = $rows;
         let mut channels = HashSet::new();
@@ -185,7 +192,7 @@ macro_rules! load_page {
                     b::value,
                 ))
                 .load($conn)
-                .await?
+                $($wait)*?
         };
         let ids: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
         let writes: Vec<WriteRow> = if ids.is_empty() || !$with_writes {
@@ -208,7 +215,7 @@ macro_rules! load_page {
                     w::value,
                 ))
                 .load($conn)
-                .await?
+                $($wait)*?
         };
         assemble(rows, blobs, writes)
     }};
@@ -431,9 +438,44 @@ mod sqlite_blocking {
     use diesel::sqlite::SqliteConnection;
     use diesel::upsert::excluded;
 
+    use std::collections::HashSet;
+
     use super::super::ensure_thread;
     use super::super::schema::sqlite as s;
-    use crate::model::NewCheckpoint;
+    use super::{BlobRow, CheckpointKey, Row, WriteRow, assemble, versions};
+    use crate::model::{CheckpointRecord, NewCheckpoint};
+
+    /// [`super::get_many`]'s reads: for each key, its row, then its blobs and writes.
+    pub fn get_many(
+        conn: &mut SqliteConnection,
+        keys: Vec<CheckpointKey>,
+    ) -> QueryResult<Vec<Option<CheckpointRecord>>> {
+        use s::checkpoints as c;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            // two fixed shapes rather than one boxed query: fixed shapes are prepared once
+            // per connection and reused, a boxed one is parsed and planned on every call
+            let this = c::table
+                .filter(c::thread_id.eq(&k.thread_id))
+                .filter(c::checkpoint_ns.eq(&k.checkpoint_ns));
+            let row: Option<Row> = match &k.checkpoint_id {
+                Some(id) => this
+                    .filter(c::checkpoint_id.eq(id))
+                    .select(columns!(c))
+                    .first(conn),
+                None => this
+                    .order(c::checkpoint_id.desc())
+                    .select(columns!(c))
+                    .first(conn),
+            }
+            .optional()?;
+            out.push(match row {
+                Some(row) => load_page!(sync conn, s, &k.thread_id, vec![row], k.with_writes).pop(),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
 
     /// [`super::put_many`]'s writes, in one transaction.
     pub fn put_many(
@@ -897,40 +939,12 @@ pub async fn get_many(
             close_if_large(conn, bytes);
             Ok(out)
         }
+        // SQLite: the row, its blobs and its writes, on the connection's own thread in one go
         DbPool::Sqlite(pool) => {
-            use super::schema::sqlite as s;
-            use s::checkpoints as c;
             let mut conn = pool.get().await?;
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                // two fixed shapes rather than one boxed query: fixed shapes are prepared once
-                // per connection and reused, a boxed one is parsed and planned on every call
-                let this = c::table
-                    .filter(c::thread_id.eq(&k.thread_id))
-                    .filter(c::checkpoint_ns.eq(&k.checkpoint_ns));
-                let row: Option<Row> = match &k.checkpoint_id {
-                    Some(id) => {
-                        this.filter(c::checkpoint_id.eq(id))
-                            .select(columns!(c))
-                            .first(&mut conn)
-                            .await
-                    }
-                    None => {
-                        this.order(c::checkpoint_id.desc())
-                            .select(columns!(c))
-                            .first(&mut conn)
-                            .await
-                    }
-                }
-                .optional()?;
-                out.push(match row {
-                    Some(row) => {
-                        load_page!(&mut conn, s, &k.thread_id, vec![row], k.with_writes).pop()
-                    }
-                    None => None,
-                });
-            }
-            Ok(out)
+            Ok(conn
+                .spawn_blocking(move |conn| sqlite_blocking::get_many(conn, keys))
+                .await?)
         }
     }
 }
