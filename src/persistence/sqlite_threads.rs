@@ -92,3 +92,32 @@ impl SpawnBlocking for SqliteThreads {
 fn ended(_: tokio::sync::oneshot::error::RecvError) -> Box<dyn Error + Send + Sync + 'static> {
     Box::from("the SQLite statement's thread ended before it answered")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use diesel_async::sync_connection_wrapper::SpawnBlocking;
+
+    use super::SqliteThreads;
+
+    /// A statement queued behind statements that hold every thread runs anyway, beside them.
+    #[tokio::test]
+    async fn a_statement_behind_busy_threads_spills_to_the_blocking_pool() {
+        let (release, held) = crossbeam_channel::unbounded::<()>();
+        let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+        let blockers: Vec<_> = (0..threads)
+            .map(|_| {
+                let held = held.clone();
+                tokio::spawn(SqliteThreads.spawn_blocking(move || held.recv().is_err()))
+            })
+            .collect();
+        let quick = SqliteThreads.spawn_blocking(|| 42);
+        let answer = tokio::time::timeout(Duration::from_secs(10), quick).await;
+        drop(release);
+        assert_eq!(answer.ok().and_then(Result::ok), Some(42));
+        for b in blockers {
+            assert_eq!(b.await.ok().and_then(Result::ok), Some(true));
+        }
+    }
+}
