@@ -166,7 +166,7 @@ pub mod pg {
 
 pub mod sqlite {
     use diesel::dsl::sql;
-    use diesel::sql_types::{Bool, Double, Text};
+    use diesel::sql_types::{BigInt, Bool, Double, Text};
     use diesel::sqlite::Sqlite;
     use serde_json::Value;
 
@@ -229,7 +229,40 @@ pub mod sqlite {
     }
 
     /// `json_extract(column, path)` equals the JSON value `v` (numbers equal across int/real).
+    ///
+    /// A string or a number compares the extracted value first and checks its JSON type only
+    /// where it is equal (the text `"1"` and the number `1` extract alike): most rows fail the
+    /// first test, and each row's document is looked at once rather than twice.
     fn equals<QS: 'static>(column: &str, path: String, v: &Value) -> Pred<QS> {
+        let extracted = sql::<Bool>(&format!("COALESCE(json_extract({column}, "))
+            .bind::<Text, _>(path.clone())
+            .sql(") = ");
+        // the extracted value compared, then its JSON type checked
+        macro_rules! of_type {
+            ($compared:expr, $types:literal) => {
+                Box::new(
+                    $compared
+                        .sql(&format!(" AND json_type({column}, "))
+                        .bind::<Text, _>(path)
+                        .sql(concat!(") IN ", $types, ", 0)")),
+                )
+            };
+        }
+        match v {
+            Value::String(text) => of_type!(extracted.bind::<Text, _>(text.clone()), "('text')"),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => of_type!(extracted.bind::<BigInt, _>(i), "('integer', 'real')"),
+                (None, Some(f)) if n.is_f64() => {
+                    of_type!(extracted.bind::<Double, _>(f), "('integer', 'real')")
+                }
+                _ => any_equal(column, path, v),
+            },
+            _ => any_equal(column, path, v),
+        }
+    }
+
+    /// [`equals`] for any JSON value: same JSON type (integer and real alike), then same value.
+    fn any_equal<QS: 'static>(column: &str, path: String, v: &Value) -> Pred<QS> {
         let json = v.to_string();
         Box::new(
             sql::<Bool>(&format!("COALESCE(replace(json_type({column}, "))

@@ -263,6 +263,40 @@ async fn search_eq_ne_and_namespace_prefix(kind: Kind) {
     )
     .await;
     assert_eq!(n1.len(), 2, "1 equals 1.0");
+
+    // a value matches only a value of its own JSON type, whatever its text
+    let kinds = [
+        ("number", json!({"v": 1})),
+        ("text", json!({"v": "1"})),
+        ("object", json!({"v": {"a": 1}})),
+        ("object-text", json!({"v": "{\"a\":1}"})),
+        ("none", json!({})),
+    ];
+    for (key, value) in kinds {
+        put(&app, &["types"], key, value).await;
+    }
+    for (filter, expected) in [
+        (json!({"v": 1}), vec!["number"]),
+        (json!({"v": 1.0}), vec!["number"]),
+        (json!({"v": "1"}), vec!["text"]),
+        (json!({"v": "{\"a\":1}"}), vec!["object-text"]),
+        (
+            json!({"v": {"$ne": "1"}}),
+            vec!["none", "number", "object", "object-text"],
+        ),
+        (
+            json!({"v": {"$ne": 1}}),
+            vec!["none", "object", "object-text", "text"],
+        ),
+    ] {
+        let mut found = search(
+            &app,
+            json!({"namespace_prefix": ["types"], "filter": filter.clone()}),
+        )
+        .await;
+        found.sort();
+        assert_eq!(found, expected, "filter {filter}");
+    }
     app.stop().await;
 }
 
