@@ -18,7 +18,7 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde::Serialize;
 
 use super::checkpoints::CheckpointKey;
-use super::{Backend, DbError, DbPool, OutageKind, batch, checkpoints, store, with_conn};
+use super::{DbError, DbPool, OutageKind, batch, checkpoints, store, with_conn};
 use crate::model::{CheckpointRecord, NewCheckpoint, NewWrites};
 
 /// After an outage, `/ready` answers 503 at once for this long without asking the database
@@ -128,14 +128,11 @@ impl Actor for PersistenceActor {
             health.clone(),
             checkpoints::put_writes_many,
         ));
-        // SQLite reads are local and run side by side (WAL): nothing to coalesce
-        if db.backend() == Backend::Postgres {
-            self.checkpoint_reads = Some(batch::spawn_reads(
-                db.clone(),
-                health.clone(),
-                checkpoints::get_many,
-            ));
-        }
+        self.checkpoint_reads = Some(batch::spawn_reads(
+            db.clone(),
+            health.clone(),
+            checkpoints::get_many,
+        ));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -179,7 +176,7 @@ queued_write!(
     PutWrites(NewWrites) via write_puts
 );
 
-/// Reads a checkpoint: through the read queue on Postgres, directly on SQLite.
+/// Reads a checkpoint, through the read queue: reads waiting together make one batch.
 pub struct ReadCheckpoint(pub CheckpointKey);
 impl Message for ReadCheckpoint {
     type Result = Result<Option<CheckpointRecord>, DbError>;
@@ -187,23 +184,16 @@ impl Message for ReadCheckpoint {
 impl Handler<ReadCheckpoint> for PersistenceActor {
     type Result = ResponseFuture<Result<Option<CheckpointRecord>, DbError>>;
     fn handle(&mut self, m: ReadCheckpoint, _: &mut Self::Context) -> Self::Result {
-        match &self.checkpoint_reads {
-            Some(queue) => {
-                let (queue, deadline, health) =
-                    (queue.clone(), self.deadline(), self.health.clone());
-                Box::pin(async move {
-                    let result = batch::enqueue(Some(&queue), m.0, deadline).await;
-                    health.saw(&result);
-                    result
-                })
-            }
-            None => {
-                let db = self.db.clone();
-                self.bounded(async move {
-                    Ok(checkpoints::get_many(db, vec![m.0]).await?.pop().flatten())
-                })
-            }
-        }
+        let (queue, deadline, health) = (
+            self.checkpoint_reads.clone(),
+            self.deadline(),
+            self.health.clone(),
+        );
+        Box::pin(async move {
+            let result = batch::enqueue(queue.as_ref(), m.0, deadline).await;
+            health.saw(&result);
+            result
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 //! Group commit: writes that arrive while others are being written share the next transaction;
-//! and its twin for reads: point reads that arrive together share one statement.
+//! and its twin for reads: point reads that arrive together share one statement on Postgres,
+//! and one trip to a SQLite thread.
 //!
 //! A queue's task takes whatever is waiting (up to `MAX_BATCH`) and hands it to one `flush`
 //! call; with nothing else waiting, a write goes alone, with no added wait. Under load, writes
-//! that arrive while `IN_FLIGHT` batches (one on SQLite) are being written make up the next batch, so many
-//! callers share one round trip and one commit.
+//! that arrive while `IN_FLIGHT` batches (one on SQLite) are being written make up the next batch,
+//! so many callers share one round trip and one commit. Reads take no lock: `IN_FLIGHT` batches
+//! of them on either database.
 //!
 //! When a batch fails:
 //! - because the database is unavailable (an [`OutageKind`]: down, locked, hung, past the
@@ -62,7 +64,11 @@ where
     Fut: Future<Output = Result<(), DbError>> + 'static,
 {
     let flush = Arc::new(flush);
-    start(db.clone(), move |batch| {
+    let in_flight = match db.backend() {
+        Backend::Postgres => IN_FLIGHT,
+        Backend::Sqlite => IN_FLIGHT_SQLITE,
+    };
+    start(in_flight, move |batch| {
         let (db, flush, health) = (db.clone(), flush.clone(), health.clone());
         async move { write(&db, &health, &*flush, batch).await }
     })
@@ -78,7 +84,8 @@ where
     Fut: Future<Output = Result<Vec<R>, DbError>> + 'static,
 {
     let fetch = Arc::new(fetch);
-    start(db.clone(), move |batch| {
+    // reads take no lock: as many batches at once on SQLite as on Postgres
+    start(IN_FLIGHT, move |batch| {
         let (db, fetch, health) = (db.clone(), fetch.clone(), health.clone());
         async move { read(&db, &health, &*fetch, batch).await }
     })
@@ -86,7 +93,7 @@ where
 
 /// The queue's task: takes what is waiting (up to `MAX_BATCH`) while a slot is free, and hands
 /// it to `work`.
-fn start<T, R, W, WFut>(db: DbPool, work: W) -> Queue<T, R>
+fn start<T, R, W, WFut>(in_flight: usize, work: W) -> Queue<T, R>
 where
     T: 'static,
     R: 'static,
@@ -94,10 +101,7 @@ where
     WFut: Future<Output = ()> + 'static,
 {
     let (tx, mut rx) = mpsc::channel::<Pending<T, R>>(QUEUE_CAPACITY);
-    let slots = Arc::new(Semaphore::new(match db.backend() {
-        Backend::Postgres => IN_FLIGHT,
-        Backend::Sqlite => IN_FLIGHT_SQLITE,
-    }));
+    let slots = Arc::new(Semaphore::new(in_flight));
     actix_rt::spawn(async move {
         while let Some(first) = rx.recv().await {
             let Ok(slot) = slots.clone().acquire_owned().await else {
