@@ -451,30 +451,36 @@ mod sqlite_blocking {
         keys: Vec<CheckpointKey>,
     ) -> QueryResult<Vec<Option<CheckpointRecord>>> {
         use s::checkpoints as c;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            // two fixed shapes rather than one boxed query: fixed shapes are prepared once
-            // per connection and reused, a boxed one is parsed and planned on every call
-            let this = c::table
-                .filter(c::thread_id.eq(&k.thread_id))
-                .filter(c::checkpoint_ns.eq(&k.checkpoint_ns));
-            let row: Option<Row> = match &k.checkpoint_id {
-                Some(id) => this
-                    .filter(c::checkpoint_id.eq(id))
-                    .select(columns!(c))
-                    .first(conn),
-                None => this
-                    .order(c::checkpoint_id.desc())
-                    .select(columns!(c))
-                    .first(conn),
+        // one read transaction: every statement sees the same snapshot (a checkpoint with the
+        // blobs and writes of that moment), and the WAL's read lock is taken once
+        conn.transaction(|conn| {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                // two fixed shapes rather than one boxed query: fixed shapes are prepared once
+                // per connection and reused, a boxed one is parsed and planned on every call
+                let this = c::table
+                    .filter(c::thread_id.eq(&k.thread_id))
+                    .filter(c::checkpoint_ns.eq(&k.checkpoint_ns));
+                let row: Option<Row> = match &k.checkpoint_id {
+                    Some(id) => this
+                        .filter(c::checkpoint_id.eq(id))
+                        .select(columns!(c))
+                        .first(conn),
+                    None => this
+                        .order(c::checkpoint_id.desc())
+                        .select(columns!(c))
+                        .first(conn),
+                }
+                .optional()?;
+                out.push(match row {
+                    Some(row) => {
+                        load_page!(sync conn, s, &k.thread_id, vec![row], k.with_writes).pop()
+                    }
+                    None => None,
+                });
             }
-            .optional()?;
-            out.push(match row {
-                Some(row) => load_page!(sync conn, s, &k.thread_id, vec![row], k.with_writes).pop(),
-                None => None,
-            });
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// [`super::put_many`]'s writes, in one transaction.
