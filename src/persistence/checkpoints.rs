@@ -150,7 +150,7 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
 /// `sync` first, through diesel's blocking API (on a SQLite connection's own thread).
 macro_rules! load_page {
     ($conn:expr, $s:ident, $thread_id:expr, $rows:expr) => {
-        load_page!(@[.await] $conn, $s, $thread_id, $rows, true)
+        load_page!($conn, $s, $thread_id, $rows, true)
     };
     ($conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {
         load_page!(@[.await] $conn, $s, $thread_id, $rows, $with_writes)
@@ -433,12 +433,12 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
 
 /// SQLite writes made on the connection's own thread.
 mod sqlite_blocking {
+    use std::collections::HashSet;
+
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
     use diesel::sqlite::SqliteConnection;
     use diesel::upsert::excluded;
-
-    use std::collections::HashSet;
 
     use super::super::ensure_thread;
     use super::super::schema::sqlite as s;

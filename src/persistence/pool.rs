@@ -348,9 +348,9 @@ impl DbPool {
     ///   rather than pooled again (the server may still be working on them, or never answer);
     ///   the pool opens fresh ones for the next callers.
     /// - SQLite: a statement runs on a thread of its own (`sqlite_threads`), and `op` dropped
-    ///   half-way would pool its connection again mid-transaction. `op` runs as a task of its own that ends when its statement
-    ///   does (a lock wait ends at `busy_timeout`, half the budget); the caller is answered at
-    ///   the deadline either way.
+    ///   half-way would pool its connection again mid-transaction. `op` runs as a task of its
+    ///   own that ends when its statement does (a lock wait ends at `busy_timeout`, half the
+    ///   budget); the caller is answered at the deadline either way.
     pub async fn settle<T: 'static>(
         &self,
         deadline: tokio::time::Instant,

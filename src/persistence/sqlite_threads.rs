@@ -26,13 +26,18 @@ fn take(job: &Job) -> Option<Box<dyn FnOnce() + Send + 'static>> {
     job.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
+/// How many threads take statements from the queue: two per core.
+fn thread_count() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The threads' queue. They start on first use and live as long as the process; `None` when
 /// not one could be started (the blocking pool then runs every statement).
 fn queue() -> Option<&'static crossbeam_channel::Sender<Job>> {
     static QUEUE: OnceLock<Option<crossbeam_channel::Sender<Job>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
-            let n = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+            let n = thread_count();
             let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
             let started = (0..n)
                 .filter(|i| {
@@ -99,14 +104,13 @@ mod tests {
 
     use diesel_async::sync_connection_wrapper::SpawnBlocking;
 
-    use super::SqliteThreads;
+    use super::{SqliteThreads, thread_count};
 
     /// A statement queued behind statements that hold every thread runs anyway, beside them.
     #[tokio::test]
     async fn a_statement_behind_busy_threads_spills_to_the_blocking_pool() {
         let (release, held) = crossbeam_channel::unbounded::<()>();
-        let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
-        let blockers: Vec<_> = (0..threads)
+        let blockers: Vec<_> = (0..thread_count())
             .map(|_| {
                 let held = held.clone();
                 tokio::spawn(SqliteThreads.spawn_blocking(move || held.recv().is_err()))
