@@ -146,19 +146,9 @@ fn assemble(rows: Vec<Row>, blobs: Vec<BlobRow>, writes: Vec<WriteRow>) -> Vec<C
         .collect()
 }
 
-/// Loads the blobs and pending writes of `rows` (all of one thread) and assembles them; with
-/// `sync` first, through diesel's blocking API (on a SQLite connection's own thread).
+/// Loads the blobs and pending writes of `rows` (all of one thread) and assembles them.
 macro_rules! load_page {
-    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr) => {
-        load_page!($conn, $s, $thread_id, $rows, true)
-    };
-    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {
-        load_page!(@[.await] $conn, $s, $thread_id, $rows, $with_writes)
-    };
-    (sync $conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {
-        load_page!(@[] $conn, $s, $thread_id, $rows, $with_writes)
-    };
-    (@[$($wait:tt)*] $conn:expr, $s:ident, $thread_id:expr, $rows:expr, $with_writes:expr) => {{
+    ($conn:expr, $s:ident, $thread_id:expr, $rows:expr) => {{
         use $s::{checkpoint_blobs as b, checkpoint_writes as w};
         let rows: Vec<Row> = $rows;
         let mut channels = HashSet::new();
@@ -192,10 +182,10 @@ macro_rules! load_page {
                     b::value,
                 ))
                 .load($conn)
-                $($wait)*?
+                .await?
         };
         let ids: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
-        let writes: Vec<WriteRow> = if ids.is_empty() || !$with_writes {
+        let writes: Vec<WriteRow> = if ids.is_empty() {
             Vec::new()
         } else {
             w::table
@@ -215,7 +205,7 @@ macro_rules! load_page {
                     w::value,
                 ))
                 .load($conn)
-                $($wait)*?
+                .await?
         };
         assemble(rows, blobs, writes)
     }};
@@ -433,31 +423,32 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
 
 /// SQLite writes made on the connection's own thread.
 mod sqlite_blocking {
-    use std::collections::HashSet;
-
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use diesel::sqlite::SqliteConnection;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::{Binary, Json, Nullable, Text};
+    use diesel::sqlite::{Sqlite, SqliteConnection};
     use diesel::upsert::excluded;
+    use serde_json::{Map, Value};
 
     use super::super::ensure_thread;
     use super::super::schema::sqlite as s;
     use super::{BlobRow, CheckpointKey, Row, WriteRow, assemble, versions};
     use crate::model::{CheckpointRecord, NewCheckpoint};
 
-    /// [`super::get_many`]'s reads: for each key, its row, then its blobs and writes.
+    /// [`super::get_many`]'s reads: for each key, its row, then its blobs and writes. Every
+    /// statement has a fixed text, so each is parsed and planned once per connection: an `IN`
+    /// list is a new statement for every length, and parsing was a fifth of a state read.
     pub fn get_many(
         conn: &mut SqliteConnection,
         keys: Vec<CheckpointKey>,
     ) -> QueryResult<Vec<Option<CheckpointRecord>>> {
-        use s::checkpoints as c;
+        use s::{checkpoint_writes as w, checkpoints as c};
         // one read transaction: every statement sees the same snapshot (a checkpoint with the
         // blobs and writes of that moment), and the WAL's read lock is taken once
         conn.transaction(|conn| {
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
-                // two fixed shapes rather than one boxed query: fixed shapes are prepared once
-                // per connection and reused, a boxed one is parsed and planned on every call
                 let this = c::table
                     .filter(c::thread_id.eq(&k.thread_id))
                     .filter(c::checkpoint_ns.eq(&k.checkpoint_ns));
@@ -472,16 +463,87 @@ mod sqlite_blocking {
                         .first(conn),
                 }
                 .optional()?;
-                out.push(match row {
-                    Some(row) => {
-                        load_page!(sync conn, s, &k.thread_id, vec![row], k.with_writes).pop()
+                let Some(row) = row else {
+                    out.push(None);
+                    continue;
+                };
+                let named: Map<String, Value> = versions(&row.4)
+                    .into_iter()
+                    .map(|(ch, v)| (ch, Value::String(v)))
+                    .collect();
+                let blobs: Vec<BlobRow> = if named.is_empty() {
+                    Vec::new()
+                } else {
+                    BlobsOf {
+                        thread_id: &k.thread_id,
+                        checkpoint_ns: &k.checkpoint_ns,
+                        versions: Value::Object(named).to_string(),
                     }
-                    None => None,
-                });
+                    .load(conn)?
+                };
+                let writes: Vec<WriteRow> = if k.with_writes {
+                    w::table
+                        .filter(w::thread_id.eq(&k.thread_id))
+                        .filter(w::checkpoint_ns.eq(&k.checkpoint_ns))
+                        .filter(w::checkpoint_id.eq(&row.2))
+                        .order((w::task_path.asc(), w::task_id.asc(), w::idx.asc()))
+                        .select((
+                            w::checkpoint_ns,
+                            w::checkpoint_id,
+                            w::task_id,
+                            w::idx,
+                            w::channel,
+                            w::type_,
+                            w::blob,
+                            w::task_path,
+                            w::value,
+                        ))
+                        .load(conn)?
+                } else {
+                    Vec::new()
+                };
+                out.push(assemble(vec![row], blobs, writes).pop());
             }
             Ok(out)
         })
     }
+
+    /// The blobs of one checkpoint's namespace that its `channel_versions` names, bound as a
+    /// JSON object of version strings and walked with `json_each`: one lookup on the primary key
+    /// per channel, in a statement whose text does not depend on how many channels there are.
+    struct BlobsOf<'a> {
+        thread_id: &'a str,
+        checkpoint_ns: &'a str,
+        versions: String,
+    }
+
+    impl QueryId for BlobsOf<'_> {
+        type QueryId = BlobsOf<'static>;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl Query for BlobsOf<'_> {
+        type SqlType = (Text, Text, Text, Text, Nullable<Binary>, Nullable<Json>);
+    }
+
+    impl QueryFragment<Sqlite> for BlobsOf<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+            // CROSS JOIN keeps json_each outside: SQLite does not reorder a CROSS JOIN
+            out.push_sql(
+                "SELECT b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.value \
+                 FROM json_each(",
+            );
+            out.push_bind_param::<Text, _>(&self.versions)?;
+            out.push_sql(") v CROSS JOIN checkpoint_blobs b WHERE b.thread_id = ");
+            out.push_bind_param::<Text, _>(self.thread_id)?;
+            out.push_sql(" AND b.checkpoint_ns = ");
+            out.push_bind_param::<Text, _>(self.checkpoint_ns)?;
+            out.push_sql(" AND b.channel = v.key AND b.version = v.value");
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<SqliteConnection> for BlobsOf<'_> {}
 
     /// [`super::put_many`]'s writes, in one transaction.
     pub fn put_many(
