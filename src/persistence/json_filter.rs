@@ -2,7 +2,8 @@
 //! containment (Postgres `@>`, spelled out with `json_extract` on SQLite) and the store's field
 //! filters. Ordering comparisons are typed on both: numbers as numbers (9 < 10), strings as
 //! strings (bytewise), and a field of another type never matches. Every value is bound, never
-//! spliced into the SQL; column names are constants of this crate.
+//! spliced into the SQL, but for one: a store prefix on SQLite, spliced as a hex literal so the
+//! planner can weigh it (see `sqlite::subtree`). Column names are constants of this crate.
 
 use diesel::QueryResult;
 use diesel::backend::Backend;
@@ -99,15 +100,31 @@ pub mod pg {
     /// Store prefixes strictly below `prefix` (`a.b` → `a.b.…`): `LIKE`, which the
     /// `text_pattern_ops` index serves whatever the database's collation.
     pub fn below<QS: 'static>(prefix: &str) -> Pred<QS> {
+        Box::new(
+            sql::<Bool>("prefix LIKE ")
+                .bind::<Text, _>(like_below(prefix))
+                .sql(" ESCAPE '\\'"),
+        )
+    }
+
+    /// Store prefixes at or below `prefix`.
+    pub fn subtree<QS: 'static>(prefix: &str) -> Pred<QS> {
+        Box::new(
+            sql::<Bool>("(prefix = ")
+                .bind::<Text, _>(prefix.to_string())
+                .sql(" OR prefix LIKE ")
+                .bind::<Text, _>(like_below(prefix))
+                .sql(" ESCAPE '\\')"),
+        )
+    }
+
+    /// The `LIKE` pattern of the prefixes strictly below `prefix`.
+    fn like_below(prefix: &str) -> String {
         let escaped = prefix
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        Box::new(
-            sql::<Bool>("prefix LIKE ")
-                .bind::<Text, _>(format!("{escaped}.%"))
-                .sql(" ESCAPE '\\'"),
-        )
+        format!("{escaped}.%")
     }
 
     /// `column @> filter` (a list, to match the SQLite spelling).
@@ -205,13 +222,72 @@ pub mod sqlite {
     /// (bytewise, `.` + 1 = `/`), which SQLite's planner serves from the index where it would
     /// not for a `LIKE`.
     pub fn below<QS: 'static>(prefix: &str) -> Pred<QS> {
-        Box::new(
-            sql::<Bool>("(prefix > ")
-                .bind::<Text, _>(format!("{prefix}."))
-                .sql(" AND prefix < ")
-                .bind::<Text, _>(format!("{prefix}/"))
-                .sql(")"),
+        Box::new(Spliced(range_below(prefix)))
+    }
+
+    /// Store prefixes at or below `prefix`, for a search: the one statement whose plan
+    /// depends on its value. A prefix that holds most of the store is best read newest first
+    /// along `updated_at`; a small namespace by its range of the primary key, then sorted. A
+    /// bound value is hidden from the planner (every connection plans with QPSG, see
+    /// `pool::sqlite_plans_once`), so the prefix is spliced in as literals it can weigh.
+    pub fn subtree<QS: 'static>(prefix: &str) -> Pred<QS> {
+        Box::new(Spliced(format!(
+            "(prefix = {} OR {})",
+            text_literal(prefix),
+            range_below(prefix)
+        )))
+    }
+
+    fn range_below(prefix: &str) -> String {
+        format!(
+            "(prefix > {} AND prefix < {})",
+            text_literal(&format!("{prefix}.")),
+            text_literal(&format!("{prefix}/"))
         )
+    }
+
+    /// `text` as a SQL literal: its UTF-8 bytes in hex, read back as text. Hex digits cannot
+    /// close the literal or hold a NUL that would cut the statement short.
+    fn text_literal(text: &str) -> String {
+        let mut hex = String::with_capacity(2 * text.len() + 20);
+        hex.push_str("CAST(X'");
+        for b in text.bytes() {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        hex.push_str("' AS TEXT)");
+        hex
+    }
+
+    /// A condition spliced into the statement whole. Never cached: its text is new for every
+    /// value, and a cache keyed by it would grow with every prefix a caller names.
+    struct Spliced(String);
+
+    impl diesel::expression::Expression for Spliced {
+        type SqlType = Bool;
+    }
+
+    impl<QS> diesel::expression::AppearsOnTable<QS> for Spliced {}
+
+    impl<QS> diesel::expression::SelectableExpression<QS> for Spliced {}
+
+    impl diesel::expression::ValidGrouping<()> for Spliced {
+        type IsAggregate = diesel::expression::is_aggregate::Never;
+    }
+
+    impl diesel::query_builder::QueryId for Spliced {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl diesel::query_builder::QueryFragment<Sqlite> for Spliced {
+        fn walk_ast<'b>(
+            &'b self,
+            mut out: diesel::query_builder::AstPass<'_, 'b, Sqlite>,
+        ) -> diesel::QueryResult<()> {
+            out.unsafe_to_cache_prepared();
+            out.push_sql(&self.0);
+            Ok(())
+        }
     }
 
     /// A JSON path naming nested object keys: `$."a"."b"`.

@@ -213,11 +213,7 @@ pub async fn search(db: &DbPool, query: StoreSearch) -> Result<Vec<StoreItem>, D
         } else {
             let mut q = matching();
             if !query.namespace_prefix.is_empty() {
-                q = q.filter(
-                    t::prefix
-                        .eq(prefix.clone())
-                        .or(dialect::below::<s::store::table>(&prefix)),
-                );
+                q = q.filter(dialect::subtree::<s::store::table>(&prefix));
             }
             q.limit(query.limit)
                 .offset(query.offset)
