@@ -422,9 +422,8 @@ impl DbPool {
 /// failing, foreign keys for the cascades, and reads through a memory map of the file (its
 /// first 256 MiB): a page is then read in place, from the one copy the kernel keeps for every
 /// connection, where each connection's own 2 MB page cache missed and copied it in again
-/// (a namespace search ran at half the rate). Migrations use
-/// this one; the pool's connections get [`sqlite_pragmas`] with a busy timeout that fits the
-/// pool timeout.
+/// (a namespace search ran at half the rate). Migrations use this one; the pool's connections
+/// get [`sqlite_pragmas`] with a busy timeout that fits the pool timeout.
 pub const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; \
      PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=268435456;";
 
