@@ -165,17 +165,9 @@ pub async fn release(
     with_conn!(db, |conn, s| {
         conn.transaction::<_, DbError, _>(async move |conn| {
             use s::runs as r;
-            let mut which = r::table.into_boxed();
-            if let Some(run_id) = &run_id {
-                which = which.filter(r::run_id.eq(run_id));
-            }
-            let ids: Vec<String> = which
-                .filter(r::status.eq(RunStatus::Running.as_str()))
-                .filter(r::holder.eq(&holder))
-                .select(r::run_id)
-                .load(conn)
-                .await?;
-            let released = diesel::update(r::table.filter(r::run_id.eq_any(&ids)))
+            // one write and no read before it: on SQLite a transaction that read first could
+            // not take the write lock once another connection had written since (busy at once)
+            let mut held = diesel::update(r::table)
                 .filter(r::status.eq(RunStatus::Running.as_str()))
                 .filter(r::holder.eq(&holder))
                 .set((
@@ -185,8 +177,11 @@ pub async fn release(
                     r::lease_expires_at.eq(None::<DateTime<Utc>>),
                     r::updated_at.eq(Utc::now()),
                 ))
-                .execute(conn)
-                .await?;
+                .into_boxed();
+            if let Some(run_id) = &run_id {
+                held = held.filter(r::run_id.eq(run_id));
+            }
+            let released = held.execute(conn).await?;
             if released > 0
                 && let Some(notify) = dialect::NOTIFY_QUEUE
             {
