@@ -62,6 +62,23 @@ macro_rules! columns {
     };
 }
 
+/// The columns of `WriteRow`.
+macro_rules! write_columns {
+    ($w:ident) => {
+        (
+            $w::checkpoint_ns,
+            $w::checkpoint_id,
+            $w::task_id,
+            $w::idx,
+            $w::channel,
+            $w::type_,
+            $w::blob,
+            $w::task_path,
+            $w::value,
+        )
+    };
+}
+
 /// (channel, version) pairs a checkpoint's `channel_versions` names.
 fn versions(checkpoint: &Value) -> Vec<(String, String)> {
     checkpoint
@@ -193,17 +210,7 @@ macro_rules! load_page {
                 .filter(w::checkpoint_ns.eq_any(namespaces))
                 .filter(w::checkpoint_id.eq_any(ids))
                 .order((w::task_path.asc(), w::task_id.asc(), w::idx.asc()))
-                .select((
-                    w::checkpoint_ns,
-                    w::checkpoint_id,
-                    w::task_id,
-                    w::idx,
-                    w::channel,
-                    w::type_,
-                    w::blob,
-                    w::task_path,
-                    w::value,
-                ))
+                .select(write_columns!(w))
                 .load($conn)
                 .await?
         };
@@ -487,17 +494,7 @@ mod sqlite_blocking {
                         .filter(w::checkpoint_ns.eq(&k.checkpoint_ns))
                         .filter(w::checkpoint_id.eq(&row.2))
                         .order((w::task_path.asc(), w::task_id.asc(), w::idx.asc()))
-                        .select((
-                            w::checkpoint_ns,
-                            w::checkpoint_id,
-                            w::task_id,
-                            w::idx,
-                            w::channel,
-                            w::type_,
-                            w::blob,
-                            w::task_path,
-                            w::value,
-                        ))
+                        .select(write_columns!(w))
                         .load(conn)?
                 } else {
                     Vec::new()

@@ -297,6 +297,14 @@ async fn search_eq_ne_and_namespace_prefix(kind: Kind) {
         found.sort();
         assert_eq!(found, expected, "filter {filter}");
     }
+    // a prefix is matched as the text it is, quotes and all (SQLite splices it as a literal)
+    put(&app, &["o'b\"r", "ü"], "q1", json!({})).await;
+    put(&app, &["o'b\"r"], "q2", json!({})).await;
+    put(&app, &["o'b\"rr"], "q3", json!({})).await;
+    put(&app, &["o'b"], "q4", json!({})).await;
+    let mut quoted = search(&app, json!({"namespace_prefix": ["o'b\"r"]})).await;
+    quoted.sort();
+    assert_eq!(quoted, ["q1", "q2"]);
     app.stop().await;
 }
 
