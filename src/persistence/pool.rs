@@ -96,7 +96,18 @@ impl SqlitePool {
         .get_result(&mut *conn)
         .await?;
         if stale > 0 {
-            conn.batch_execute("PRAGMA optimize=0x10002").await?;
+            // under the write lock from the start: `optimize` reads before its `ANALYZE` writes,
+            // and a read that another connection's write overtook cannot take the lock (SQLite
+            // answers busy at once, without waiting)
+            conn.spawn_blocking(|conn| {
+                conn.immediate_transaction(|conn| {
+                    diesel::connection::SimpleConnection::batch_execute(
+                        conn,
+                        "PRAGMA optimize=0x10002",
+                    )
+                })
+            })
+            .await?;
             *self.analyzed_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         }
         Ok(())

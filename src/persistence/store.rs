@@ -263,8 +263,12 @@ pub async fn sweep_expired(db: &DbPool) -> Result<usize, DbError> {
             .execute(&mut conn)
             .await?
     });
-    if let DbPool::Sqlite(pool) = db {
-        pool.refresh_statistics().await?;
+    // statistics only steer plans: a refresh that failed is tried again at the next sweep, and
+    // is no outage of the database
+    if let DbPool::Sqlite(pool) = db
+        && let Err(e) = pool.refresh_statistics().await
+    {
+        log::warn!("planner statistics not refreshed: {e}");
     }
     Ok(deleted)
 }
