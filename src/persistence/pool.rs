@@ -462,7 +462,7 @@ fn sqlite_pragmas(busy_timeout: Duration) -> String {
 /// samples, every equality on an indexed column. diesel binds every parameter on every
 /// execution, so its cached statements were parsed and planned again on every call: a fifth of
 /// a point read's time. With QPSG a plan comes from the statistics alone, and stays.
-pub fn sqlite_plans_once() {
+fn sqlite_plans_once() {
     static HOOKED: std::sync::Once = std::sync::Once::new();
     HOOKED.call_once(|| {
         // SAFETY: registers a function SQLite calls on each connection it opens; the function
