@@ -428,7 +428,7 @@ pub async fn put_many(db: DbPool, mut items: Vec<NewCheckpoint>) -> Result<(), D
     Ok(())
 }
 
-/// SQLite writes made on the connection's own thread.
+/// SQLite reads and writes made on the connection's own thread, through diesel's blocking API.
 mod sqlite_blocking {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;

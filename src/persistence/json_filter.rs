@@ -249,10 +249,12 @@ pub mod sqlite {
     /// `text` as a SQL literal: its UTF-8 bytes in hex, read back as text. Hex digits cannot
     /// close the literal or hold a NUL that would cut the statement short.
     fn text_literal(text: &str) -> String {
+        use std::fmt::Write;
         let mut hex = String::with_capacity(2 * text.len() + 20);
         hex.push_str("CAST(X'");
         for b in text.bytes() {
-            hex.push_str(&format!("{b:02x}"));
+            // writing to a String cannot fail
+            let _ = write!(hex, "{b:02x}");
         }
         hex.push_str("' AS TEXT)");
         hex
